@@ -1,0 +1,90 @@
+"""taskapp: a multi-user task manager REST API. ``create_app`` builds the WSGI application."""
+
+import logging
+import os
+import secrets
+
+from flask import Blueprint, Flask
+from swagger_ui_bundle import swagger_ui_path
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config, config_from_env
+from taskapp.errors import register_error_handlers
+from taskapp.extensions import api, db, jwt, limiter, migrate
+
+log = logging.getLogger(__name__)
+
+MIN_JWT_SECRET_BYTES = 32
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app from ``config`` (default: the class chosen by TASKAPP_ENV)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config or config_from_env())
+    os.makedirs(app.instance_path, exist_ok=True)
+    _check_jwt_secret(app)
+    if app.config["TRUSTED_PROXIES"] > 0:
+        # Only then is X-Forwarded-For believed, and only the last N hops of it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def _check_jwt_secret(app: Flask) -> None:
+    key = app.config.get("JWT_SECRET_KEY")
+    if not key:
+        if app.config.get("REQUIRE_JWT_SECRET"):
+            raise RuntimeError("JWT_SECRET_KEY must be set in production")
+        app.config["JWT_SECRET_KEY"] = secrets.token_urlsafe(48)
+        log.warning(
+            "JWT_SECRET_KEY is not set: generated a random key for this process "
+            "(tokens will not survive a restart or work across workers)"
+        )
+    elif len(key.encode()) < MIN_JWT_SECRET_BYTES:
+        raise RuntimeError(f"JWT_SECRET_KEY must be at least {MIN_JWT_SECRET_BYTES} bytes")
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extension instances to the app."""
+    from taskapp.auth import service as auth_service
+    from taskapp.auth.tokens import token_ids
+    from taskapp.errors import register_jwt_callbacks
+
+    db.init_app(app)
+    migrate.init_app(app, db)
+    jwt.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+
+    register_jwt_callbacks(jwt)
+
+    @jwt.user_lookup_loader
+    def load_user(_header: dict, claims: dict):
+        ids = token_ids(claims)
+        return auth_service.load_session_user(*ids) if ids else None
+
+
+def register_blueprints(app: Flask) -> None:
+    """The API blueprints (documented in the spec) and Swagger UI's local assets."""
+    from taskapp import auth, health, tasks
+
+    for blueprint in (auth.blp, tasks.blp, health.blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(
+        Blueprint(
+            "swagger_ui_assets",
+            __name__,
+            static_folder=str(swagger_ui_path),
+            static_url_path="/docs/static",
+        )
+    )
+
+
+def register_commands(app: Flask) -> None:
+    """Flask CLI commands."""
+    from taskapp.cli import register
+
+    register(app)

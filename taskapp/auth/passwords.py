@@ -1,0 +1,31 @@
+"""Password hashing with bcrypt, with constant-shape failures for login."""
+
+import functools
+
+import bcrypt
+
+# bcrypt's input limit: longer passwords are refused at signup, never truncated.
+MAX_PASSWORD_BYTES = 72
+
+
+def hash_password(password: str, *, rounds: int) -> str:
+    """Hash a password that the schema already limited to 72 UTF-8 bytes."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+@functools.cache
+def _dummy_hash(rounds: int) -> bytes:
+    return bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(rounds))
+
+
+def verify_password(password: str, password_hash: str | None, *, rounds: int) -> bool:
+    """Check a password in about the same time whether or not the user exists.
+
+    With no hash (unknown user) or an over-long password (bcrypt 5 raises on those),
+    a dummy hash is checked instead so the answer takes as long as a real failure.
+    """
+    candidate = password.encode()
+    if password_hash is None or len(candidate) > MAX_PASSWORD_BYTES:
+        bcrypt.checkpw(b"dummy-password", _dummy_hash(rounds))
+        return False
+    return bcrypt.checkpw(candidate, password_hash.encode())

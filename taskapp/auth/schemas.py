@@ -1,0 +1,72 @@
+"""Request and response schemas of the auth routes."""
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from taskapp.auth.passwords import MAX_PASSWORD_BYTES
+from taskapp.schemas import TrimmedString
+
+MIN_PASSWORD_BYTES = 8
+
+
+def validate_password_length(password: str) -> None:
+    """8 to 72 UTF-8 bytes: bcrypt's limit, never silently truncated."""
+    size = len(password.encode())
+    if not MIN_PASSWORD_BYTES <= size <= MAX_PASSWORD_BYTES:
+        raise ValidationError(
+            f"Password must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes in UTF-8."
+        )
+
+
+class EmailField(TrimmedString):
+    """An email address, trimmed and lower-cased."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
+class SignupSchema(Schema):
+    """POST /signup body."""
+
+    email = EmailField(required=True, validate=[validate.Length(max=254), validate.Email()])
+    password = fields.String(
+        required=True,
+        validate=validate_password_length,
+        load_only=True,
+        metadata={"description": "8 to 72 bytes in UTF-8"},
+    )
+
+
+class LoginSchema(Schema):
+    """POST /login body; any failure to match is one uniform 401."""
+
+    email = EmailField(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, load_only=True)
+
+
+class RefreshTokenSchema(Schema):
+    """POST /refresh and /logout body: the token here or as the Bearer credential."""
+
+    refresh_token = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=4096),
+        metadata={"description": "The refresh token; may instead be sent as Bearer"},
+    )
+
+
+class UserSchema(Schema):
+    """A user as the user sees it."""
+
+    id = fields.Integer(dump_only=True)
+    email = fields.String(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class TokenPairSchema(Schema):
+    """An access token and the refresh token that renews it."""
+
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "bearer"})
+    expires_in = fields.Integer(
+        required=True, metadata={"description": "Access token lifetime in seconds"}
+    )

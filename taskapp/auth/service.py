@@ -1,0 +1,175 @@
+"""Account and session rules: signup, login, refresh rotation with reuse detection, logout."""
+
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+
+from taskapp.auth.models import RefreshToken, Session, User
+from taskapp.auth.passwords import hash_password, verify_password
+from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
+from taskapp.errors import Conflict, Unauthorized
+from taskapp.extensions import db
+
+BAD_CREDENTIALS = "Invalid email or password"
+BAD_REFRESH_TOKEN = "Refresh token is invalid, expired or revoked"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rounds() -> int:
+    return current_app.config["BCRYPT_ROUNDS"]
+
+
+def create_user(*, email: str, password: str) -> User:
+    """Register a user; the unique index settles concurrent signups of one email."""
+    user = User(email=email, password_hash=hash_password(password, rounds=_rounds()))
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("Email already registered") from None
+    return user
+
+
+def _store_refresh_token(pair: dict, user_id: int, session: Session) -> dict:
+    db.session.add(
+        RefreshToken(
+            digest=token_digest(pair["refresh_token"]),
+            user_id=user_id,
+            session_id=session.id,
+            expires_at=session.expires_at,
+        )
+    )
+    return pair
+
+
+def login(*, email: str, password: str, user_agent: str | None, ip_address: str | None) -> dict:
+    """Check credentials and open a session; one answer for every kind of failure."""
+    user = db.session.scalar(select(User).where(User.email == email))
+    valid = verify_password(password, user.password_hash if user else None, rounds=_rounds())
+    if not (valid and user.is_active):
+        raise Unauthorized(BAD_CREDENTIALS)
+    session = Session(
+        user_id=user.id,
+        expires_at=_now() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
+        user_agent=(user_agent or "")[:255] or None,
+        ip_address=ip_address,
+    )
+    db.session.add(session)
+    db.session.flush()
+    pair = issue_token_pair(user.id, session.id, family_expires_at=session.expires_at)
+    _store_refresh_token(pair, user.id, session)
+    db.session.commit()
+    return pair
+
+
+def _live_session(session_id, now: datetime):
+    """SQL condition: the session exists, is unrevoked, unexpired, and its user is active."""
+    return exists().where(
+        Session.id == session_id,
+        Session.revoked_at.is_(None),
+        Session.expires_at > now,
+        Session.user_id == User.id,
+        User.is_active.is_(True),
+    )
+
+
+def rotate_refresh_token(*, token: str) -> dict:
+    """Spend a refresh token and issue a new pair in the same family.
+
+    The spend is one conditional UPDATE, so of two concurrent refreshes with one token
+    exactly one wins. A token that was already spent is reuse: the family is revoked.
+    """
+    user_id, session_id = read_refresh_token(token)
+    digest = token_digest(token)
+    now = _now()
+    spent = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.digest == digest,
+            RefreshToken.session_id == session_id,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
+            _live_session(RefreshToken.session_id, now),
+        )
+        .values(revoked_at=now)
+        .returning(RefreshToken.session_id)
+    ).first()
+    if spent is None:
+        _revoke_family_if_reused(digest)
+        raise Unauthorized(BAD_REFRESH_TOKEN)
+    session = db.session.get(Session, session_id)
+    session.last_used_at = now
+    pair = issue_token_pair(user_id, session_id, family_expires_at=session.expires_at)
+    _store_refresh_token(pair, user_id, session)
+    db.session.commit()
+    return pair
+
+
+def _revoke_family_if_reused(digest: str) -> None:
+    """A known but spent token presented again: revoke its whole session (RFC 9700 4.14.2)."""
+    known = db.session.execute(
+        select(RefreshToken.session_id, RefreshToken.revoked_at).where(
+            RefreshToken.digest == digest
+        )
+    ).first()
+    if known is not None and known.revoked_at is not None:
+        revoke_sessions(session_ids=[known.session_id])
+        db.session.commit()
+    else:
+        db.session.rollback()
+
+
+def revoke_sessions(*, session_ids=None, user_id: int | None = None) -> None:
+    """Revoke sessions (by id, or every session of a user) and their refresh tokens; no commit."""
+    now = _now()
+    session_filter = (
+        Session.id.in_(session_ids) if session_ids is not None else Session.user_id == user_id
+    )
+    token_filter = (
+        RefreshToken.session_id.in_(session_ids)
+        if session_ids is not None
+        else RefreshToken.user_id == user_id
+    )
+    db.session.execute(
+        update(Session).where(session_filter, Session.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    db.session.execute(
+        update(RefreshToken)
+        .where(token_filter, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def logout(*, token: str) -> None:
+    """Revoke the session of a refresh token; repeating it is harmless."""
+    _, session_id = read_refresh_token(token)
+    known = db.session.scalar(
+        select(RefreshToken.id).where(
+            RefreshToken.digest == token_digest(token), RefreshToken.session_id == session_id
+        )
+    )
+    if known is None:
+        raise Unauthorized(BAD_REFRESH_TOKEN)
+    revoke_sessions(session_ids=[session_id])
+    db.session.commit()
+
+
+def load_session_user(user_id: int, session_id: int) -> User | None:
+    """The active user behind a live session: one indexed query per authenticated request."""
+    return db.session.scalar(
+        select(User)
+        .join(Session, Session.user_id == User.id)
+        .where(
+            User.id == user_id,
+            User.is_active.is_(True),
+            Session.id == session_id,
+            Session.revoked_at.is_(None),
+            Session.expires_at > _now(),
+        )
+    )

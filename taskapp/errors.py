@@ -1,0 +1,116 @@
+"""The one JSON error envelope, the domain errors, and every handler that produces it."""
+
+import logging
+from http import HTTPStatus
+
+import flask_smorest
+from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+class AppError(Exception):
+    """A domain error: services raise it, the handler renders the envelope."""
+
+    code = HTTPStatus.BAD_REQUEST
+    message = "Bad request"
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class NotFound(AppError):
+    code = HTTPStatus.NOT_FOUND
+    message = "Resource not found"
+
+
+class Conflict(AppError):
+    code = HTTPStatus.CONFLICT
+    message = "Conflict"
+
+
+class Unauthorized(AppError):
+    code = HTTPStatus.UNAUTHORIZED
+    message = "Authentication required"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(AppError):
+    code = HTTPStatus.FORBIDDEN
+    message = "Forbidden"
+
+
+class Unavailable(AppError):
+    code = HTTPStatus.SERVICE_UNAVAILABLE
+    message = "A backing service is unavailable; retry later"
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def error_response(code: int, message: str, *, errors=None, headers=None):
+    """Build a response in the envelope: {"code", "status", "message", "errors"?}."""
+    payload = {"code": int(code), "status": HTTPStatus(code).phrase, "message": message}
+    if errors:
+        payload["errors"] = errors
+    response = jsonify(payload)
+    response.status_code = int(code)
+    response.headers.update(headers or {})
+    return response
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api with a message on every error and 405's Allow header kept."""
+
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        payload.setdefault("message", error.description)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
+        if code == 429:
+            # Flask-Limiter adds Retry-After and X-RateLimit-* in after_request.
+            payload["message"] = "Rate limit exceeded: " + error.description
+        return payload, code, headers
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Domain errors and database outages into the envelope (HTTP errors: see Api)."""
+    from taskapp.extensions import db
+
+    @app.errorhandler(AppError)
+    def handle_app_error(error: AppError):
+        return error_response(error.code, error.message, headers=error.headers)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeoutError)
+    def handle_database_unavailable(error: Exception):
+        # The exception text can carry the DSN: log the class only.
+        log.error("database unavailable: %s", type(error).__name__)
+        db.session.rollback()
+        return error_response(
+            Unavailable.code,
+            "The database is unavailable; retry later",
+            headers=Unavailable.headers,
+        )
+
+
+def register_jwt_callbacks(jwt) -> None:
+    """Every flask-jwt-extended failure is a 401 in the envelope (its default is 422 {"msg"})."""
+
+    def unauthorized(message: str):
+        return error_response(401, message, headers=Unauthorized.headers)
+
+    jwt.unauthorized_loader(lambda _reason: unauthorized("Missing or malformed bearer token"))
+    jwt.invalid_token_loader(lambda _reason: unauthorized("Invalid token or wrong token type"))
+    jwt.expired_token_loader(lambda _header, _data: unauthorized("Token has expired"))
+    jwt.revoked_token_loader(lambda _header, _data: unauthorized("Token has been revoked"))
+    jwt.user_lookup_error_loader(lambda _header, _data: unauthorized("Session is no longer valid"))
+    jwt.needs_fresh_token_loader(lambda _header, _data: unauthorized("Fresh token required"))
+    jwt.token_verification_failed_loader(
+        lambda _header, _data: unauthorized("Token verification failed")
+    )

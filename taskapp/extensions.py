@@ -1,0 +1,26 @@
+"""Unbound extension instances, initialised by the app factory."""
+
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+
+from taskapp.errors import Api
+
+# Named constraints so Alembic migrations are reviewable and portable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+migrate = Migrate()
+api = Api()
+jwt = JWTManager()
+# remote_addr is the peer unless ProxyFix (TRUSTED_PROXIES) rewrote it from X-Forwarded-For.
+limiter = Limiter(get_remote_address)

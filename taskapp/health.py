@@ -1,0 +1,72 @@
+"""Liveness and readiness probes."""
+
+import logging
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from taskapp.extensions import db, limiter
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__, description="Liveness and readiness probes")
+
+
+class LivenessSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class ReadinessSchema(Schema):
+    status = fields.String(required=True, metadata={"description": "ready or unready"})
+    checks = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "database: ok|down; redis: ok|degraded|not configured"},
+    )
+
+
+def check_dependencies() -> dict:
+    """Probe PostgreSQL (required) and Redis (optional: down means degraded limits)."""
+    checks = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as error:
+        log.warning("readiness: database check failed: %s", type(error).__name__)
+        checks["database"] = "down"
+    finally:
+        db.session.rollback()
+    if current_app.config.get("REDIS_URL"):
+        try:
+            healthy = limiter.storage.check()
+        except Exception:  # noqa: BLE001 - any storage failure means degraded
+            healthy = False
+        checks["redis"] = "ok" if healthy else "degraded"
+    else:
+        checks["redis"] = "not configured"
+    return checks
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, LivenessSchema)
+    def get(self):
+        """Liveness: 200 while the process serves"""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, ReadinessSchema)
+    @blp.alt_response(503, schema=ReadinessSchema, description="PostgreSQL is unreachable")
+    def get(self):
+        """Readiness: 503 when the database does not answer"""
+        checks = check_dependencies()
+        ready = checks["database"] == "ok"
+        body = {"status": "ready" if ready else "unready", "checks": checks}
+        return body, 200 if ready else 503

@@ -1,0 +1,44 @@
+"""The task model and the indexes that serve its list queries."""
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, false, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from taskapp.extensions import db
+from taskapp.sqltypes import UTCDateTime
+
+
+class Task(db.Model):
+    """A user's task; ``created_at`` and ``updated_at`` are set by the database."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # One index per sort key, scoped to the owner, with id as the tie-breaker.
+        Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+        Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
+        Index("ix_tasks_user_title", "user_id", "title", "id"),
+        # Trigram indexes serve the case-insensitive substring search (PostgreSQL only).
+        Index(
+            "ix_tasks_title_trgm",
+            "title",
+            postgresql_using="gin",
+            postgresql_ops={"title": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_tasks_description_trgm",
+            "description",
+            postgresql_using="gin",
+            postgresql_ops={"description": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    completed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, server_default=func.now(), onupdate=func.now()
+    )

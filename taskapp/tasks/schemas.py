@@ -1,0 +1,58 @@
+"""Request and response schemas of the task routes."""
+
+from marshmallow import Schema, fields, validate
+
+from taskapp.pagination import PageMetaSchema, PageQuerySchema
+from taskapp.schemas import QueryBoolean, StrictBoolean, TrimmedString
+
+TITLE = {"validate": validate.Length(min=1, max=200)}
+DESCRIPTION = {"allow_none": True, "validate": validate.Length(max=10_000)}
+
+
+class TaskSchema(Schema):
+    """A task as returned by the API."""
+
+    id = fields.Integer(dump_only=True)
+    title = fields.String(dump_only=True)
+    description = fields.String(dump_only=True, allow_none=True)
+    completed = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class TaskCreateSchema(Schema):
+    """POST /tasks and PUT /tasks/{id} body: a whole task (title required)."""
+
+    title = TrimmedString(required=True, **TITLE)
+    description = fields.String(load_default=None, **DESCRIPTION)
+    completed = StrictBoolean(load_default=False)
+
+
+class TaskPatchSchema(Schema):
+    """PATCH /tasks/{id} body: any subset of the writable fields."""
+
+    title = TrimmedString(**TITLE)
+    description = fields.String(**DESCRIPTION)
+    completed = StrictBoolean()
+
+
+class TaskQuerySchema(PageQuerySchema):
+    """GET /tasks query string."""
+
+    completed = QueryBoolean(metadata={"description": "true or false; both when absent"})
+    search = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Case-insensitive substring of title or description"},
+    )
+    sort = fields.String(
+        load_default="created_at",
+        validate=validate.OneOf(["created_at", "updated_at", "title"]),
+    )
+    order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+
+
+class TaskPageSchema(Schema):
+    """A page of tasks."""
+
+    data = fields.List(fields.Nested(TaskSchema), required=True)
+    meta = fields.Nested(PageMetaSchema, required=True)

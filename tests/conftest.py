@@ -1,0 +1,174 @@
+"""Fixtures: one schema per run (built by the migrations), a clean database per test."""
+
+import itertools
+import os
+
+import flask_migrate
+import pytest
+from sqlalchemy import text
+
+from config import TestingConfig
+from taskapp import create_app
+from taskapp.extensions import db, limiter
+
+TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+PASSWORD = "correct horse battery"
+_emails = itertools.count()
+
+
+def on_postgres() -> bool:
+    return bool(os.environ.get("TEST_DATABASE_URL"))
+
+
+requires_postgres = pytest.mark.skipif(
+    not on_postgres(), reason="needs PostgreSQL (set TEST_DATABASE_URL)"
+)
+requires_redis = pytest.mark.skipif(
+    not os.environ.get("TEST_REDIS_URL"), reason="needs Redis (set TEST_REDIS_URL)"
+)
+
+
+def make_config(**overrides) -> TestingConfig:
+    """A TestingConfig with a fixed signing key and the given overrides."""
+    config = TestingConfig()
+    config.JWT_SECRET_KEY = TEST_JWT_SECRET
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def reset_schema() -> None:
+    """Drop everything and rebuild the schema with the migrations."""
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    flask_migrate.upgrade()
+
+
+def truncate_all() -> None:
+    """Empty every table (for tests whose data other connections had to see)."""
+    db.session.remove()
+    tables = [table.name for table in db.metadata.sorted_tables]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in reversed(tables):
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture(scope="session")
+def _app():
+    app = create_app(make_config())
+    with app.app_context():
+        reset_schema()
+    return app
+
+
+@pytest.fixture
+def app(_app, request):
+    """The app, inside an app context, on a clean database, with fresh rate-limit counters."""
+    with _app.app_context():
+        limiter.reset()
+        isolated = db.engine.dialect.name == "postgresql" and not request.node.get_closest_marker(
+            "committing"
+        )
+        if not isolated:
+            yield _app
+            truncate_all()
+            return
+        # Everything the test commits lands in a savepoint of one outer transaction.
+        engines = db._app_engines[_app]
+        engine = engines[None]
+        connection = engine.connect()
+        transaction = connection.begin()
+        engines[None] = connection
+        db.session.remove()
+        db.session.session_factory.kw["join_transaction_mode"] = "create_savepoint"
+        try:
+            yield _app
+        finally:
+            db.session.remove()
+            db.session.session_factory.kw.pop("join_transaction_mode", None)
+            engines[None] = engine
+            transaction.rollback()
+            connection.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def unique_email() -> str:
+    return f"user{next(_emails)}@example.com"
+
+
+@pytest.fixture
+def make_user(client):
+    """Sign a user up through the API; returns (email, password)."""
+
+    def make(email: str | None = None, password: str = PASSWORD):
+        email = email or unique_email()
+        response = client.post("/signup", json={"email": email, "password": password})
+        assert response.status_code == 201, response.json
+        return email, password
+
+    return make
+
+
+@pytest.fixture
+def login(client):
+    """Log in through the API; returns the token pair."""
+
+    def do_login(email: str, password: str = PASSWORD) -> dict:
+        response = client.post("/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.json
+        return response.json
+
+    return do_login
+
+
+@pytest.fixture
+def auth(make_user, login):
+    """Sign up and log in a fresh user; returns its Authorization headers."""
+
+    def make_headers(email: str | None = None) -> dict:
+        email, password = make_user(email)
+        tokens = login(email, password)
+        return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    return make_headers
+
+
+@pytest.fixture
+def make_task(client):
+    """Create a task through the API for the given headers; returns its JSON."""
+
+    def make(headers: dict, **fields):
+        fields.setdefault("title", "a task")
+        response = client.post("/tasks", json=fields, headers=headers)
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return make
+
+
+def assert_error(response, status: int, *, field: str | None = None) -> dict:
+    """The response is the JSON error envelope with ``status`` (and an error on ``field``)."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.json
+    assert body["code"] == status
+    assert isinstance(body["status"], str) and body["status"]
+    assert isinstance(body["message"], str) and body["message"]
+    if field is not None:
+        locations = body["errors"]
+        assert any(field in errors for errors in locations.values()), body
+    return body

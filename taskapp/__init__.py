@@ -3,13 +3,15 @@
 import logging
 import os
 import secrets
+import tempfile
 
 from flask import Blueprint, Flask
+from sqlalchemy import event
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
-from taskapp.errors import register_error_handlers
+from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 
 log = logging.getLogger(__name__)
@@ -38,13 +40,32 @@ def _check_jwt_secret(app: Flask) -> None:
     if not key:
         if app.config.get("REQUIRE_JWT_SECRET"):
             raise RuntimeError("JWT_SECRET_KEY must be set in production")
-        app.config["JWT_SECRET_KEY"] = secrets.token_urlsafe(48)
+        app.config["JWT_SECRET_KEY"] = _instance_secret(app)
         log.warning(
-            "JWT_SECRET_KEY is not set: generated a random key for this process "
-            "(tokens will not survive a restart or work across workers)"
+            "JWT_SECRET_KEY is not set: using a generated development key kept in %s",
+            app.instance_path,
         )
     elif len(key.encode()) < MIN_JWT_SECRET_BYTES:
         raise RuntimeError(f"JWT_SECRET_KEY must be at least {MIN_JWT_SECRET_BYTES} bytes")
+
+
+def _instance_secret(app: Flask) -> str:
+    """A random key created once in the instance folder, shared by all local workers."""
+    path = os.path.join(app.instance_path, "dev-jwt-secret")
+    if not os.path.exists(path):
+        # Written aside then linked into place: concurrent workers all end up with one key.
+        fd, draft = tempfile.mkstemp(dir=app.instance_path)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(draft)
+    with open(path) as file:
+        return file.read().strip()
 
 
 def register_extensions(app: Flask) -> None:
@@ -54,6 +75,10 @@ def register_extensions(app: Flask) -> None:
     from taskapp.errors import register_jwt_callbacks
 
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
+            event.listen(db.engine, "connect", _enable_sqlite_foreign_keys)
     migrate.init_app(app, db)
     jwt.init_app(app)
     limiter.init_app(app)
@@ -67,12 +92,19 @@ def register_extensions(app: Flask) -> None:
         return auth_service.load_session_user(*ids) if ids else None
 
 
+def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    from taskapp import auth, health, tasks
+    from taskapp import account, auth, health, tasks
 
-    for blueprint in (auth.blp, tasks.blp, health.blp):
+    for blueprint in (auth.blp, account.blp, tasks.blp, health.blp):
         api.register_blueprint(blueprint)
+    document_error_responses(api.spec)
     app.register_blueprint(
         Blueprint(
             "swagger_ui_assets",

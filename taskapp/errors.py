@@ -114,3 +114,24 @@ def register_jwt_callbacks(jwt) -> None:
     jwt.token_verification_failed_loader(
         lambda _header, _data: unauthorized("Token verification failed")
     )
+
+
+def document_error_responses(spec, *, without_database=("/healthz",)) -> None:
+    """Add the errors every route shares to the spec: 400/413 for JSON bodies, 503 for outages.
+
+    The per-route errors (401, 404, 409, 422, 429) are declared on the views themselves.
+    """
+
+    def ref(name: str) -> dict:
+        return spec.components.get_ref("response", name)
+
+    for path, operations in spec._paths.items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("400", ref("BAD_REQUEST"))
+                responses.setdefault("413", ref("REQUEST_ENTITY_TOO_LARGE"))
+            if path not in without_database:
+                responses.setdefault("503", ref("SERVICE_UNAVAILABLE"))

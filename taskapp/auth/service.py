@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp.auth.models import RefreshToken, Session, User
@@ -173,3 +173,26 @@ def load_session_user(user_id: int, session_id: int) -> User | None:
             Session.expires_at > _now(),
         )
     )
+
+
+def purge_sessions(*, revoked_before: datetime, batch_size: int = 1000) -> int:
+    """Delete expired sessions and sessions revoked before ``revoked_before``, in batches.
+
+    Their refresh-token rows go with them (ON DELETE CASCADE). Spent tokens of live
+    sessions are kept: they are what reuse detection recognises. Each batch commits on its
+    own so a cron run never holds long locks on a live service.
+    """
+    now = _now()
+    deleted = 0
+    while True:
+        batch = (
+            select(Session.id)
+            .where((Session.expires_at < now) | (Session.revoked_at < revoked_before))
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        count = db.session.execute(delete(Session).where(Session.id.in_(batch))).rowcount
+        db.session.commit()
+        deleted += count
+        if count < batch_size:
+            return deleted

@@ -1,7 +1,7 @@
 """JWT issuing and reading: access and refresh tokens carry the user and session ids."""
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
@@ -20,10 +20,11 @@ def issue_token_pair(user_id: int, session_id: int, *, family_expires_at: dateti
     claims = {SESSION_CLAIM: session_id}
     access_ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
     access = create_access_token(str(user_id), additional_claims=claims)
+    # exp is the family's absolute expiry itself, so rotation can never extend it.
     refresh = create_refresh_token(
         str(user_id),
-        additional_claims=claims,
-        expires_delta=family_expires_at - datetime.now(UTC),
+        additional_claims={**claims, "exp": family_expires_at},
+        expires_delta=False,
     )
     return {
         "access_token": access,

@@ -1,0 +1,75 @@
+"""HTTP routes of the account blueprint: parse, call the service, respond."""
+
+from flask.views import MethodView
+from flask_jwt_extended import current_user, get_jwt
+from flask_smorest import Blueprint
+
+from taskapp.account import service
+from taskapp.account.schemas import (
+    MeSchema,
+    PasswordChangeSchema,
+    PasswordConfirmSchema,
+    SessionSchema,
+)
+from taskapp.auth.tokens import SESSION_CLAIM
+from taskapp.security import authenticated
+
+blp = Blueprint("account", __name__, description="The signed-in user's account and sessions")
+
+SESSION_URL = "/sessions/<int(max=2147483647):session_id>"
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @authenticated(blp)
+    @blp.response(200, MeSchema)
+    def get(self):
+        """Get the caller's account"""
+        return current_user
+
+    @authenticated(blp)
+    @blp.arguments(PasswordConfirmSchema)
+    @blp.response(204)
+    @blp.alt_response(403, response="FORBIDDEN")
+    def delete(self, body):
+        """Delete the account with its tasks and sessions (password required)"""
+        service.delete_account(current_user, password=body["password"])
+
+
+@blp.route("/me/password")
+class Password(MethodView):
+    @authenticated(blp)
+    @blp.arguments(PasswordChangeSchema)
+    @blp.response(204)
+    @blp.alt_response(403, response="FORBIDDEN")
+    def post(self, body):
+        """Change the password; every session, this one included, is revoked"""
+        service.change_password(current_user, **body)
+
+
+@blp.route("/sessions")
+class Sessions(MethodView):
+    @authenticated(blp)
+    @blp.response(200, SessionSchema(many=True))
+    def get(self):
+        """List the caller's active sessions"""
+        return service.list_sessions(current_user.id, current_session_id=get_jwt()[SESSION_CLAIM])
+
+
+@blp.route(SESSION_URL)
+class SessionItem(MethodView):
+    @authenticated(blp)
+    @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, session_id):
+        """Revoke one of the caller's sessions"""
+        service.revoke_session(current_user.id, session_id)
+
+
+@blp.route("/logout-all")
+class LogoutAll(MethodView):
+    @authenticated(blp)
+    @blp.response(204)
+    def post(self):
+        """Revoke every session of the caller"""
+        service.revoke_all_sessions(current_user.id)

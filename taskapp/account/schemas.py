@@ -1,0 +1,41 @@
+"""Request and response schemas of the account routes."""
+
+from marshmallow import Schema, fields
+
+from taskapp.auth.schemas import UserSchema, validate_password_length
+
+
+class MeSchema(UserSchema):
+    """The caller's own account."""
+
+    role = fields.String(dump_only=True, metadata={"description": "user or admin"})
+
+
+class PasswordChangeSchema(Schema):
+    """POST /me/password body."""
+
+    current_password = fields.String(required=True, load_only=True)
+    new_password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate_password_length,
+        metadata={"description": "8 to 72 bytes in UTF-8"},
+    )
+
+
+class PasswordConfirmSchema(Schema):
+    """DELETE /me body: the password confirms the deletion."""
+
+    password = fields.String(required=True, load_only=True)
+
+
+class SessionSchema(Schema):
+    """An active session (one login and its refresh-token family)."""
+
+    id = fields.Integer(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    last_used_at = fields.DateTime(dump_only=True)
+    user_agent = fields.String(dump_only=True, allow_none=True)
+    current = fields.Boolean(
+        dump_only=True, metadata={"description": "true for the session of the calling token"}
+    )

@@ -1,0 +1,73 @@
+"""Account rules: password change, session listing and revocation, account deletion."""
+
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from taskapp.auth.models import Session, User
+from taskapp.auth.passwords import hash_password, verify_password
+from taskapp.auth.service import revoke_sessions
+from taskapp.errors import Forbidden, NotFound
+from taskapp.extensions import db
+
+WRONG_PASSWORD = "Password is incorrect"
+
+
+def _check_password(user: User, password: str) -> None:
+    rounds = current_app.config["BCRYPT_ROUNDS"]
+    if not verify_password(password, user.password_hash, rounds=rounds):
+        raise Forbidden(WRONG_PASSWORD)
+
+
+def change_password(user: User, *, current_password: str, new_password: str) -> None:
+    """Set a new password and revoke every session of the user (this one included)."""
+    _check_password(user, current_password)
+    user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
+    revoke_sessions(user_id=user.id)
+    db.session.commit()
+
+
+def list_sessions(user_id: int, *, current_session_id: int) -> list[dict]:
+    """The user's live sessions, newest first, marking the caller's own."""
+    sessions = db.session.scalars(
+        select(Session)
+        .where(
+            Session.user_id == user_id,
+            Session.revoked_at.is_(None),
+            Session.expires_at > datetime.now(UTC),
+        )
+        .order_by(Session.created_at.desc(), Session.id.desc())
+    )
+    return [
+        {
+            "id": session.id,
+            "created_at": session.created_at,
+            "last_used_at": session.last_used_at,
+            "user_agent": session.user_agent,
+            "current": session.id == current_session_id,
+        }
+        for session in sessions
+    ]
+
+
+def revoke_session(user_id: int, session_id: int) -> None:
+    """Revoke one of the user's sessions; another user's session is NotFound."""
+    owner = db.session.scalar(select(Session.user_id).where(Session.id == session_id))
+    if owner != user_id:
+        raise NotFound("Session not found")
+    revoke_sessions(session_ids=[session_id])
+    db.session.commit()
+
+
+def revoke_all_sessions(user_id: int) -> None:
+    """Log the user out everywhere."""
+    revoke_sessions(user_id=user_id)
+    db.session.commit()
+
+
+def delete_account(user: User, *, password: str) -> None:
+    """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
+    _check_password(user, password)
+    db.session.execute(delete(User).where(User.id == user.id))
+    db.session.commit()

@@ -1,5 +1,6 @@
 """The one JSON error envelope, the domain errors, and every handler that produces it."""
 
+import json
 import logging
 from http import HTTPStatus
 
@@ -7,6 +8,7 @@ import flask_smorest
 from flask import Flask, jsonify
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,23 @@ class Api(flask_smorest.Api):
             # Flask-Limiter adds Retry-After and X-RateLimit-* in after_request.
             payload["message"] = "Rate limit exceeded: " + error.description
         return payload, code, headers
+
+
+class JSONBodyParser(FlaskParser):
+    """webargs' parser, answering a body nested too deep for the JSON decoder as malformed."""
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            # Else a RecursionError: a 500 any client could provoke with a few KB of "[".
+            raise json.JSONDecodeError("JSON nested too deeply", "<request body>", 0) from None
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint whose bodies are read by JSONBodyParser (so 400, not 500)."""
+
+    ARGUMENTS_PARSER = JSONBodyParser()
 
 
 def register_error_handlers(app: Flask) -> None:

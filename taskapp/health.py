@@ -4,11 +4,11 @@ import logging
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskapp.errors import Blueprint
 from taskapp.extensions import db, limiter
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,33 @@
 from marshmallow import fields
 
 
-class TrimmedString(fields.String):
+class StoredString(fields.String):
+    """A string the database can store: no NUL character, no unpaired surrogate.
+
+    JSON allows both (``"\\u0000"``, ``"\\ud800"``), but PostgreSQL text refuses NUL and
+    neither driver can encode a lone surrogate: unchecked, they end as a 500.
+    """
+
+    default_error_messages = {
+        "unstorable": "Must not contain NUL characters or unpaired surrogates."
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text or not _encodes_as_utf8(text):
+            raise self.make_error("unstorable")
+        return text
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class TrimmedString(StoredString):
     """A string stripped of surrounding white space before validation."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -15,6 +41,12 @@ class StrictBoolean(fields.Boolean):
 
     truthy = {True}
     falsy = {False}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        # 1 == True and hash(1) == hash(True): the set lookups alone would take 1, 0 and 1.0.
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class QueryBoolean(fields.Boolean):

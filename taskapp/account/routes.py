@@ -2,7 +2,6 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import current_user, get_jwt
-from flask_smorest import Blueprint
 
 from taskapp.account import service
 from taskapp.account.schemas import (
@@ -12,6 +11,7 @@ from taskapp.account.schemas import (
     SessionSchema,
 )
 from taskapp.auth.tokens import SESSION_CLAIM
+from taskapp.errors import Blueprint
 from taskapp.security import authenticated
 
 blp = Blueprint("account", __name__, description="The signed-in user's account and sessions")

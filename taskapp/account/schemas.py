@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields
 
 from taskapp.auth.schemas import UserSchema, validate_password_length
+from taskapp.schemas import StoredString
 
 
 class MeSchema(UserSchema):
@@ -15,7 +16,7 @@ class PasswordChangeSchema(Schema):
     """POST /me/password body."""
 
     current_password = fields.String(required=True, load_only=True)
-    new_password = fields.String(
+    new_password = StoredString(
         required=True,
         load_only=True,
         validate=validate_password_length,

@@ -21,11 +21,15 @@ def _dummy_hash(rounds: int) -> bytes:
 def verify_password(password: str, password_hash: str | None, *, rounds: int) -> bool:
     """Check a password in about the same time whether or not the user exists.
 
-    With no hash (unknown user) or an over-long password (bcrypt 5 raises on those),
-    a dummy hash is checked instead so the answer takes as long as a real failure.
+    With no hash (unknown user) or a password bcrypt cannot take (over 72 bytes: bcrypt 5
+    raises; a lone surrogate: no UTF-8 bytes at all), a dummy hash is checked instead so
+    the answer takes as long as a real failure.
     """
-    candidate = password.encode()
-    if password_hash is None or len(candidate) > MAX_PASSWORD_BYTES:
+    try:
+        candidate = password.encode()
+    except UnicodeEncodeError:
+        candidate = None
+    if password_hash is None or candidate is None or len(candidate) > MAX_PASSWORD_BYTES:
         bcrypt.checkpw(b"dummy-password", _dummy_hash(rounds))
         return False
     return bcrypt.checkpw(candidate, password_hash.encode())

@@ -3,7 +3,6 @@
 from flask import request
 from flask.views import MethodView
 from flask_jwt_extended.exceptions import NoAuthorizationError
-from flask_smorest import Blueprint
 
 from taskapp.auth import service
 from taskapp.auth.schemas import (
@@ -13,6 +12,7 @@ from taskapp.auth.schemas import (
     TokenPairSchema,
     UserSchema,
 )
+from taskapp.errors import Blueprint
 from taskapp.security import rate_limited
 
 blp = Blueprint("auth", __name__, description="Sign up, log in, refresh and log out")

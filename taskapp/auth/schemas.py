@@ -3,7 +3,7 @@
 from marshmallow import Schema, ValidationError, fields, validate
 
 from taskapp.auth.passwords import MAX_PASSWORD_BYTES
-from taskapp.schemas import TrimmedString
+from taskapp.schemas import StoredString, TrimmedString
 
 MIN_PASSWORD_BYTES = 8
 
@@ -28,7 +28,8 @@ class SignupSchema(Schema):
     """POST /signup body."""
 
     email = EmailField(required=True, validate=[validate.Length(max=254), validate.Email()])
-    password = fields.String(
+    # StoredString: bcrypt cannot take a lone surrogate, and NULs would weaken the key.
+    password = StoredString(
         required=True,
         validate=validate_password_length,
         load_only=True,

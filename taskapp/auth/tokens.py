@@ -5,7 +5,7 @@ from datetime import datetime
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from flask_jwt_extended.exceptions import WrongTokenError
+from flask_jwt_extended.exceptions import JWTDecodeError, WrongTokenError
 
 SESSION_CLAIM = "sid"
 
@@ -39,6 +39,9 @@ def read_refresh_token(token: str) -> tuple[int, int]:
 
     Failures raise flask-jwt-extended / PyJWT errors, which its callbacks turn into 401s.
     """
+    if not token.isascii():
+        # A compact JWT is ASCII; anything else (even a lone surrogate) is just malformed.
+        raise JWTDecodeError("Malformed token")
     claims = decode_token(token)
     if claims.get("type") != "refresh":
         raise WrongTokenError("Only refresh tokens are allowed")

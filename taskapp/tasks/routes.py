@@ -3,9 +3,9 @@
 from flask import url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
+from taskapp.errors import Blueprint
 from taskapp.security import authenticated
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (

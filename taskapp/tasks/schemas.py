@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from taskapp.pagination import PageMetaSchema, PageQuerySchema
-from taskapp.schemas import QueryBoolean, StrictBoolean, TrimmedString
+from taskapp.schemas import QueryBoolean, StoredString, StrictBoolean, TrimmedString
 
 TITLE = {"validate": validate.Length(min=1, max=200)}
 DESCRIPTION = {"allow_none": True, "validate": validate.Length(max=10_000)}
@@ -24,7 +24,7 @@ class TaskCreateSchema(Schema):
     """POST /tasks and PUT /tasks/{id} body: a whole task (title required)."""
 
     title = TrimmedString(required=True, **TITLE)
-    description = fields.String(load_default=None, **DESCRIPTION)
+    description = StoredString(load_default=None, **DESCRIPTION)
     completed = StrictBoolean(load_default=False)
 
 
@@ -32,7 +32,7 @@ class TaskPatchSchema(Schema):
     """PATCH /tasks/{id} body: any subset of the writable fields."""
 
     title = TrimmedString(**TITLE)
-    description = fields.String(**DESCRIPTION)
+    description = StoredString(**DESCRIPTION)
     completed = StrictBoolean()
 
 
@@ -40,7 +40,7 @@ class TaskQuerySchema(PageQuerySchema):
     """GET /tasks query string."""
 
     completed = QueryBoolean(metadata={"description": "true or false; both when absent"})
-    search = fields.String(
+    search = StoredString(
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive substring of title or description"},
     )

@@ -1,0 +1,128 @@
+"""The migrations build a fresh PostgreSQL database that matches the models, and tear it down."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+
+from conftest import requires_postgres
+
+pytestmark = requires_postgres
+
+PROJECT = Path(__file__).resolve().parents[1]
+TABLES = {"users", "sessions", "refresh_tokens", "tasks"}
+
+
+def admin_connection():
+    """An autocommit connection to the ``postgres`` database of the test server."""
+    url = make_url(os.environ["TEST_DATABASE_URL"])
+    connection = psycopg2.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        dbname="postgres",
+    )
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def scratch_database_url():
+    """A new, empty database, dropped (with its connections) at the end."""
+    name = f"taskapp_migcheck_{secrets.token_hex(6)}"
+    connection = admin_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(os.environ["TEST_DATABASE_URL"]).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()
+
+
+def flask_db(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``flask --app wsgi db ARGS`` against ``database_url``, as an operator would."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TASKAPP_ENV": "development",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(40),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def public_tables(database_url: str) -> set[str]:
+    url = make_url(database_url)
+    connection = psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            return {row[0] for row in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def alembic_revision(database_url: str) -> list[str]:
+    url = make_url(database_url)
+    connection = psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version_num FROM alembic_version")
+            return [row[0] for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def test_upgrade_builds_a_schema_that_matches_the_models(scratch_database_url):
+    assert public_tables(scratch_database_url) == set()
+
+    upgrade = flask_db(scratch_database_url, "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert TABLES | {"alembic_version"} <= public_tables(scratch_database_url)
+    assert len(alembic_revision(scratch_database_url)) == 1
+
+    check = flask_db(scratch_database_url, "check")
+    output = check.stdout + check.stderr
+    assert check.returncode == 0, output
+    assert "No new upgrade operations detected" in output
+
+
+def test_check_fails_on_a_database_that_is_not_upgraded(scratch_database_url):
+    # So the check above is not vacuous: it does look at the database.
+    check = flask_db(scratch_database_url, "check")
+    assert check.returncode != 0
+    assert "not up to date" in check.stdout + check.stderr
+
+
+def test_downgrade_to_base_removes_every_table_and_can_upgrade_again(scratch_database_url):
+    assert flask_db(scratch_database_url, "upgrade").returncode == 0
+
+    downgrade = flask_db(scratch_database_url, "downgrade", "base")
+    assert downgrade.returncode == 0, downgrade.stderr
+    assert public_tables(scratch_database_url) == {"alembic_version"}
+    assert alembic_revision(scratch_database_url) == []
+
+    again = flask_db(scratch_database_url, "upgrade")
+    assert again.returncode == 0, again.stderr
+    check = flask_db(scratch_database_url, "check")
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -12,3 +12,6 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# gunicorn 27's runtime control socket defaults to one path per user, which several instances
+# on one host would fight over; management is done with signals instead.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""

@@ -1,7 +1,13 @@
 """Application configuration, read from the environment when a config object is built."""
 
 import os
+import re
+from dataclasses import dataclass
 from datetime import timedelta
+
+from limits import parse_many
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 _POSTGRES_PREFIXES = ("postgres://", "postgresql://")
 
@@ -27,6 +33,85 @@ def _env_bool(name: str, default: bool) -> bool:
     if value in (None, ""):
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_limit(name: str, default: str) -> str:
+    """A rate-limit string ("5 per minute"), checked now: a typo must stop the start-up.
+
+    Flask-Limiter parses limits per request and takes any error there for a storage
+    outage, so an unparsable string would otherwise end as 500s on its route.
+    """
+    value = (os.environ.get(name) or "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a rate limit such as {default!r}") from None
+    return value
+
+
+def ratelimit_storage_options(redis_url: str | None) -> dict:
+    """redis-py options for the limiter: a dead Redis must cost milliseconds, not seconds."""
+    if not redis_url:
+        return {}
+    return {
+        # Past these, the request is counted in per-process memory (the fallback) instead.
+        "socket_timeout": 0.2,
+        "socket_connect_timeout": 0.2,
+        # One immediate retry on a fresh connection rides over a Redis restart or an idle
+        # connection a firewall dropped; never a backoff sleep inside a request.
+        "retry": Retry(NoBackoff(), 1),
+    }
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def _env_origins(name: str) -> list[str]:
+    """Comma-separated browser origins (``https://app.example.com``), or ``*`` for any."""
+    origins = [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise RuntimeError(f"{name}: {origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """PostgreSQL timeouts, ordered so that whatever hangs ends as a 503 in the app, fast.
+
+    lock_timeout and statement_timeout < pool timeout: a request queued for a connection
+    outlasts a statement of the request holding it. All of them < gunicorn's worker timeout
+    (checked by gunicorn.conf.py against ``longest_wait``): a stuck query is answered with a
+    503, never cut short by a killed worker (a 502 at the proxy).
+    """
+
+    connect: int  # seconds to open a connection (DB_CONNECT_TIMEOUT)
+    statement_ms: int  # DB_STATEMENT_TIMEOUT_MS
+    lock_ms: int  # DB_LOCK_TIMEOUT_MS; 0 leaves lock waits to statement_timeout
+    pool: int  # seconds to wait for a pooled connection (DB_POOL_TIMEOUT)
+
+    @property
+    def longest_wait(self) -> float:
+        """Seconds one request can wait on the database before it fails: pool, connect, query."""
+        return self.pool + self.connect + self.statement_ms / 1000
+
+
+def database_timeouts() -> DatabaseTimeouts:
+    """The DB_* timeouts from the environment; RuntimeError when they are not in order."""
+    timeouts = DatabaseTimeouts(
+        connect=_env_int("DB_CONNECT_TIMEOUT", 3),
+        statement_ms=_env_int("DB_STATEMENT_TIMEOUT_MS", 5000),
+        lock_ms=_env_int("DB_LOCK_TIMEOUT_MS", 3000),
+        pool=_env_int("DB_POOL_TIMEOUT", 6),
+    )
+    # 0 would mean "wait for ever" to libpq (connect) and PostgreSQL (statement_timeout).
+    if timeouts.connect <= 0 or timeouts.statement_ms <= 0 or timeouts.lock_ms < 0:
+        raise RuntimeError("DB_CONNECT_TIMEOUT and DB_STATEMENT_TIMEOUT_MS must be positive")
+    if max(timeouts.statement_ms, timeouts.lock_ms) >= timeouts.pool * 1000:
+        raise RuntimeError(
+            "DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS must be below DB_POOL_TIMEOUT"
+        )
+    return timeouts
 
 
 class Config:
@@ -55,21 +140,27 @@ class Config:
         self.REDIS_URL = env.get("REDIS_URL") or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        # Short socket timeouts so a dead Redis costs milliseconds, then the memory fallback.
-        self.RATELIMIT_STORAGE_OPTIONS = (
-            {"socket_timeout": 0.2, "socket_connect_timeout": 0.2} if self.REDIS_URL else {}
-        )
+        self.RATELIMIT_STORAGE_OPTIONS = ratelimit_storage_options(self.REDIS_URL)
+        # Redis unreachable: count in per-process memory, with the same limits, until
+        # Flask-Limiter's periodic check finds it again (it logs both transitions, once).
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         # Moving window: exact counts, no burst of 2x the limit across a window boundary.
         self.RATELIMIT_STRATEGY = "moving-window"
         self.RATELIMIT_HEADERS_ENABLED = True
         self.RATELIMIT_KEY_PREFIX = "taskapp"
-        self.RATELIMIT_SIGNUP = env.get("RATELIMIT_SIGNUP") or "3 per minute"
-        self.RATELIMIT_LOGIN = env.get("RATELIMIT_LOGIN") or "5 per minute"
-        self.RATELIMIT_REFRESH = env.get("RATELIMIT_REFRESH") or "10 per minute"
+        self.RATELIMIT_SIGNUP = _env_limit("RATELIMIT_SIGNUP", "3 per minute")
+        self.RATELIMIT_LOGIN = _env_limit("RATELIMIT_LOGIN", "5 per minute")
+        # Per submitted email, from any address: slows credential stuffing of one account.
+        self.RATELIMIT_LOGIN_EMAIL = _env_limit("RATELIMIT_LOGIN_EMAIL", "10 per hour")
+        self.RATELIMIT_REFRESH = _env_limit("RATELIMIT_REFRESH", "10 per minute")
         self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
 
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+
+        self.CORS_ORIGINS = _env_origins("CORS_ORIGINS")
+        self.METRICS_ENABLED = _env_bool("METRICS_ENABLED", False)
+        # Read only by `flask users create-admin` (automation); it prompts when unset.
+        self.ADMIN_PASSWORD = env.get("TASKAPP_ADMIN_PASSWORD") or None
 
         self.API_TITLE = "taskapp"
         self.API_VERSION = "1.0.0"
@@ -92,19 +183,21 @@ class Config:
     def _engine_options(url: str) -> dict:
         if not url.startswith("postgresql"):
             return {"pool_pre_ping": True}
+        timeouts = database_timeouts()
         return {
+            # A pooled connection the server dropped (restart, pg_terminate_backend) is found
+            # and replaced at checkout, unseen by the request.
             "pool_pre_ping": True,
             "pool_size": _env_int("DB_POOL_SIZE", 5),
             "max_overflow": _env_int("DB_MAX_OVERFLOW", 5),
-            "pool_timeout": _env_int("DB_POOL_TIMEOUT", 5),
+            "pool_timeout": timeouts.pool,
             "pool_recycle": 1800,
             "connect_args": {
-                "connect_timeout": _env_int("DB_CONNECT_TIMEOUT", 3),
+                "connect_timeout": timeouts.connect,
                 "application_name": "taskapp",
-                # Below the pool and gunicorn timeouts: a stuck query ends as a 503, not a kill.
-                "options": "-c statement_timeout={} -c lock_timeout={}".format(
-                    _env_int("DB_STATEMENT_TIMEOUT_MS", 5000),
-                    _env_int("DB_LOCK_TIMEOUT_MS", 3000),
+                "options": (
+                    f"-c statement_timeout={timeouts.statement_ms}"
+                    f" -c lock_timeout={timeouts.lock_ms}"
                 ),
             },
         }
@@ -130,9 +223,7 @@ class TestingConfig(Config):
         self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", 4)
         self.REDIS_URL = env.get("TEST_REDIS_URL") or None
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        self.RATELIMIT_STORAGE_OPTIONS = (
-            {"socket_timeout": 0.2, "socket_connect_timeout": 0.2} if self.REDIS_URL else {}
-        )
+        self.RATELIMIT_STORAGE_OPTIONS = ratelimit_storage_options(self.REDIS_URL)
 
 
 class ProductionConfig(Config):

@@ -2,16 +2,53 @@
 
 import os
 
+from config import database_timeouts
+from taskapp.observability import gunicorn_logconfig, prepare_multiprocess_metrics, worker_exited
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-# Above the database statement and pool timeouts, so a slow query ends as a 503, not a kill.
+# Above the longest the database settings let a request wait (pool + connect + statement,
+# config.DatabaseTimeouts), so a stuck query ends as a 503, not as a killed worker and a 502.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+_database_wait = database_timeouts().longest_wait
+if timeout <= _database_wait:
+    raise RuntimeError(
+        f"GUNICORN_TIMEOUT ({timeout} s) must exceed DB_POOL_TIMEOUT + DB_CONNECT_TIMEOUT "
+        f"+ DB_STATEMENT_TIMEOUT_MS ({_database_wait:g} s)"
+    )
+# SIGTERM: workers stop accepting, finish the requests in hand (a request is bounded by the
+# database timeouts above), and are killed only after this many seconds.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# Off by default: the app writes one JSON access line per request (GUNICORN_ACCESSLOG=- adds
+# gunicorn's own, in its text format, for debugging).
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # gunicorn 27's runtime control socket defaults to one path per user, which several instances
 # on one host would fight over; management is done with signals instead.
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
+
+# One JSON log format for gunicorn and the app; with METRICS_ENABLED, a fresh
+# PROMETHEUS_MULTIPROC_DIR so /metrics adds up every worker.
+logconfig_dict = gunicorn_logconfig()
+prepare_multiprocess_metrics()
+
+
+def child_exit(server, worker):
+    worker_exited(worker.pid)
+
+
+def post_fork(server, worker):
+    """With --preload, the app and its engine were built in the master: give each worker a
+    connection pool of its own, never a socket shared with the master or a sibling."""
+    app = server.app.callable  # None unless preloaded: each worker then builds its own app
+    if app is None:
+        return
+    from taskapp.extensions import db
+
+    with app.app_context():
+        for engine in db.engines.values():
+            # close=False: the inherited sockets are the master's; only forget them here.
+            engine.dispose(close=False)

@@ -11,8 +11,10 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
+from taskapp.browser import register_cors, register_security_headers
 from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
+from taskapp.observability import configure_logging, register_metrics, register_request_logging
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +25,28 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (default: the class chosen by TASKAPP_ENV)."""
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config or config_from_env())
+    configure_logging()
     os.makedirs(app.instance_path, exist_ok=True)
     _check_jwt_secret(app)
     if app.config["TRUSTED_PROXIES"] > 0:
         # Only then is X-Forwarded-For believed, and only the last N hops of it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
+    # First, so the request id and start time exist before any extension can answer early,
+    # and the access line and headers are added last, to the final response.
+    register_request_hooks(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
     return app
+
+
+def register_request_hooks(app: Flask) -> None:
+    """Request ids and the access log, security headers, CORS, metrics."""
+    register_request_logging(app)
+    register_security_headers(app)
+    register_cors(app)
+    register_metrics(app)
 
 
 def _check_jwt_secret(app: Flask) -> None:
@@ -100,9 +114,9 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    from taskapp import account, auth, health, tasks
+    from taskapp import account, admin, auth, health, tasks
 
-    for blueprint in (auth.blp, account.blp, tasks.blp, health.blp):
+    for blueprint in (auth.blp, account.blp, tasks.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     document_error_responses(api.spec)
     app.register_blueprint(

@@ -3,12 +3,18 @@
 from datetime import UTC, datetime, timedelta
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
+from marshmallow import ValidationError
 
+from taskapp.admin import service as admin_service
 from taskapp.auth import service as auth_service
+from taskapp.auth.schemas import SignupSchema
+from taskapp.errors import AppError
 
 tokens = AppGroup("tokens", help="Refresh-token housekeeping.")
+users = AppGroup("users", help="User administration.")
+PASSWORD_ATTEMPTS = 3
 
 
 @tokens.command("purge")
@@ -27,6 +33,55 @@ def purge_tokens(revoked_days: int, batch_size: int) -> None:
     click.echo(f"purged {deleted} session(s) with their refresh tokens")
 
 
+def _signup_value(field: str, value: str) -> str:
+    """``value`` as signup accepts it for ``field`` (email normalised), else a usage error."""
+    try:
+        return SignupSchema(partial=True).load({field: value})[field]
+    except ValidationError as error:
+        raise click.BadParameter(" ".join(error.messages[field]), param_hint=field) from None
+
+
+def _prompt_password() -> str:
+    for _ in range(PASSWORD_ATTEMPTS):
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            return _signup_value("password", password)
+        except click.BadParameter as error:
+            click.echo(f"Error: {error.message}", err=True)
+    raise click.ClickException("no valid password given")
+
+
+@users.command("create-admin")
+@click.argument("email")
+def create_admin(email: str) -> None:
+    """Make EMAIL an active admin, creating the account if there is none.
+
+    A new account's password is prompted for (twice), or read from TASKAPP_ADMIN_PASSWORD;
+    it follows the signup rules (8 to 72 bytes in UTF-8). An existing account is promoted
+    (and reactivated) and keeps its password.
+    """
+    email = _signup_value("email", email)
+    password = None
+    if admin_service.find_user(email=email) is None:
+        password = current_app.config.get("ADMIN_PASSWORD")
+        if password is None:
+            password = _prompt_password()
+        else:
+            try:
+                password = _signup_value("password", password)
+            except click.BadParameter as error:
+                raise click.ClickException(f"TASKAPP_ADMIN_PASSWORD: {error.message}") from None
+    try:
+        user, created = admin_service.make_admin(email=email, password=password)
+    except AppError as error:
+        raise click.ClickException(error.message) from None
+    if created:
+        click.echo(f"created admin {user.email} (id {user.id})")
+    else:
+        click.echo(f"promoted admin {user.email} (id {user.id}); their password is unchanged")
+
+
 def register(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(tokens)
+    app.cli.add_command(users)

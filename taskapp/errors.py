@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 import flask_smorest
 from flask import Flask, jsonify
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -23,9 +23,11 @@ class AppError(Exception):
     message = "Bad request"
     headers: dict[str, str] = {}
 
-    def __init__(self, message: str | None = None):
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
         super().__init__(message or self.message)
         self.message = message or self.message
+        if headers:
+            self.headers = {**self.headers, **headers}
 
 
 class NotFound(AppError):
@@ -47,6 +49,18 @@ class Unauthorized(AppError):
 class Forbidden(AppError):
     code = HTTPStatus.FORBIDDEN
     message = "Forbidden"
+
+
+class PreconditionFailed(AppError):
+    code = HTTPStatus.PRECONDITION_FAILED
+    message = "The resource has changed since the given ETag; fetch it again"
+
+
+class NotModified(AppError):
+    """Not an error: the 304 of a conditional GET. The body is dropped (Werkzeug does that)."""
+
+    code = HTTPStatus.NOT_MODIFIED
+    message = "Not modified"
 
 
 class Unavailable(AppError):
@@ -98,24 +112,47 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Domain errors and database outages into the envelope (HTTP errors: see Api)."""
+    """Domain errors and database outages into the envelope (HTTP errors: see Api); a session
+    whose connection died after the response is dropped quietly."""
     from taskapp.extensions import db
 
     @app.errorhandler(AppError)
     def handle_app_error(error: AppError):
         return error_response(error.code, error.message, headers=error.headers)
 
+    # OperationalError: refused or lost connections, statement_timeout, lock_timeout (psycopg2
+    # files QueryCanceled and LockNotAvailable under it). InterfaceError: a connection closed
+    # under us. TimeoutError: no pooled connection within DB_POOL_TIMEOUT.
     @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeoutError)
     def handle_database_unavailable(error: Exception):
         # The exception text can carry the DSN: log the class only.
         log.error("database unavailable: %s", type(error).__name__)
-        db.session.rollback()
+        try:
+            db.session.rollback()
+        except SQLAlchemyError:
+            # The connection is gone already; the session is discarded at teardown anyway.
+            pass
         return error_response(
             Unavailable.code,
             "The database is unavailable; retry later",
             headers=Unavailable.headers,
         )
+
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs before it (Flask runs them
+    # in reverse), leaving that one an empty session.
+    @app.teardown_appcontext
+    def discard_session(_error: BaseException | None) -> None:
+        try:
+            db.session.remove()
+        except SQLAlchemyError as error:
+            # The connection died after the response was made (PostgreSQL stopped, or killed
+            # the backend): the final rollback fails. The response stands; SQLAlchemy has
+            # invalidated the connection; the session is dropped all the same. Raised from a
+            # teardown, this would replace the response with gunicorn's HTML 500 page.
+            log.warning("database connection lost after the response: %s", type(error).__name__)
+            db.session.registry.clear()
 
 
 def register_jwt_callbacks(jwt) -> None:
@@ -154,3 +191,10 @@ def document_error_responses(spec, *, without_database=("/healthz",)) -> None:
                 responses.setdefault("413", ref("REQUEST_ENTITY_TOO_LARGE"))
             if path not in without_database:
                 responses.setdefault("503", ref("SERVICE_UNAVAILABLE"))
+    # Referenced above, so registered: every 503 says when to come back.
+    unavailable = spec.components.responses.get("SERVICE_UNAVAILABLE")
+    if unavailable is not None:
+        unavailable.setdefault("headers", {})["Retry-After"] = {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "integer"},
+        }

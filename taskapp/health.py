@@ -26,12 +26,15 @@ class ReadinessSchema(Schema):
         keys=fields.String(),
         values=fields.String(),
         required=True,
-        metadata={"description": "database: ok|down; redis: ok|degraded|not configured"},
+        metadata={
+            "description": "database: ok|down; redis: ok|degraded|not configured|disabled "
+            "(degraded: rate limits are counted per process until Redis answers again)"
+        },
     )
 
 
 def check_dependencies() -> dict:
-    """Probe PostgreSQL (required) and Redis (optional: down means degraded limits)."""
+    """Probe PostgreSQL (required) and Redis (optional: down means per-process limits)."""
     checks = {}
     try:
         db.session.execute(text("SELECT 1"))
@@ -41,7 +44,10 @@ def check_dependencies() -> dict:
         checks["database"] = "down"
     finally:
         db.session.rollback()
-    if current_app.config.get("REDIS_URL"):
+    if not limiter.enabled:
+        # RATELIMIT_ENABLED=false: nothing reads Redis, so its state is beside the point.
+        checks["redis"] = "disabled"
+    elif current_app.config.get("REDIS_URL"):
         try:
             healthy = limiter.storage.check()
         except Exception:  # noqa: BLE001 - any storage failure means degraded

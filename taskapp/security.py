@@ -1,23 +1,32 @@
 """Route decorators shared by the blueprints: bearer authentication and rate limits."""
 
+import functools
+import hashlib
+import hmac
 from collections.abc import Callable
 
-from flask import current_app
-from flask_jwt_extended import jwt_required
+from flask import current_app, request
+from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
 
-from taskapp.extensions import limiter
+from taskapp.errors import Forbidden
+from taskapp.extensions import api, limiter
 
 BEARER = [{"bearerAuth": []}]
+# Flask-Limiter sends these on every response of a limited route, about the limit the request
+# was counted against: the one it exceeded, else the one with the shortest window.
 RATE_LIMIT_HEADERS = {
     name: {"description": text, "schema": {"type": "integer"}}
     for name, text in (
         ("X-RateLimit-Limit", "Requests allowed in the window"),
-        ("X-RateLimit-Remaining", "Requests left in the window"),
-        ("X-RateLimit-Reset", "When the window resets (Unix time)"),
-        ("Retry-After", "Seconds to wait before retrying"),
+        ("X-RateLimit-Remaining", "Requests left in the window, after this one"),
+        ("X-RateLimit-Reset", "When the window next frees a request (Unix time)"),
+        ("Retry-After", "Seconds until the window next frees a request"),
     )
 }
+# Domain separation: the signing key also keys the email digests, and they mean nothing else.
+_EMAIL_KEY_CONTEXT = b"taskapp rate-limit key: login email\x00"
 
 
 def authenticated(blp: Blueprint) -> Callable:
@@ -31,14 +40,87 @@ def authenticated(blp: Blueprint) -> Callable:
     return decorator
 
 
-def rate_limited(blp: Blueprint, config_key: str) -> Callable:
-    """Apply the limit string configured under ``config_key``; documents 429."""
+def admin_required(blp: Blueprint) -> Callable:
+    """Require an access token of a live session of an admin; documents 401 and 403."""
 
     def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def check_role(*args, **kwargs):
+            # The role is read with the session on every request: a demotion applies at once.
+            if current_user.role != "admin":
+                raise Forbidden("This route is for administrators")
+            return view(*args, **kwargs)
+
+        checked = authenticated(blp)(check_role)
+        return blp.alt_response(403, response="FORBIDDEN")(checked)
+
+    return decorator
+
+
+def submitted_email() -> str | None:
+    """The JSON body's email, normalised as the schemas do (trimmed, lower-cased), or None."""
+    try:
+        body = request.get_json(silent=True)
+    except (RecursionError, HTTPException):
+        # Nested too deep, or too large: the view answers 400 or 413; the address still counts.
+        # Never raise here: Flask-Limiter takes any error for a storage outage and would drop
+        # this worker to per-process counting.
+        return None
+    email = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(email, str):
+        return None
+    return email.strip().lower() or None
+
+
+def email_key() -> str:
+    """The submitted email's rate-limit key: a keyed digest, so no email reaches Redis.
+
+    Keyed with the signing key, which every worker and instance shares: a bare hash of an
+    address is reversed by hashing candidate addresses.
+    """
+    email = submitted_email() or ""
+    digest = hmac.new(
+        current_app.config["JWT_SECRET_KEY"].encode(),
+        # surrogatepass: a lone surrogate is for the schema to refuse (422), not to raise here.
+        _EMAIL_KEY_CONTEXT + email.encode("utf-8", "surrogatepass"),
+        hashlib.sha256,
+    )
+    return "email:" + digest.hexdigest()
+
+
+def _configured(config_key: str) -> Callable[[], str]:
+    # Read per request, so a limit changed in the app's config applies at once (tests do).
+    return lambda: current_app.config[config_key]
+
+
+def rate_limited(blp: Blueprint, config_key: str, *, per_email: str | None = None) -> Callable:
+    """Limit per client address (the limit under ``config_key``) and, with ``per_email``, per
+    submitted email too; documents 429 and the rate-limit headers of the success response.
+
+    Goes above ``blp.response``, whose success status it documents.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        success_codes = getattr(view, "_apidoc", {}).get("success_status_codes")
+        if not success_codes:
+            raise TypeError("rate_limited must decorate a view already under blp.response")
         view = blp.alt_response(
             429,
-            response="TOO_MANY_REQUESTS",
+            schema=api.ERROR_SCHEMA,
+            description="Rate limit exceeded: "
+            + ("per client address, or per email" if per_email else "per client address"),
+            headers=RATE_LIMIT_HEADERS,
         )(view)
-        return limiter.limit(lambda: current_app.config[config_key])(view)
+        view = blp.doc(responses={code: {"headers": RATE_LIMIT_HEADERS} for code in success_codes})(
+            view
+        )
+        if per_email:
+            # A body without a usable email logs no one in: the address limit suffices.
+            view = limiter.limit(
+                _configured(per_email),
+                key_func=email_key,
+                exempt_when=lambda: submitted_email() is None,
+            )(view)
+        return limiter.limit(_configured(config_key))(view)
 
     return decorator

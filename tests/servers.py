@@ -1,12 +1,14 @@
-"""Real servers for tests: gunicorn serving wsgi:app, and helpers to steer and call it.
+"""Real servers for tests: gunicorn serving wsgi:app, helpers to steer and call it, and a
+private redis-server that a test may kill and restart.
 
 Which worker answers can be steered, not left to luck: a request whose head is held back
 keeps the worker that accepted it busy (sync workers serve one connection at a time), so
-everything sent meanwhile is served by another worker. The access log (with each worker's
-pid) confirms it.
+everything sent meanwhile is served by another worker, and N requests held at once are on
+N different workers. The access log (with each worker's pid) confirms it.
 """
 
 import http.client
+import json
 import os
 import re
 import secrets
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from requests.structures import CaseInsensitiveDict
 
 PROJECT = Path(__file__).resolve().parents[1]
 ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$")
@@ -72,9 +75,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def clear_limiter_keys() -> None:
-    """Forget every rate-limit counter of the app (key prefix "taskapp")."""
-    client = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+def clear_limiter_keys(url: str | None = None) -> None:
+    """Forget every rate-limit counter of the app (key prefix "taskapp") in ``url``'s database
+    (default: TEST_REDIS_URL's)."""
+    client = redis.Redis.from_url(url or os.environ["TEST_REDIS_URL"])
     try:
         for key in client.scan_iter(match="*taskapp*"):
             client.delete(key)
@@ -168,6 +172,22 @@ def wait_until_serving(server: "Server") -> None:
     pytest.fail(f"gunicorn did not serve /healthz in time:\n{server.log()}")
 
 
+def assert_rate_limited(response, *, window: int = 60) -> dict:
+    """A 429 in the JSON envelope with Retry-After (seconds, within ``window``) and the
+    rate-limit headers; ``response`` is a ``requests`` response or a HeldResponse."""
+    assert response.status_code == 429, (response.status_code, response.headers)
+    assert response.headers["Content-Type"].startswith("application/json")
+    retry_after = response.headers.get("Retry-After")
+    assert retry_after is not None and retry_after.isdigit(), response.headers
+    assert 0 < int(retry_after) <= window
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    body = response.json()
+    assert body["code"] == 429
+    assert body["status"] == "Too Many Requests"
+    assert isinstance(body["message"], str) and body["message"]
+    return body
+
+
 def call(server: Server, method: str, path: str, **kwargs) -> requests.Response:
     """One request on a new connection (so any worker may take it)."""
     headers = {"Connection": "close", **kwargs.pop("headers", {})}
@@ -178,8 +198,52 @@ class HeldResponse:
     """The response to a held request, filled in when it is released."""
 
     status: int
-    headers: dict
+    headers: CaseInsensitiveDict
     body: bytes
+
+    @property
+    def status_code(self) -> int:
+        """As on a ``requests`` response, so helpers take either."""
+        return self.status
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Held:
+    """A request sent but for its last line: the worker that accepted it waits for the rest."""
+
+    def __init__(self, server: Server, method: str, path: str, *, body: bytes = b"", headers=None):
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{server.port}",
+            "Connection: close",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in (headers or {}).items()),
+        ]
+        self.body = body
+        self.response = HeldResponse()
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+        self.sock.sendall("\r\n".join(lines).encode() + b"\r\n")
+        # Give a worker time to accept it and block reading the rest of the head.
+        time.sleep(0.3)
+
+    def release(self) -> HeldResponse:
+        """Send the rest; the worker serves it. Returns (and fills in) the response."""
+        try:
+            self.sock.sendall(b"\r\n" + self.body)
+            response = http.client.HTTPResponse(self.sock)
+            try:
+                response.begin()
+                self.response.status = response.status
+                self.response.headers = CaseInsensitiveDict(response.getheaders())
+                self.response.body = response.read()
+            finally:
+                response.close()
+        finally:
+            self.sock.close()
+        return self.response
 
 
 @contextmanager
@@ -188,26 +252,104 @@ def held_request(server: Server, method: str, path: str, *, body: bytes = b"", h
 
     On exit the request is completed and its response stored in the yielded object.
     """
-    lines = [
-        f"{method} {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{server.port}",
-        "Connection: close",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        *(f"{name}: {value}" for name, value in (headers or {}).items()),
-    ]
-    held = HeldResponse()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
-        sock.sendall("\r\n".join(lines).encode() + b"\r\n")
-        # Give a worker time to accept it and block reading the rest of the head.
-        time.sleep(0.3)
-        yield held
-        sock.sendall(b"\r\n" + body)
-        response = http.client.HTTPResponse(sock)
+    held = Held(server, method, path, body=body, headers=headers)
+    try:
+        yield held.response
+    except BaseException:
+        held.sock.close()
+        raise
+    held.release()
+
+
+def on_every_worker(
+    server: Server, method: str, path: str, *, body: bytes = b"", headers=None
+) -> list[HeldResponse]:
+    """One request to each worker: all held at once (so each on its own worker), then
+    released one after the other. Returns the responses in that order."""
+    held = []
+    try:
+        for _ in range(server.workers):
+            held.append(Held(server, method, path, body=body, headers=headers))
+    except BaseException:
+        for request in held:
+            request.sock.close()
+        raise
+    return [request.release() for request in held]
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server (no persistence) on its own port, to kill and start again."""
+
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def start(self) -> None:
+        """Start it (again, on the same port, empty) and wait until it answers PING."""
+        assert self.process is None or self.process.poll() is not None
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+                    *("--dir", str(self.log_path.parent)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        client = self.client()
         try:
-            response.begin()
-            held.status = response.status
-            held.headers = dict(response.getheaders())
-            held.body = response.read()
+            while True:
+                if self.process.poll() is not None:
+                    pytest.fail(f"redis-server exited:\n{self.log_path.read_text()}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"redis-server did not answer:\n{self.log_path.read_text()}")
+                    time.sleep(0.05)
         finally:
-            response.close()
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, as in a crash (its counters with it)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: still accepting connections (the kernel does), never answering."""
+        assert self.process is not None and self.process.poll() is None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        client = self.client()
+        try:
+            return [key.decode() for key in client.scan_iter(match=pattern)]
+        finally:
+            client.close()
+
+
+@contextmanager
+def redis_server(tmp_path: Path):
+    """A private redis-server on a free port, killed on exit; never the machine's Redis."""
+    port = free_port()
+    server = RedisServer(port=port, log_path=tmp_path / f"redis-{port}.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -10,7 +10,12 @@ from taskapp.sqltypes import UTCDateTime
 
 
 class Task(db.Model):
-    """A user's task; ``created_at`` and ``updated_at`` are set by the database."""
+    """A user's task; ``created_at`` and ``updated_at`` are set by the database.
+
+    ``version`` counts the task's writes: the ORM sends ``UPDATE/DELETE ... WHERE id = :id AND
+    version = :read`` and raises StaleDataError when another writer got there first. The ETag
+    derives from it.
+    """
 
     __tablename__ = "tasks"
     __table_args__ = (
@@ -42,3 +47,10 @@ class Task(db.Model):
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, server_default=func.now(), onupdate=func.now()
     )
+    version: Mapped[int] = mapped_column(server_default="1")
+
+    __mapper_args__ = {
+        "version_id_col": version,
+        # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.
+        "eager_defaults": True,
+    }

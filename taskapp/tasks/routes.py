@@ -1,6 +1,6 @@
 """HTTP routes of the tasks blueprint: parse, call the service, respond."""
 
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from marshmallow import RAISE
@@ -21,6 +21,46 @@ blp = Blueprint("tasks", __name__, description="The caller's own tasks")
 # Ids beyond int4 cannot exist: the converter answers 404 instead of an overflow.
 TASK_URL = "/tasks/<int(max=2147483647):task_id>"
 
+# Conditional requests are optional here (the contract: requests without If-Match behave as
+# before), so flask-smorest's @blp.etag, which answers 428 to a write without If-Match, does
+# not fit. The rules live in tasks.service, the header grammar in taskapp.etags. The headers
+# are read as they come (a header schema would document a 422 that cannot happen).
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": "ETags the client holds, or *: 304 Not Modified when one still matches "
+    "(weak comparison)",
+    "schema": {"type": "string"},
+}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "description": "The task's ETag as last read (or a list of them, or *): the write happens "
+    "only while the task still has it, else 412. Without it, the last write wins.",
+    "schema": {"type": "string"},
+}
+ETAG = {
+    "ETag": {
+        "description": "The task's version, for If-Match and If-None-Match",
+        "schema": {"type": "string"},
+    }
+}
+LOCATION = {"Location": {"description": "URL of the new task", "schema": {"type": "string"}}}
+
+
+def item_write_errors(view):
+    """The errors of a write to one task: 404, 412 (stale If-Match), 409 (endless contention)."""
+    view = blp.alt_response(404, response="NOT_FOUND")(view)
+    view = blp.alt_response(412, response="PRECONDITION_FAILED")(view)
+    return blp.alt_response(409, response="CONFLICT")(view)
+
+
+def etag_header(task) -> dict:
+    """The ETag response header of a task."""
+    return {"ETag": str(service.task_etag(task))}
+
 
 @blp.route("/tasks")
 class TaskList(MethodView):
@@ -33,45 +73,53 @@ class TaskList(MethodView):
 
     @authenticated(blp)
     @blp.arguments(TaskCreateSchema)
-    @blp.response(
-        201,
-        TaskSchema,
-        headers={"Location": {"description": "URL of the new task", "schema": {"type": "string"}}},
-    )
+    @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
-        return task, 201, {"Location": url_for("tasks.TaskItem", task_id=task.id)}
+        location = url_for("tasks.TaskItem", task_id=task.id)
+        return task, 201, {"Location": location, **etag_header(task)}
 
 
 @blp.route(TASK_URL)
 class TaskItem(MethodView):
     @authenticated(blp)
-    @blp.response(200, TaskSchema)
+    @blp.doc(parameters=[IF_NONE_MATCH])
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @blp.alt_response(304, description="Not Modified: If-None-Match matched", headers=ETAG)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, task_id):
         """Get a task"""
-        return service.get_task(current_user.id, task_id)
+        if_none_match = request.headers.get("If-None-Match")
+        task = service.get_task(current_user.id, task_id, if_none_match=if_none_match)
+        return task, etag_header(task)
 
     @authenticated(blp)
     @blp.arguments(TaskPatchSchema)
-    @blp.response(200, TaskSchema)
-    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_MATCH])
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @item_write_errors
     def patch(self, body, task_id):
         """Update some fields of a task"""
-        return service.update_task(current_user.id, task_id, changes=body)
+        if_match = request.headers.get("If-Match")
+        task = service.update_task(current_user.id, task_id, changes=body, if_match=if_match)
+        return task, etag_header(task)
 
     @authenticated(blp)
     @blp.arguments(TaskCreateSchema)
-    @blp.response(200, TaskSchema)
-    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(parameters=[IF_MATCH])
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @item_write_errors
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
-        return service.update_task(current_user.id, task_id, changes=body)
+        if_match = request.headers.get("If-Match")
+        task = service.update_task(current_user.id, task_id, changes=body, if_match=if_match)
+        return task, etag_header(task)
 
     @authenticated(blp)
+    @blp.doc(parameters=[IF_MATCH])
     @blp.response(204)
-    @blp.alt_response(404, response="NOT_FOUND")
+    @item_write_errors
     def delete(self, task_id):
         """Delete a task"""
-        service.delete_task(current_user.id, task_id)
+        service.delete_task(current_user.id, task_id, if_match=request.headers.get("If-Match"))

@@ -1,0 +1,5 @@
+"""Administration: listing users, activating, deactivating, promoting and demoting them."""
+
+from taskapp.admin.routes import blp
+
+__all__ = ["blp"]

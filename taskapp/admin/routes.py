@@ -1,0 +1,41 @@
+"""HTTP routes of the admin blueprint: parse, call the service, respond."""
+
+from flask.views import MethodView
+from flask_jwt_extended import current_user
+from marshmallow import RAISE
+
+from taskapp.admin import service
+from taskapp.admin.schemas import (
+    AdminUserPageSchema,
+    AdminUserPatchSchema,
+    AdminUserQuerySchema,
+    AdminUserSchema,
+)
+from taskapp.errors import Blueprint
+from taskapp.security import admin_required
+
+blp = Blueprint("admin", __name__, description="User administration (admins only)")
+
+USER_URL = "/admin/users/<int(max=2147483647):user_id>"
+
+
+@blp.route("/admin/users")
+class AdminUsers(MethodView):
+    @admin_required(blp)
+    @blp.arguments(AdminUserQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, AdminUserPageSchema)
+    def get(self, query):
+        """List users, optionally searching by email"""
+        return service.list_users(current_user, **query)
+
+
+@blp.route(USER_URL)
+class AdminUser(MethodView):
+    @admin_required(blp)
+    @blp.arguments(AdminUserPatchSchema)
+    @blp.response(200, AdminUserSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def patch(self, body, user_id):
+        """Activate, deactivate (revoking every session), promote or demote a user"""
+        return service.update_user(current_user, user_id, changes=body)

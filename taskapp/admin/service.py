@@ -1,0 +1,100 @@
+"""User administration: list and search users, change their role and status, make admins."""
+
+import logging
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from taskapp.auth.models import User
+from taskapp.auth.passwords import hash_password
+from taskapp.auth.service import revoke_sessions
+from taskapp.errors import Conflict, NotFound
+from taskapp.extensions import db
+from taskapp.pagination import paginate
+
+ADMIN = "admin"
+LAST_ADMIN = "The last active admin cannot be deactivated or demoted"
+
+log = logging.getLogger(__name__)
+
+
+def list_users(
+    actor: User, *, search: str | None = None, page: int = 1, page_size: int = 10
+) -> dict:
+    """One page of every user, by id, optionally those whose email contains ``search``."""
+    query = select(User)
+    if search:
+        # autoescape: %, _ and the escape character match literally.
+        query = query.where(User.email.icontains(search, autoescape=True))
+    return paginate(query.order_by(User.id), page=page, page_size=page_size)
+
+
+def _active_admin_ids_locked() -> list[int]:
+    """The active admins, their rows locked (FOR UPDATE on PostgreSQL) until the commit.
+
+    Always locked in id order, so two admins demoting each other queue instead of
+    deadlocking; the second then counts the rows as the first left them.
+    """
+    return list(
+        db.session.scalars(
+            select(User.id)
+            .where(User.role == ADMIN, User.is_active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        )
+    )
+
+
+def update_user(actor: User, user_id: int, *, changes: dict) -> User:
+    """Set a user's ``is_active`` and/or ``role``; deactivation revokes every session.
+
+    Refused with Conflict when it would leave no active admin.
+    """
+    removes_admin = changes.get("is_active") is False or changes.get("role", ADMIN) != ADMIN
+    active_admins = _active_admin_ids_locked() if removes_admin else []
+    user = db.session.scalar(
+        select(User).where(User.id == user_id).execution_options(populate_existing=True)
+    )
+    if user is None:
+        db.session.rollback()
+        raise NotFound("User not found")
+    if removes_admin and active_admins == [user.id]:
+        db.session.rollback()
+        raise Conflict(LAST_ADMIN)
+    for name, value in changes.items():
+        setattr(user, name, value)
+    if changes.get("is_active") is False:
+        revoke_sessions(user_id=user.id)
+    audit = {"actor_id": actor.id, "target_id": user.id, "changes": changes}
+    db.session.commit()
+    log.info("admin changed a user", extra=audit)
+    return user
+
+
+def find_user(*, email: str) -> User | None:
+    """The user with this (normalised) email, if any."""
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def make_admin(*, email: str, password: str | None = None) -> tuple[User, bool]:
+    """Promote the user with ``email`` to an active admin, or create one with ``password``.
+
+    Returns the user and whether it was created. An existing user keeps their password.
+    """
+    user = find_user(email=email)
+    created = user is None
+    if created:
+        if password is None:
+            raise NotFound("User not found")
+        rounds = current_app.config["BCRYPT_ROUNDS"]
+        user = User(email=email, password_hash=hash_password(password, rounds=rounds))
+        db.session.add(user)
+    user.role = ADMIN
+    user.is_active = True
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("Email already registered") from None
+    return user, created

@@ -1,0 +1,237 @@
+"""Concurrency against multi-worker gunicorn on PostgreSQL: no acknowledged write is lost, and
+of two writers holding one ETag exactly one wins, however their requests interleave."""
+
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import psycopg2
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from conftest import PASSWORD, requires_postgres, requires_redis
+from pgcluster import wait_for
+from servers import Server, call, gunicorn
+from taskapp.extensions import db
+from taskapp.tasks.models import Task
+
+pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+
+CREATES = 300
+
+
+@pytest.fixture
+def server(app, tmp_path):
+    """gunicorn -w 4; ``app`` truncates what the workers committed."""
+    with gunicorn(tmp_path, workers=4) as served:
+        yield served
+
+
+def sign_in(server: Server) -> dict:
+    body = {"email": f"writer-{secrets.token_hex(4)}@example.com", "password": PASSWORD}
+    assert call(server, "POST", "/signup", json=body).status_code == 201
+    login = call(server, "POST", "/login", json=body)
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def all_titles(server: Server, headers: dict) -> list[str]:
+    """Every task of the user, walking the pages."""
+    titles, page = [], 1
+    while True:
+        listed = call(server, "GET", f"/tasks?page={page}&page_size=100", headers=headers)
+        assert listed.status_code == 200, listed.text
+        titles += [task["title"] for task in listed.json()["data"]]
+        if page >= listed.json()["meta"]["pages"]:
+            return titles
+        page += 1
+
+
+def test_hundreds_of_parallel_creates_are_all_kept(server):
+    users = [sign_in(server), sign_in(server)]
+    jobs = [(users[n % 2], f"task {n}") for n in range(CREATES)]
+
+    def create(job):
+        headers, title = job
+        return call(server, "POST", "/tasks", json={"title": title}, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        responses = list(pool.map(create, jobs))
+
+    assert [r.status_code for r in responses] == [201] * CREATES, {
+        r.status_code: r.text for r in responses if r.status_code != 201
+    }
+    assert len({r.json()["id"] for r in responses}) == CREATES
+    for n, headers in enumerate(users):
+        assert sorted(all_titles(server, headers)) == sorted(
+            title for who, title in jobs if who is users[n]
+        )
+    db.session.remove()
+    assert db.session.scalar(select(func.count()).select_from(Task)) == CREATES
+    assert "Traceback" not in server.log()
+
+
+def parallel(*requests_to_send):
+    """Send each (method, server, path, kwargs) from its own thread, all released together."""
+    barrier = threading.Barrier(len(requests_to_send))
+    results = [None] * len(requests_to_send)
+
+    def send(index, method, target, path, kwargs):
+        barrier.wait()
+        results[index] = call(target, method, path, **kwargs)
+
+    threads = [
+        threading.Thread(target=send, args=(index, *request))
+        for index, request in enumerate(requests_to_send)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_two_writers_with_one_etag_exactly_one_wins(server):
+    headers = sign_in(server)
+    created = call(server, "POST", "/tasks", json={"title": "v0"}, headers=headers)
+    url, etag = created.headers["Location"], created.headers["ETag"]
+
+    for round_ in range(1, 21):
+        conditional = {**headers, "If-Match": etag}
+        first, second = parallel(
+            ("PATCH", server, url, {"json": {"title": f"A{round_}"}, "headers": conditional}),
+            ("PUT", server, url, {"json": {"title": f"B{round_}"}, "headers": conditional}),
+        )
+        statuses = sorted([first.status_code, second.status_code])
+        assert statuses == [200, 412], (first.text, second.text)
+        winner = first if first.status_code == 200 else second
+        current = call(server, "GET", url, headers=headers)
+        assert current.json()["title"] == winner.json()["title"]
+        assert current.headers["ETag"] == winner.headers["ETag"] != etag
+        etag = winner.headers["ETag"]
+    assert "Traceback" not in server.log()
+
+
+def connect():
+    """A connection of the test's own to the test database (autocommit)."""
+    url = make_url(db.engine.url)
+    connection = psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+    )
+    connection.autocommit = True
+    return connection
+
+
+@contextmanager
+def row_locked(task_id: int):
+    """Another session holds the task's row lock until exit: writers queue behind it."""
+    connection = connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT id FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+            yield
+            cursor.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
+def writers_waiting_on_a_lock() -> int:
+    # A new connection each time: pg_stat_activity is a snapshot per transaction.
+    connection = connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'taskapp' AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
+def race(server: Server, task_id: int, *writes):
+    """Both writers read the task, pass their checks, and block on its row lock in their UPDATE
+    or DELETE; then the lock goes, and the database alone decides between them."""
+    results = [None] * len(writes)
+
+    def send(index, method, path, kwargs):
+        results[index] = call(server, method, path, **kwargs)
+
+    with row_locked(task_id):
+        threads = [threading.Thread(target=send, args=(i, *w)) for i, w in enumerate(writes)]
+        for thread in threads:
+            thread.start()
+        wait_for(
+            lambda: writers_waiting_on_a_lock() == len(writes),
+            timeout=2.5,  # within DB_LOCK_TIMEOUT_MS (3 s)
+            message="both writers to block on the row lock",
+        )
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("second_method", "second_body", "second_status"),
+    [("PUT", {"title": "put"}, 200), ("DELETE", None, 204)],
+)
+def test_the_database_settles_a_race_between_two_writers_with_one_etag(
+    server, second_method, second_body, second_status
+):
+    headers = sign_in(server)
+    created = call(server, "POST", "/tasks", json={"title": "v0"}, headers=headers)
+    url, etag, task_id = created.headers["Location"], created.headers["ETag"], created.json()["id"]
+    conditional = {**headers, "If-Match": etag}
+
+    patch, other = race(
+        server,
+        task_id,
+        ("PATCH", url, {"json": {"title": "patched"}, "headers": conditional}),
+        (second_method, url, {"json": second_body, "headers": conditional}),
+    )
+
+    # Both passed the If-Match check on what they had read; only one write matched the row.
+    won = [patch.status_code == 200, other.status_code == second_status]
+    lost = [patch.status_code == 412, other.status_code == 412]
+    assert sorted(won) == [False, True], (patch.text, other.text)  # exactly one won
+    assert lost == [not w for w in won], (patch.text, other.text)  # the other got 412
+    current = call(server, "GET", url, headers=headers)
+    if won[0]:
+        assert current.json()["title"] == "patched"
+    elif second_method == "DELETE":
+        assert current.status_code == 404
+    else:
+        assert current.json()["title"] == "put"
+    assert "Traceback" not in server.log()
+
+
+def test_racing_writers_without_if_match_both_succeed_as_before(server):
+    headers = sign_in(server)
+    created = call(server, "POST", "/tasks", json={"title": "v0"}, headers=headers)
+    url, task_id = created.headers["Location"], created.json()["id"]
+
+    first, second = race(
+        server,
+        task_id,
+        ("PATCH", url, {"json": {"title": "one"}, "headers": headers}),
+        ("PATCH", url, {"json": {"completed": True}, "headers": headers}),
+    )
+
+    # The loser of the version check is redone on the fresh row: last writer wins, no error.
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    current = call(server, "GET", url, headers=headers).json()
+    assert (current["title"], current["completed"]) == ("one", True)
+
+    patch, delete = race(
+        server,
+        task_id,
+        ("PATCH", url, {"json": {"title": "two"}, "headers": headers}),
+        ("DELETE", url, {"headers": headers}),
+    )
+    assert delete.status_code == 204
+    assert patch.status_code in (200, 404), patch.text  # before the delete, or after it
+    assert call(server, "GET", url, headers=headers).status_code == 404
+    assert "Traceback" not in server.log()

@@ -1,0 +1,94 @@
+"""/metrics: off by default; when enabled, request counts and latencies by route and status."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import config
+from conftest import assert_error, make_config
+from taskapp import create_app
+from taskapp.extensions import db, limiter
+
+DURATION = "flask_http_request_duration_seconds"
+
+
+@pytest.fixture
+def build_app():
+    """Throwaway apps (never the session app) with config overrides."""
+    built = []
+
+    def build(**overrides):
+        app = create_app(make_config(**overrides))
+        built.append(app)
+        with app.app_context():
+            limiter.reset()
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """{(sample name, (label, value), ...): value} from the Prometheus text format."""
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def count(parsed: dict, method: str, route: str, status: str) -> float:
+    key = (f"{DURATION}_count", ("method", method), ("route", route), ("status", status))
+    return parsed.get(key, 0)
+
+
+def test_metrics_are_off_by_default(client, monkeypatch):
+    assert_error(client.get("/metrics"), 404)
+    monkeypatch.delenv("METRICS_ENABLED", raising=False)
+    assert config.Config().METRICS_ENABLED is False
+    monkeypatch.setenv("METRICS_ENABLED", "true")
+    assert config.Config().METRICS_ENABLED is True
+
+
+def test_requests_are_counted_and_timed_by_route_and_status(build_app):
+    client = build_app(METRICS_ENABLED=True).test_client()
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/tasks/5").status_code == 401
+    assert client.get("/tasks/6").status_code == 401
+    assert client.get("/no/such/page").status_code == 404
+    assert client.post("/signup", json={}).status_code == 422
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.headers["X-Request-ID"]
+    parsed = samples(response.get_data(as_text=True))
+
+    assert count(parsed, "GET", "/healthz", "200") == 3
+    # One series per route, not per id: both task ids land in the rule's series.
+    assert count(parsed, "GET", "/tasks/<int(max=2147483647):task_id>", "401") == 2
+    assert count(parsed, "GET", "unmatched", "404") == 1
+    assert count(parsed, "POST", "/signup", "422") == 1
+    inf = (f"{DURATION}_bucket", ("le", "+Inf"), ("method", "GET"))
+    assert parsed[(*inf, ("route", "/healthz"), ("status", "200"))] == 3
+    assert (
+        parsed[(f"{DURATION}_sum", ("method", "GET"), ("route", "/healthz"), ("status", "200"))] > 0
+    )
+    # The scrape itself is not counted.
+    assert not any(("route", "/metrics") in key for key in parsed)
+
+
+def test_apps_built_in_one_process_keep_their_own_counts(build_app):
+    first = build_app(METRICS_ENABLED=True).test_client()
+    second = build_app(METRICS_ENABLED=True).test_client()
+    first.get("/healthz")
+    first.get("/healthz")
+    second.get("/healthz")
+    assert (
+        count(samples(first.get("/metrics").get_data(as_text=True)), "GET", "/healthz", "200") == 2
+    )
+    assert (
+        count(samples(second.get("/metrics").get_data(as_text=True)), "GET", "/healthz", "200") == 1
+    )

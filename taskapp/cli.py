@@ -6,7 +6,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
 
+from taskapp import seed
 from taskapp.admin import service as admin_service
 from taskapp.auth import service as auth_service
 from taskapp.auth.schemas import SignupSchema
@@ -81,7 +83,30 @@ def create_admin(email: str) -> None:
         click.echo(f"promoted admin {user.email} (id {user.id}); their password is unchanged")
 
 
+@click.command("seed")
+@click.option("--users", "user_count", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--tasks", "task_count", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--prefix", default="seed", show_default=True, help="Emails are <prefix>-<n>@example.com."
+)
+@click.option(
+    "--password",
+    envvar="TASKAPP_SEED_PASSWORD",
+    prompt=True,
+    hide_input=True,
+    help="Password of the seeded users (or TASKAPP_SEED_PASSWORD).",
+)
+def seed_command(user_count: int, task_count: int, prefix: str, password: str) -> None:
+    """Bulk-load synthetic users with TASKS tasks each (COPY on PostgreSQL), for benchmarks."""
+    try:
+        user_ids = seed.seed(users=user_count, tasks=task_count, prefix=prefix, password=password)
+    except IntegrityError:
+        raise click.ClickException(f"users with the prefix {prefix!r} exist already") from None
+    click.echo(f"seeded {len(user_ids)} user(s) with {task_count} task(s) each")
+
+
 def register(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(tokens)
     app.cli.add_command(users)
+    app.cli.add_command(seed_command)

@@ -3,7 +3,10 @@
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeDecorator
+
+SQLITE_FORMAT = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d"
 
 
 class UTCDateTime(TypeDecorator):
@@ -15,6 +18,13 @@ class UTCDateTime(TypeDecorator):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            # Stored as CURRENT_TIMESTAMP writes it (whole seconds): SQLite compares the text,
+            # so one format is what makes equal instants compare equal (keyset pagination).
+            return dialect.type_descriptor(sqlite.DATETIME(storage_format=SQLITE_FORMAT))
+        return dialect.type_descriptor(self.impl)
 
     def process_bind_param(self, value: datetime | None, dialect):
         if value is not None and value.tzinfo is None:

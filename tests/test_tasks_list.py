@@ -33,7 +33,13 @@ def test_empty_list(client, auth):
     page = list_tasks(client, auth())
 
     assert page["data"] == []
-    assert page["meta"] == {"page": 1, "page_size": 10, "total": 0, "pages": 0}
+    assert page["meta"] == {
+        "page": 1,
+        "page_size": 10,
+        "total": 0,
+        "pages": 0,
+        "next_cursor": None,
+    }
 
 
 def test_default_page_size_is_10(client, auth, make_task):
@@ -45,9 +51,17 @@ def test_default_page_size_is_10(client, auth, make_task):
     second = list_tasks(client, headers, page=2)
 
     assert len(first["data"]) == 10
+    cursor = first["meta"].pop("next_cursor")
+    assert isinstance(cursor, str) and cursor
     assert first["meta"] == {"page": 1, "page_size": 10, "total": 12, "pages": 2}
     assert len(second["data"]) == 2
-    assert second["meta"] == {"page": 2, "page_size": 10, "total": 12, "pages": 2}
+    assert second["meta"] == {
+        "page": 2,
+        "page_size": 10,
+        "total": 12,
+        "pages": 2,
+        "next_cursor": None,
+    }
 
 
 @pytest.mark.parametrize(
@@ -60,6 +74,8 @@ def test_meta_counts_pages(client, auth, make_task, page_size, pages, last_page_
 
     last = list_tasks(client, headers, page=pages, page_size=page_size)
 
+    # A full page may have a successor: it offers a cursor; a short one is the end.
+    assert (last["meta"].pop("next_cursor") is None) == (last_page_length < page_size)
     assert last["meta"] == {"page": pages, "page_size": page_size, "total": 5, "pages": pages}
     assert len(last["data"]) == last_page_length
 
@@ -73,7 +89,13 @@ def test_page_past_the_end_is_empty_with_true_total(client, auth, make_task, pag
     result = list_tasks(client, headers, page=page, page_size=5)
 
     assert result["data"] == []
-    assert result["meta"] == {"page": page, "page_size": 5, "total": 3, "pages": 1}
+    assert result["meta"] == {
+        "page": page,
+        "page_size": 5,
+        "total": 3,
+        "pages": 1,
+        "next_cursor": None,
+    }
 
 
 def test_list_items_are_full_tasks(client, auth, make_task):

@@ -1,15 +1,17 @@
 """Task rules and queries, always scoped to the acting user."""
 
 from collections.abc import Callable
+from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, literal, or_, select, tuple_
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
 
 from taskapp import etags
 from taskapp.errors import Conflict, NotFound, NotModified, PreconditionFailed
 from taskapp.extensions import db
-from taskapp.pagination import paginate
-from taskapp.tasks.models import Task
+from taskapp.pagination import encode_cursor, page_meta
+from taskapp.tasks.models import Task, TaskCount
 
 STALE = "The task has changed since that ETag was read; fetch it again"
 # A write without If-Match that keeps losing the race to other writers of the same task gives
@@ -29,23 +31,78 @@ def list_tasks(
     order: str = "desc",
     page: int = 1,
     page_size: int = 10,
+    cursor: dict | None = None,
 ) -> dict:
-    """One page of the user's tasks, filtered and totally ordered (ties broken by id)."""
-    query = select(Task).where(Task.user_id == user_id)
+    """One page of the user's tasks, filtered and totally ordered (ties broken by id).
+
+    The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
+    ``meta.next_cursor``), and with its total in the same round trip: without a search the
+    total is read from the kept counts (TaskCount), so no list counts a heavy user's rows;
+    with one, the matches are counted (their number, not the user's, sets the cost).
+    """
+    filters = [Task.user_id == user_id]
     if completed is not None:
-        query = query.where(Task.completed.is_(completed))
+        filters.append(Task.completed.is_(completed))
     if search:
         # autoescape: %, _ and the escape character match literally.
-        query = query.where(
+        filters.append(
             or_(
                 Task.title.icontains(search, autoescape=True),
                 Task.description.icontains(search, autoescape=True),
             )
         )
-    column = SORT_COLUMNS[sort]
-    direction = (lambda c: c.asc()) if order == "asc" else (lambda c: c.desc())
-    query = query.order_by(direction(column), direction(Task.id))
-    return paginate(query, page=page, page_size=page_size)
+    if search:
+        # The matches are found once (the trigram index) and both counted and paged.
+        matches = select(Task).where(*filters).cte("matches").prefix_with("MATERIALIZED")
+        source = aliased(Task, matches)
+        query = select(source)
+        total = select(func.count()).select_from(matches).scalar_subquery()
+    else:
+        source = Task
+        query = select(Task).where(*filters)
+        total = _kept_total(user_id, completed=completed)
+    column = getattr(source, sort)
+    descending = order == "desc"
+    if cursor is not None:
+        after = tuple_(column, source.id)
+        value, last_id = cursor["k"]
+        bound = tuple_(literal(value, SORT_COLUMNS[sort].type), literal(last_id))
+        query = query.where(after < bound if descending else after > bound)
+    else:
+        query = query.offset((page - 1) * page_size)
+    ordering = (column.desc(), source.id.desc()) if descending else (column.asc(), source.id.asc())
+    rows = db.session.execute(
+        query.add_columns(total.label("total")).order_by(*ordering).limit(page_size)
+    ).all()
+    tasks = [row[0] for row in rows]
+    # Past the end there is no row to carry the total: ask for it alone.
+    count = rows[0].total if rows else db.session.scalar(select(total))
+    next_cursor = None
+    if len(tasks) == page_size:
+        last = tasks[-1]
+        next_cursor = encode_cursor(sort, order, _cursor_text(getattr(last, sort)), last.id)
+    meta = page_meta(
+        page=None if cursor is not None else page,
+        page_size=page_size,
+        total=count,
+        next_cursor=next_cursor,
+    )
+    return {"data": tasks, "meta": meta}
+
+
+def _kept_total(user_id: int, *, completed: bool | None):
+    """The user's task count (all, completed or open) from TaskCount, as a scalar subquery."""
+    column = {
+        None: TaskCount.total,
+        True: TaskCount.completed,
+        False: TaskCount.total - TaskCount.completed,
+    }[completed]
+    kept = select(column).where(TaskCount.user_id == user_id).scalar_subquery()
+    return func.coalesce(kept, 0)
+
+
+def _cursor_text(value) -> str:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def get_task(user_id: int, task_id: int, *, if_none_match: str | None = None) -> Task:

@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Benchmark taskapp under gunicorn against a seeded PostgreSQL database.
+
+Seeds (once) a light user with 1,000 tasks and a heavy user with 1,000,000, starts gunicorn
+with 2 sync workers and rate limiting off, then measures requests/s and p50/p99 latency per
+endpoint with wrk (or a built-in closed-loop client when wrk is not installed) and prints a
+table with each endpoint's throughput as a share of /healthz, plus worker memory.
+
+    .venv/bin/python bench/run.py                     # full run (seeding 1M tasks takes ~1 min)
+    .venv/bin/python bench/run.py --heavy 100000 --duration 5   # quicker
+    .venv/bin/python bench/run.py --soak 600          # and a 10-minute memory soak
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import psycopg2
+
+PROJECT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PASSWORD = "benchmark-password"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(args) -> str:
+    return f"postgresql://postgres@{args.pg_host}:{args.pg_port}/{args.database}"
+
+
+def seeded_counts(args) -> dict[str, int]:
+    """{prefix: task count} of the bench users already in the database, {} if none."""
+    try:
+        conn = psycopg2.connect(database_url(args))
+    except psycopg2.OperationalError:
+        return {}
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT split_part(u.email, '-', 1), count(t.id) FROM users u "
+                "LEFT JOIN tasks t ON t.user_id = u.id WHERE u.email LIKE '%%-0@example.com' "
+                "GROUP BY 1"
+            )
+            return dict(cur.fetchall())
+    except psycopg2.Error:
+        return {}
+    finally:
+        conn.close()
+
+
+def prepare_database(args, env: dict) -> None:
+    """(Re)create and seed the bench database unless it already holds the wanted sizes."""
+    wanted = {"light": args.light, "heavy": args.heavy}
+    if not args.reseed and seeded_counts(args) == wanted:
+        log(f"database {args.database} already seeded: {wanted}")
+        return
+    admin = psycopg2.connect(f"postgresql://postgres@{args.pg_host}:{args.pg_port}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{args.database}"')
+    admin.close()
+    flask = [str(BIN / "flask"), "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=PROJECT, env=env, check=True)
+    for prefix, count in wanted.items():
+        started = time.monotonic()
+        subprocess.run(
+            [
+                *flask,
+                "seed",
+                "--users",
+                "1",
+                "--tasks",
+                str(count),
+                "--prefix",
+                prefix,
+                "--password",
+                PASSWORD,
+            ],
+            cwd=PROJECT,
+            env=env,
+            check=True,
+        )
+        log(f"seeded {prefix}: {count} tasks in {time.monotonic() - started:.1f} s")
+    conn = psycopg2.connect(database_url(args))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+    conn.close()
+
+
+class Server:
+    """gunicorn serving wsgi:app with the benchmark settings."""
+
+    def __init__(self, args, env: dict):
+        self.port = free_port()
+        self.log_path = Path(args.log_dir) / "bench-gunicorn.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(PROJECT / "gunicorn.conf.py"),
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "wsgi:app",
+        ]
+        self.log_file = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            command, cwd=PROJECT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited; see {self.log_path}")
+            try:
+                if request(self.port, "GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit("gunicorn did not start")
+
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker (children of the gunicorn master), in MB."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        sizes = []
+        for pid in children.read_text().split():
+            status = Path(f"/proc/{pid}/status").read_text()
+            kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+            sizes.append(kb / 1024)
+        return sizes
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        finally:
+            self.log_file.close()
+
+
+def request(port: int, method: str, path: str, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        conn.request(
+            method,
+            path,
+            body=payload,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def login(port: int, prefix: str) -> str:
+    status, body = request(
+        port, "POST", "/login", {"email": f"{prefix}-0@example.com", "password": PASSWORD}
+    )
+    if status != 200:
+        raise SystemExit(f"login of {prefix} failed: {status} {body[:200]!r}")
+    return json.loads(body)["access_token"]
+
+
+def run_wrk(port: int, path: str, token: str | None, args) -> dict:
+    command = [
+        "wrk",
+        "-t",
+        str(args.threads),
+        "-c",
+        str(args.connections),
+        "-d",
+        f"{args.duration}s",
+        "--latency",
+        f"http://127.0.0.1:{port}{path}",
+    ]
+    if token:
+        command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+
+    def pct(p):
+        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {
+        "rps": rps,
+        "p50": pct(50),
+        "p99": pct(99),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def run_builtin(port: int, path: str, token: str | None, args) -> dict:
+    """Closed loop: each connection sends its next request when the last one answered."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + args.duration
+
+    def worker():
+        nonlocal errors
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine, bad = [], 0
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            mine.append((time.perf_counter() - started) * 1000)
+            bad += response.status >= 400
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    threads = [threading.Thread(target=worker) for _ in range(args.connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    latencies.sort()
+    return {
+        "rps": len(latencies) / args.duration,
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "errors": errors,
+    }
+
+
+def endpoints(args) -> list[tuple[str, str, str | None]]:
+    """(label, path, user) rows of the table; user None means no token."""
+    rows = [("healthz", "/healthz", None)]
+    queries = [
+        ("list", "page_size=20"),
+        ("completed=false", "completed=false&page_size=20"),
+        ("sort=title asc", "sort=title&order=asc&page_size=20"),
+        ("search", "search=" + urllib.parse.quote(args.search) + "&page_size=20"),
+    ]
+    for user in ("light", "heavy"):
+        for label, query in queries:
+            rows.append((f"{label} [{user}]", f"/tasks?{query}", user))
+    deep_page = max(1, args.heavy // 20)
+    rows.append((f"page={deep_page} [heavy]", f"/tasks?page={deep_page}&page_size=20", "heavy"))
+    rows.append(("cursor walk [heavy]", None, "heavy"))
+    return rows
+
+
+def deep_cursor(port: int, token: str, pages: int) -> str | None:
+    """Follow meta.next_cursor ``pages`` times; returns a deep cursor, or None if unsupported."""
+    path = "/tasks?page_size=100"
+    cursor = None
+    for _ in range(pages):
+        status, body = request(
+            port,
+            "GET",
+            path if cursor is None else f"/tasks?page_size=20&cursor={urllib.parse.quote(cursor)}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if status != 200:
+            return None
+        cursor = json.loads(body)["meta"].get("next_cursor")
+        if cursor is None:
+            return None
+    return cursor
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", default="5432")
+    parser.add_argument("--database", default="taskapp_bench")
+    parser.add_argument("--light", type=int, default=1_000)
+    parser.add_argument("--heavy", type=int, default=1_000_000)
+    parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("--search", default="nosono", help="a word of the seeded text")
+    parser.add_argument("--soak", type=int, default=0, help="seconds of mixed load for memory")
+    parser.add_argument("--builtin", action="store_true", help="ignore wrk")
+    parser.add_argument("--log-dir", default=str(PROJECT / "test-artifacts"))
+    args = parser.parse_args()
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(args),
+        "TASKAPP_ENV": "production",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "RATELIMIT_ENABLED": "false",
+        "BCRYPT_ROUNDS": "4",
+    }
+    env.pop("REDIS_URL", None)
+    prepare_database(args, env)
+
+    use_wrk = shutil.which("wrk") and not args.builtin
+    measure = run_wrk if use_wrk else run_builtin
+    server = Server(args, env)
+    try:
+        tokens = {user: login(server.port, user) for user in ("light", "heavy")}
+        rss_start = server.worker_rss_mb()
+        results = []
+        for label, path, user in endpoints(args):
+            if path is None:
+                cursor = deep_cursor(server.port, tokens[user], pages=50)
+                if cursor is None:
+                    continue
+                path = f"/tasks?page_size=20&cursor={urllib.parse.quote(cursor)}"
+            token = tokens[user] if user else None
+            status, _ = request(
+                server.port,
+                "GET",
+                path,
+                headers={"Authorization": f"Bearer {token}"} if token else {},
+            )
+            if status != 200:
+                raise SystemExit(f"{label}: {path} answered {status}")
+            measure(server.port, path, token, argparse.Namespace(**{**vars(args), "duration": 1}))
+            results.append((label, measure(server.port, path, token, args)))
+            log(f"{label}: {results[-1][1]}")
+        if args.soak:
+            soak(server, tokens, args, measure)
+        rss_end = server.worker_rss_mb()
+    finally:
+        server.stop()
+
+    print_table(results, args, "wrk" if use_wrk else "built-in client")
+    print(
+        f"\nworker RSS MB at start: {', '.join(f'{r:.0f}' for r in rss_start)}; "
+        f"at end: {', '.join(f'{r:.0f}' for r in rss_end)}"
+    )
+    return 0
+
+
+def soak(server: Server, tokens: dict, args, measure) -> None:
+    """Mixed load for ``--soak`` seconds, sampling worker memory every minute."""
+    paths = [f"/tasks?page_size=20&page={n}" for n in (1, 2, 50)]
+    stop_at = time.monotonic() + args.soak
+    minute = 0
+    while time.monotonic() < stop_at:
+        for path in paths:
+            measure(
+                server.port,
+                path,
+                tokens["heavy"],
+                argparse.Namespace(**{**vars(args), "duration": 20}),
+            )
+        minute += 1
+        log(f"soak {minute}: worker RSS MB {[round(r) for r in server.worker_rss_mb()]}")
+
+
+def print_table(results, args, tool: str) -> None:
+    health = dict(results)["healthz"]["rps"]
+    first_page = {label.split(" [")[1][:-1]: r for label, r in results if label.startswith("list")}
+    print(
+        "\np50 ratio: a heavy-user row against the same query for the light user; the deep "
+        "page and the cursor against the heavy user's first page."
+    )
+    print(
+        f"\n{args.workers} sync workers, {args.connections} connections, {args.duration} s "
+        f"per row, {tool}; light user {args.light:,} tasks, heavy user {args.heavy:,}\n"
+    )
+    print("| endpoint | req/s | p50 ms | p99 ms | vs /healthz | p50 ratio | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    by_label = dict(results)
+    for label, r in results:
+        versus_light = ""
+        if label.endswith("[heavy]"):
+            light = by_label.get(label.replace("[heavy]", "[light]"))
+            if light is None and label.startswith(("page=", "cursor")):
+                light = first_page.get("heavy")
+            if light:
+                versus_light = f"{r['p50'] / light['p50']:.2f}x"
+        print(
+            f"| {label} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+            f"{r['rps'] / health:.0%} | {versus_light} | {r['errors']} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

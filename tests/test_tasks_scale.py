@@ -1,0 +1,210 @@
+"""Lists that stay cheap for heavy users: keyset cursors, kept counts, index-only plans."""
+
+import itertools
+
+import pytest
+from sqlalchemy import event, func, select, text, update
+
+from conftest import assert_error, requires_postgres
+from taskapp.auth.models import User
+from taskapp.extensions import db
+from taskapp.seed import COMMON, seed
+from taskapp.tasks import service
+from taskapp.tasks.models import Task, TaskCount
+
+SORTS = list(itertools.product(["created_at", "updated_at", "title"], ["asc", "desc"]))
+
+
+def walk_by_cursor(client, headers, **query) -> list[int]:
+    """Every id, following meta.next_cursor from the first page."""
+    ids, params = [], {**query}
+    while True:
+        response = client.get("/tasks", query_string=params, headers=headers)
+        assert response.status_code == 200, response.json
+        body = response.json
+        ids += [task["id"] for task in body["data"]]
+        cursor = body["meta"]["next_cursor"]
+        if cursor is None:
+            return ids
+        if "cursor" in params:
+            assert body["meta"]["page"] is None
+        params = {**query, "cursor": cursor}
+
+
+def walk_by_page(client, headers, **query) -> list[int]:
+    ids, page = [], 1
+    while True:
+        body = client.get("/tasks", query_string={**query, "page": page}, headers=headers).json
+        if not body["data"]:
+            return ids
+        ids += [task["id"] for task in body["data"]]
+        page += 1
+
+
+@pytest.fixture
+def tied_tasks(auth, make_task):
+    """Nine tasks in three groups that tie on every sort key (same title, same timestamps)."""
+    headers = auth()
+    ids = [make_task(headers, title=f"group {n % 3}")["id"] for n in range(9)]
+    db.session.execute(
+        update(Task).where(Task.id.in_(ids)).values(created_at=func.now(), updated_at=func.now())
+    )
+    db.session.commit()
+    return headers, ids
+
+
+@pytest.mark.parametrize(("sort", "order"), SORTS)
+@pytest.mark.parametrize("page_size", [1, 2, 4, 9, 100])
+def test_cursor_walk_returns_every_task_once_in_page_order(
+    client, tied_tasks, sort, order, page_size
+):
+    headers, ids = tied_tasks
+    query = {"sort": sort, "order": order, "page_size": page_size}
+
+    by_cursor = walk_by_cursor(client, headers, **query)
+
+    assert sorted(by_cursor) == sorted(ids)
+    assert by_cursor == walk_by_page(client, headers, **query)
+
+
+def test_cursor_walk_keeps_filters(client, auth, make_task):
+    headers = auth()
+    done = [make_task(headers, title=f"done {n}", completed=True)["id"] for n in range(5)]
+    for n in range(4):
+        make_task(headers, title=f"open {n}")
+
+    walked = walk_by_cursor(client, headers, completed="true", page_size=2)
+
+    assert sorted(walked) == sorted(done)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["not-base64!", "e30", "W10", "eyJzIjoxfQ", "eyJzIjoiY3JlYXRlZF9hdCIsIm8iOiJkZXNjIiwiayI6W119"],
+)
+def test_a_cursor_the_api_did_not_issue_is_422(client, auth, cursor):
+    assert_error(client.get("/tasks", query_string={"cursor": cursor}, headers=auth()), 422)
+
+
+def test_a_cursor_is_422_with_another_sort_or_with_a_page(client, auth, make_task):
+    headers = auth()
+    for _ in range(3):
+        make_task(headers)
+    cursor = client.get("/tasks?page_size=1", headers=headers).json["meta"]["next_cursor"]
+
+    for query in ({"sort": "title"}, {"order": "asc"}, {"page": 1}):
+        response = client.get("/tasks", query_string={"cursor": cursor, **query}, headers=headers)
+        assert_error(response, 422, field="cursor")
+
+
+def test_a_timestamp_cursor_with_a_bad_value_is_422(client, auth):
+    from taskapp.pagination import encode_cursor
+
+    cursor = encode_cursor("created_at", "desc", "yesterday", 1)
+    response = client.get("/tasks", query_string={"cursor": cursor}, headers=auth())
+    assert_error(response, 422, field="cursor")
+
+
+def kept_counts(user_id: int) -> tuple[int, int]:
+    db.session.expire_all()
+    row = db.session.get(TaskCount, user_id)
+    return (row.total, row.completed) if row else (0, 0)
+
+
+def counted(user_id: int) -> tuple[int, int]:
+    total = db.session.scalar(select(func.count()).where(Task.user_id == user_id))
+    done = db.session.scalar(
+        select(func.count()).where(Task.user_id == user_id, Task.completed.is_(True))
+    )
+    return total, done
+
+
+def test_kept_counts_follow_every_write(client, auth, make_task):
+    headers = auth()
+    user_id = client.get("/me", headers=headers).json["id"]
+    tasks = [make_task(headers, completed=n % 2 == 0)["id"] for n in range(6)]
+    assert kept_counts(user_id) == counted(user_id) == (6, 3)
+
+    client.patch(f"/tasks/{tasks[1]}", json={"completed": True}, headers=headers)
+    client.patch(f"/tasks/{tasks[0]}", json={"title": "renamed"}, headers=headers)
+    client.put(f"/tasks/{tasks[2]}", json={"title": "replaced"}, headers=headers)
+    client.delete(f"/tasks/{tasks[3]}", headers=headers)
+    assert kept_counts(user_id) == counted(user_id) == (5, 3)
+
+    for completed, expected in ((None, 5), ("true", 3), ("false", 2)):
+        query = {} if completed is None else {"completed": completed}
+        meta = client.get("/tasks", query_string=query, headers=headers).json["meta"]
+        assert meta["total"] == expected
+
+
+def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
+    seeded = seed(users=2, tasks=40, prefix="bulk", password="bulk password")
+    for user_id in seeded:
+        assert kept_counts(user_id) == counted(user_id)
+        assert kept_counts(user_id)[0] == 40
+    db.session.execute(Task.__table__.delete().where(Task.user_id == seeded[0]))
+    db.session.execute(User.__table__.delete().where(User.id == seeded[1]))
+    db.session.commit()
+    assert kept_counts(seeded[0]) == (0, 0)
+    assert db.session.get(TaskCount, seeded[1]) is None
+
+
+@requires_postgres
+def test_no_list_query_scans_the_tasks_table(app):
+    """EXPLAIN every list query on a seeded database: index scans only, never a Seq Scan."""
+    heavy, *_ = seed(users=1, tasks=100_000, prefix="heavy", password="heavy password")
+    seed(users=20, tasks=50, prefix="light", password="light password")
+    db.session.execute(text("ANALYZE tasks"))
+    db.session.execute(text("ANALYZE task_counts"))
+    first = service.list_tasks(heavy, page_size=20)["meta"]["next_cursor"]
+    # A word of the user's own text: as in real text, most words are rare.
+    titles = db.session.scalars(select(Task.title).where(Task.user_id == heavy).limit(50))
+    word = next(w for t in titles for w in t.lower().split() if w not in COMMON)
+    variants = [
+        {},
+        {"completed": False},
+        {"completed": True, "sort": "updated_at"},
+        {"sort": "title", "order": "asc"},
+        {"search": word},
+        {"search": word, "completed": False, "sort": "title"},
+        {"page": 500},
+        {"cursor": decode(first)},
+    ]
+    for variant in variants:
+        statements = capture_statements(lambda v=variant: service.list_tasks(heavy, **v))
+        for statement, parameters in statements:
+            plan = db.session.execute(text(f"EXPLAIN {statement}"), parameters)
+            plan_text = "\n".join(row[0] for row in plan)
+            assert "Seq Scan on tasks" not in plan_text, (variant, plan_text)
+
+
+def decode(cursor: str) -> dict:
+    from taskapp.tasks.schemas import TaskQuerySchema
+
+    return TaskQuerySchema().load({"cursor": cursor})["cursor"]
+
+
+def capture_statements(call) -> list[tuple[str, dict]]:
+    """The SQL statements ``call`` runs, with their bound parameters (pyformat, psycopg2)."""
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "FROM tasks" in statement:
+            seen.append((statement, parameters))
+
+    engine = db.session.get_bind()
+    target = engine.engine if hasattr(engine, "engine") else engine
+    event.listen(target, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        event.remove(target, "before_cursor_execute", record)
+    assert seen
+    return [(convert_placeholders(statement), parameters) for statement, parameters in seen]
+
+
+def convert_placeholders(statement: str) -> str:
+    """psycopg2's %(name)s placeholders as SQLAlchemy text() :name binds."""
+    import re
+
+    return re.sub(r"%\((\w+)\)s", r":\1", statement).replace("%%", "%")

@@ -1,6 +1,11 @@
 """gunicorn settings, each overridable by the environment; defaults suit a 2-core machine."""
 
+import json
 import os
+import uuid
+from http import HTTPStatus
+
+from gunicorn import util
 
 from config import database_timeouts
 from taskapp.observability import gunicorn_logconfig, prepare_multiprocess_metrics, worker_exited
@@ -34,6 +39,26 @@ control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 # PROMETHEUS_MULTIPROC_DIR so /metrics adds up every worker.
 logconfig_dict = gunicorn_logconfig()
 prepare_multiprocess_metrics()
+
+
+def write_json_error(sock, status_int: int, reason: str, _message: str) -> None:
+    """gunicorn's own answers, given before the app sees the request (a request line or headers
+    over its limits, a malformed request), in the API's JSON error shape, not an HTML page."""
+    status = HTTPStatus(status_int)
+    body = json.dumps({"code": status.value, "status": status.phrase, "message": reason}).encode()
+    head = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Request-ID: {uuid.uuid4().hex}\r\n"
+        "X-Content-Type-Options: nosniff\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# Workers call it as util.write_error, so every worker class answers this way.
+util.write_error = write_json_error
 
 
 def child_exit(server, worker):

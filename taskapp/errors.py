@@ -1,15 +1,16 @@
 """The one JSON error envelope, the domain errors, and every handler that produces it."""
 
+import functools
 import json
 import logging
 from http import HTTPStatus
 
 import flask_smorest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,31 @@ class JSONBodyParser(FlaskParser):
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint whose bodies are read by JSONBodyParser (so 400, not 500)."""
+    """flask-smorest's Blueprint whose bodies are read by JSONBodyParser (so 400, not 500), and
+    must be JSON: 415 for a body of another type, or none where one is required."""
 
     ARGUMENTS_PARSER = JSONBodyParser()
+
+    def arguments(self, schema, *, location="json", required=True, **kwargs):
+        parse = super().arguments(schema, location=location, required=required, **kwargs)
+        if location != "json":
+            return parse
+
+        def decorator(view):
+            parsed = parse(view)
+
+            # webargs reads a body that is not JSON as no body at all, so a form or a body
+            # without a Content-Type would be taken for an empty object.
+            @functools.wraps(parsed)
+            def require_json(*args, **kwargs):
+                carries_body = request.content_length or "Transfer-Encoding" in request.headers
+                if not request.is_json and (required or carries_body):
+                    raise UnsupportedMediaType("The request body must be JSON (application/json)")
+                return parsed(*args, **kwargs)
+
+            return require_json
+
+        return decorator
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -173,7 +196,8 @@ def register_jwt_callbacks(jwt) -> None:
 
 
 def document_error_responses(spec, *, without_database=("/healthz",)) -> None:
-    """Add the errors every route shares to the spec: 400/413 for JSON bodies, 503 for outages.
+    """Add the errors every route shares to the spec: 400/413/415 for JSON bodies, 503 for
+    outages.
 
     The per-route errors (401, 404, 409, 422, 429) are declared on the views themselves.
     """
@@ -189,6 +213,7 @@ def document_error_responses(spec, *, without_database=("/healthz",)) -> None:
             if "requestBody" in operation:
                 responses.setdefault("400", ref("BAD_REQUEST"))
                 responses.setdefault("413", ref("REQUEST_ENTITY_TOO_LARGE"))
+                responses.setdefault("415", ref("UNSUPPORTED_MEDIA_TYPE"))
             if path not in without_database:
                 responses.setdefault("503", ref("SERVICE_UNAVAILABLE"))
     # Referenced above, so registered: every 503 says when to come back.

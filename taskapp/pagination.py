@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import math
+import re
 
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Select
@@ -57,9 +58,16 @@ class CursorField(fields.String):
     """An opaque keyset cursor: base64url of JSON ``{"s": sort, "o": order, "k": [value, id]}``."""
 
     default_error_messages = {"invalid_cursor": "Not a cursor this API issued."}
+    PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")  # unpadded base64url
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata = {"pattern": self.PATTERN.pattern, **self.metadata}
 
     def _deserialize(self, value, attr, data, **kwargs) -> dict:
         text = super()._deserialize(value, attr, data, **kwargs)
+        if not self.PATTERN.match(text):
+            raise self.make_error("invalid_cursor")
         try:
             cursor = json.loads(base64.urlsafe_b64decode(text.encode("ascii") + b"=="))
         except (UnicodeEncodeError, binascii.Error, ValueError):

@@ -139,6 +139,41 @@ def test_malformed_json_on_an_existing_task_is_400(client, auth, make_task):
         assert_error(response, 400)
 
 
+NOT_JSON = {
+    "form": {"data": {"title": "a"}},
+    "text": {"data": '{"title": "a"}', "content_type": "text/plain"},
+    "no content type": {"data": b'{"title": "a"}'},
+}
+
+
+@pytest.mark.parametrize("body", NOT_JSON.values(), ids=NOT_JSON.keys())
+@pytest.mark.parametrize("path", ["/signup", "/tasks", "/refresh", "/logout"])
+def test_a_body_that_is_not_json_is_415(client, auth, path, body):
+    # Not taken for an empty object (webargs' reading), even where the body is optional.
+    response = client.post(path, headers=auth(), **body)
+    assert_error(response, 415)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/tasks"), ("PATCH", "/tasks/{id}"), ("PUT", "/tasks/{id}")]
+)
+def test_a_required_body_that_is_missing_is_415(client, auth, make_task, method, path):
+    headers = auth()
+    task = make_task(headers)
+    response = client.open(path.format(id=task["id"]), method=method, headers=headers)
+    assert_error(response, 415)
+    assert client.get(f"/tasks/{task['id']}", headers=headers).json == task
+
+
+def test_the_optional_bodies_of_refresh_and_logout_may_be_left_out(client, make_user, login):
+    tokens = login(make_user()[0])
+    bearer = {"Authorization": f"Bearer {tokens['refresh_token']}"}
+    response = client.post("/refresh", headers=bearer)
+    assert response.status_code == 200, response.json
+    bearer = {"Authorization": f"Bearer {response.json['refresh_token']}"}
+    assert client.post("/logout", headers=bearer).status_code == 204
+
+
 # --- server-side failures -----------------------------------------------------------------
 
 
@@ -336,10 +371,19 @@ def test_documented_errors_use_the_envelope_schema(spec):
             assert {"code", "status", "message"} <= set(schema["properties"]), (path, method)
 
 
-def test_operations_with_a_body_document_400_413_and_422(spec):
+def test_operations_with_a_body_document_400_413_415_and_422(spec):
     for path, method, operation in operations(spec):
         if "requestBody" in operation:
-            assert {"400", "413", "422"} <= set(operation["responses"]), (path, method)
+            assert {"400", "413", "415", "422"} <= set(operation["responses"]), (path, method)
+
+
+def test_only_refresh_and_logout_take_their_body_as_optional(spec):
+    optional = {
+        (path, method)
+        for path, method, operation in operations(spec)
+        if "requestBody" in operation and not operation["requestBody"].get("required")
+    }
+    assert optional == {("/refresh", "post"), ("/logout", "post")}
 
 
 # --- Swagger UI ---------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Real gunicorn, two workers: /metrics adds up every worker, and every log line is JSON."""
 
 import json
+import re
+import socket
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -83,3 +85,29 @@ def test_every_log_line_is_json_with_the_access_lines_and_no_secret(server):
     text = server.log()
     for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"], "Bearer "):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        # A request line over gunicorn's limit (4094 bytes): a query far past maxLength.
+        (b"GET /tasks?search=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n", 400),
+    ],
+    ids=["URI too long", "malformed header"],
+)
+def test_gunicorn_answers_what_it_refuses_in_the_envelope(server, request_head, status):
+    # Refused before the app sees it, yet in the JSON error shape, not gunicorn's HTML page.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_head)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} ")
+    headers = {name.lower(): value for name, _, value in (x.partition(": ") for x in lines[1:])}
+    assert headers["content-type"] == "application/json"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+    error = json.loads(body)
+    assert error["code"] == status and error["status"] and error["message"]

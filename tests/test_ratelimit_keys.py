@@ -119,7 +119,7 @@ ODD_BODIES = {
     "malformed JSON": ({"data": b'{"email": ', "content_type": "application/json"}, 400),
     "invalid UTF-8": ({"data": b'{"email": "\xff@x"}', "content_type": "application/json"}, 400),
     "nested too deep": ({"data": b"[" * 100_000, "content_type": "application/json"}, 400),
-    "form body": ({"data": {"email": "a@example.com"}}, 422),
+    "form body": ({"data": {"email": "a@example.com"}}, 415),
     "too large": (
         {"data": b'{"email": "' + b"a" * (1024 * 1024) + b'"}', "content_type": "application/json"},
         413,

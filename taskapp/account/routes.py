@@ -47,10 +47,21 @@ class Password(MethodView):
         service.change_password(current_user, **body)
 
 
+# For clients and the fuzzer: the ids listed are the ones DELETE /sessions/{session_id} takes.
+REVOKE_LINK = {
+    "RevokeSession": {
+        "operationRef": "#/paths/~1sessions~1{session_id}/delete",
+        "parameters": {"session_id": "$response.body#/0/id"},
+        "description": "Revoke a listed session (here the first)",
+    }
+}
+
+
 @blp.route("/sessions")
 class Sessions(MethodView):
     @authenticated(blp)
     @blp.response(200, SessionSchema(many=True))
+    @blp.doc(responses={"200": {"links": REVOKE_LINK}})
     def get(self):
         """List the caller's active sessions"""
         return service.list_sessions(current_user.id, current_session_id=get_jwt()[SESSION_CLAIM])

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields
 
-from taskapp.auth.schemas import UserSchema, validate_password_length
+from taskapp.auth.schemas import NEW_PASSWORD_METADATA, UserSchema, validate_password_length
 from taskapp.schemas import StoredString
 
 
@@ -20,7 +20,7 @@ class PasswordChangeSchema(Schema):
         required=True,
         load_only=True,
         validate=validate_password_length,
-        metadata={"description": "8 to 72 bytes in UTF-8"},
+        metadata=NEW_PASSWORD_METADATA,
     )
 
 

@@ -61,7 +61,7 @@ class Login(MethodView):
 @blp.route("/refresh")
 class Refresh(MethodView):
     @rate_limited(blp, "RATELIMIT_REFRESH")
-    @blp.arguments(RefreshTokenSchema)
+    @blp.arguments(RefreshTokenSchema, required=False)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.doc(security=[{}, {"bearerAuth": []}])
@@ -73,7 +73,7 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.arguments(RefreshTokenSchema)
+    @blp.arguments(RefreshTokenSchema, required=False)
     @blp.response(204)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.doc(security=[{}, {"bearerAuth": []}])

@@ -17,6 +17,15 @@ def validate_password_length(password: str) -> None:
         )
 
 
+# JSON Schema counts characters, not bytes, so the rule is the format's (what the description
+# says); maxLength is the bound in characters it implies.
+NEW_PASSWORD_METADATA = {
+    "description": "8 to 72 bytes in UTF-8 (bcrypt's limit: a character takes 1 to 4), no NUL",
+    "format": "password",
+    "maxLength": MAX_PASSWORD_BYTES,
+}
+
+
 class EmailField(TrimmedString):
     """An email address, trimmed and lower-cased."""
 
@@ -27,13 +36,17 @@ class EmailField(TrimmedString):
 class SignupSchema(Schema):
     """POST /signup body."""
 
-    email = EmailField(required=True, validate=[validate.Length(max=254), validate.Email()])
+    email = EmailField(
+        required=True,
+        validate=[validate.Length(max=254), validate.Email()],
+        metadata={"format": "email"},
+    )
     # StoredString: bcrypt cannot take a lone surrogate, and NULs would weaken the key.
     password = StoredString(
         required=True,
         validate=validate_password_length,
         load_only=True,
-        metadata={"description": "8 to 72 bytes in UTF-8"},
+        metadata=NEW_PASSWORD_METADATA,
     )
 
 

@@ -97,6 +97,25 @@ def app(_app, request):
 
 
 @pytest.fixture
+def build_app():
+    """Build throwaway apps (never the session app) with config overrides; disposed after."""
+    built = []
+
+    def build(**overrides):
+        app = create_app(make_config(**overrides))
+        built.append(app)
+        with app.app_context():
+            # The limiter's storage is shared with the other apps: start from zero.
+            limiter.reset()
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

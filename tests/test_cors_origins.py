@@ -3,32 +3,12 @@
 import pytest
 
 import config
-from conftest import assert_error, make_config
-from taskapp import create_app
-from taskapp.extensions import db, limiter
+from conftest import assert_error
 
 ALLOWED = "https://app.example.com"
 ALSO_ALLOWED = "http://localhost:5173"
 DENIED = "https://evil.example.net"
 CORS_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods")
-
-
-@pytest.fixture
-def build_app():
-    """Throwaway apps (never the session app) with config overrides."""
-    built = []
-
-    def build(**overrides):
-        app = create_app(make_config(**overrides))
-        built.append(app)
-        with app.app_context():
-            limiter.reset()
-        return app
-
-    yield build
-    for app in built:
-        with app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture

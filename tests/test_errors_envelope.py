@@ -13,34 +13,15 @@ from flask_jwt_extended import create_access_token
 
 import config
 from config import ProductionConfig, normalise_database_url
-from conftest import assert_error, make_config
+from conftest import assert_error
 from taskapp import create_app
-from taskapp.extensions import db, limiter
+from taskapp.extensions import db
 
 PROJECT = Path(__file__).resolve().parents[1]
 MAX_BODY = 1024 * 1024
 # Nothing listens on port 1: connections are refused at once.
 UNREACHABLE_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
 LONG_ENOUGH_KEY = "k" * 40
-
-
-@pytest.fixture
-def build_app():
-    """Build throwaway apps (never the session app); their engines are disposed afterwards."""
-    built = []
-
-    def build(**overrides):
-        app = create_app(make_config(**overrides))
-        built.append(app)
-        with app.app_context():
-            # The limiter's storage is shared with the other apps: start from zero.
-            limiter.reset()
-        return app
-
-    yield build
-    for app in built:
-        with app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ import re
 
 import pytest
 
-from conftest import PASSWORD, assert_error, make_config
-from taskapp import create_app
+from conftest import PASSWORD, assert_error
 from taskapp.admin import service as admin_service
-from taskapp.extensions import db, limiter
 from taskapp.observability import JsonFormatter, redact
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -36,24 +34,6 @@ def json_log(caplog):
 
 def access_lines(lines: list[dict]) -> list[dict]:
     return [line for line in lines if line["logger"] == "taskapp.access"]
-
-
-@pytest.fixture
-def build_app():
-    """Throwaway apps (never the session app) with config overrides."""
-    built = []
-
-    def build(**overrides):
-        app = create_app(make_config(**overrides))
-        built.append(app)
-        with app.app_context():
-            limiter.reset()
-        return app
-
-    yield build
-    for app in built:
-        with app.app_context():
-            db.engine.dispose()
 
 
 # --- request ids --------------------------------------------------------------------------

@@ -1,32 +1,11 @@
 """/metrics: off by default; when enabled, request counts and latencies by route and status."""
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import config
-from conftest import assert_error, make_config
-from taskapp import create_app
-from taskapp.extensions import db, limiter
+from conftest import assert_error
 
 DURATION = "flask_http_request_duration_seconds"
-
-
-@pytest.fixture
-def build_app():
-    """Throwaway apps (never the session app) with config overrides."""
-    built = []
-
-    def build(**overrides):
-        app = create_app(make_config(**overrides))
-        built.append(app)
-        with app.app_context():
-            limiter.reset()
-        return app
-
-    yield build
-    for app in built:
-        with app.app_context():
-            db.engine.dispose()
 
 
 def samples(text: str) -> dict[tuple, float]:

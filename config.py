@@ -122,11 +122,15 @@ class Config:
     # Production refuses to start without JWT_SECRET_KEY; other environments may generate one.
     REQUIRE_JWT_SECRET = False
     DEFAULT_DATABASE_URL = "sqlite:///taskapp.db"  # relative to the instance folder
+    # Where the database and Redis URLs come from (the tests read TEST_* instead).
+    DATABASE_URL_VAR = "DATABASE_URL"
+    REDIS_URL_VAR = "REDIS_URL"
+    DEFAULT_BCRYPT_ROUNDS = 12
 
     def __init__(self) -> None:
         env = os.environ
         self.SQLALCHEMY_DATABASE_URI = normalise_database_url(
-            env.get("DATABASE_URL") or self.DEFAULT_DATABASE_URL
+            env.get(self.DATABASE_URL_VAR) or self.DEFAULT_DATABASE_URL
         )
         self.SQLALCHEMY_ENGINE_OPTIONS = self._engine_options(self.SQLALCHEMY_DATABASE_URI)
 
@@ -135,9 +139,9 @@ class Config:
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_env_int("ACCESS_TOKEN_MINUTES", 15))
         self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_env_int("REFRESH_TOKEN_DAYS", 30))
-        self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", 12)
+        self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", self.DEFAULT_BCRYPT_ROUNDS)
 
-        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.REDIS_URL = env.get(self.REDIS_URL_VAR) or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
         self.RATELIMIT_STORAGE_OPTIONS = ratelimit_storage_options(self.REDIS_URL)
@@ -212,18 +216,10 @@ class TestingConfig(Config):
 
     ENV_NAME = "testing"
     TESTING = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        env = os.environ
-        self.SQLALCHEMY_DATABASE_URI = normalise_database_url(
-            env.get("TEST_DATABASE_URL") or "sqlite:///:memory:"
-        )
-        self.SQLALCHEMY_ENGINE_OPTIONS = self._engine_options(self.SQLALCHEMY_DATABASE_URI)
-        self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", 4)
-        self.REDIS_URL = env.get("TEST_REDIS_URL") or None
-        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        self.RATELIMIT_STORAGE_OPTIONS = ratelimit_storage_options(self.REDIS_URL)
+    DEFAULT_DATABASE_URL = "sqlite:///:memory:"
+    DATABASE_URL_VAR = "TEST_DATABASE_URL"
+    REDIS_URL_VAR = "TEST_REDIS_URL"
+    DEFAULT_BCRYPT_ROUNDS = 4
 
 
 class ProductionConfig(Config):

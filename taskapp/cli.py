@@ -98,6 +98,7 @@ def create_admin(email: str) -> None:
 )
 def seed_command(user_count: int, task_count: int, prefix: str, password: str) -> None:
     """Bulk-load synthetic users with TASKS tasks each (COPY on PostgreSQL), for benchmarks."""
+    password = _signup_value("password", password)  # bcrypt refuses over 72 bytes
     try:
         user_ids = seed.seed(users=user_count, tasks=task_count, prefix=prefix, password=password)
     except IntegrityError:

@@ -2,8 +2,7 @@
 
 from marshmallow import Schema, fields
 
-from taskapp.auth.schemas import NEW_PASSWORD_METADATA, UserSchema, validate_password_length
-from taskapp.schemas import StoredString
+from taskapp.auth.schemas import NewPasswordField, UserSchema
 
 
 class MeSchema(UserSchema):
@@ -16,12 +15,7 @@ class PasswordChangeSchema(Schema):
     """POST /me/password body."""
 
     current_password = fields.String(required=True, load_only=True)
-    new_password = StoredString(
-        required=True,
-        load_only=True,
-        validate=validate_password_length,
-        metadata=NEW_PASSWORD_METADATA,
-    )
+    new_password = NewPasswordField()
 
 
 class PasswordConfirmSchema(Schema):

@@ -26,6 +26,20 @@ NEW_PASSWORD_METADATA = {
 }
 
 
+class NewPasswordField(StoredString):
+    """A password to hash: 8 to 72 UTF-8 bytes, storable (bcrypt cannot take a lone surrogate,
+    and NULs would weaken the key)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=True,
+            load_only=True,
+            validate=validate_password_length,
+            metadata=NEW_PASSWORD_METADATA,
+            **kwargs,
+        )
+
+
 class EmailField(TrimmedString):
     """An email address, trimmed and lower-cased."""
 
@@ -41,13 +55,7 @@ class SignupSchema(Schema):
         validate=[validate.Length(max=254), validate.Email()],
         metadata={"format": "email"},
     )
-    # StoredString: bcrypt cannot take a lone surrogate, and NULs would weaken the key.
-    password = StoredString(
-        required=True,
-        validate=validate_password_length,
-        load_only=True,
-        metadata=NEW_PASSWORD_METADATA,
-    )
+    password = NewPasswordField()
 
 
 class LoginSchema(Schema):

@@ -98,6 +98,12 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # The app's statement_timeout guards request paths; building an index on a large
+            # table may take minutes. (lock_timeout stays: a migration must not queue behind a
+            # long transaction while blocking every request behind it.)
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            connection.commit()  # a session setting: it outlives this transaction
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():

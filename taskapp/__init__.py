@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 from taskapp.browser import register_cors, register_security_headers
+from taskapp.database import register_connection_events, register_read_only_requests
 from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
@@ -89,7 +90,9 @@ def register_extensions(app: Flask) -> None:
     from taskapp.errors import register_jwt_callbacks
 
     db.init_app(app)
+    register_read_only_requests(app, db)
     with app.app_context():
+        register_connection_events(db.engine)
         if db.engine.dialect.name == "sqlite":
             # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
             event.listen(db.engine, "connect", _enable_sqlite_foreign_keys)

@@ -263,7 +263,7 @@ def test_killed_backends_are_survived_transparently(server, database):
             message="the killed backends to exit",
         )
 
-        # pool_pre_ping finds each dead connection at checkout and replaces it: no 503.
+        # The checkout check finds each dead connection and replaces it: no 503.
         for response in on_every_worker(server, "GET", task, headers=headers):
             assert response.status == 200, response.body
         created = call(server, "POST", "/tasks", json={"title": "after"}, headers=headers)

@@ -29,7 +29,7 @@ def test_defaults_are_in_order_and_reach_the_engine(db_env):
     assert timeouts.longest_wait < 30  # gunicorn.conf.py's default worker timeout
 
     options = Config().SQLALCHEMY_ENGINE_OPTIONS
-    assert options["pool_pre_ping"] is True
+    assert options["pool_pre_ping"] is False  # taskapp.database checks at checkout instead
     assert options["pool_timeout"] == timeouts.pool
     assert options["connect_args"]["connect_timeout"] == timeouts.connect
     assert options["connect_args"]["options"] == (

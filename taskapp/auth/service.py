@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp.auth.models import RefreshToken, Session, User
@@ -160,19 +160,24 @@ def logout(*, token: str) -> None:
     db.session.commit()
 
 
+# Built once: it runs on every authenticated request, and building it cost more than running it.
+_SESSION_USER = (
+    select(User)
+    .join(Session, Session.user_id == User.id)
+    .where(
+        User.id == bindparam("user_id"),
+        User.is_active.is_(True),
+        Session.id == bindparam("session_id"),
+        Session.revoked_at.is_(None),
+        Session.expires_at > bindparam("now", type_=Session.expires_at.type),
+    )
+)
+
+
 def load_session_user(user_id: int, session_id: int) -> User | None:
     """The active user behind a live session: one indexed query per authenticated request."""
-    return db.session.scalar(
-        select(User)
-        .join(Session, Session.user_id == User.id)
-        .where(
-            User.id == user_id,
-            User.is_active.is_(True),
-            Session.id == session_id,
-            Session.revoked_at.is_(None),
-            Session.expires_at > _now(),
-        )
-    )
+    params = {"user_id": user_id, "session_id": session_id, "now": _now()}
+    return db.session.scalar(_SESSION_USER, params)
 
 
 def purge_sessions(*, revoked_before: datetime, batch_size: int = 1000) -> int:

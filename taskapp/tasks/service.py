@@ -1,10 +1,10 @@
 """Task rules and queries, always scoped to the acting user."""
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import func, literal, or_, select, tuple_
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, bindparam, func, or_, select, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
 from taskapp import etags
@@ -18,8 +18,11 @@ STALE = "The task has changed since that ETag was read; fetch it again"
 # up after this many tries (409), rather than retrying for ever.
 WRITE_ATTEMPTS = 5
 CONTENDED = "The task is being changed by other requests; retry"
+LIKE_ESCAPE = "/"
 
-SORT_COLUMNS = {"created_at": Task.created_at, "updated_at": Task.updated_at, "title": Task.title}
+# What a list returns of each task: everything TaskSchema shows, read as plain rows (a page is
+# rendered, never changed, so ORM identity and change tracking would be spent for nothing).
+LIST_COLUMNS = ("id", "title", "description", "completed", "created_at", "updated_at")
 
 
 def list_tasks(
@@ -40,65 +43,93 @@ def list_tasks(
     total is read from the kept counts (TaskCount), so no list counts a heavy user's rows;
     with one, the matches are counted (their number, not the user's, sets the cost).
     """
-    filters = [Task.user_id == user_id]
-    if completed is not None:
-        filters.append(Task.completed.is_(completed))
+    statement, total = _page_statement(
+        sort, order, completed=completed, searching=bool(search), keyset=cursor is not None
+    )
+    params = {"user_id": user_id, "limit": page_size}
     if search:
-        # autoescape: %, _ and the escape character match literally.
-        filters.append(
-            or_(
-                Task.title.icontains(search, autoescape=True),
-                Task.description.icontains(search, autoescape=True),
-            )
-        )
-    if search:
-        # The matches are found once (the trigram index) and both counted and paged.
-        matches = select(Task).where(*filters).cte("matches").prefix_with("MATERIALIZED")
-        source = aliased(Task, matches)
-        query = select(source)
-        total = select(func.count()).select_from(matches).scalar_subquery()
-    else:
-        source = Task
-        query = select(Task).where(*filters)
-        total = _kept_total(user_id, completed=completed)
-    column = getattr(source, sort)
-    descending = order == "desc"
+        params["pattern"] = "%" + _escape_like(search) + "%"
     if cursor is not None:
-        after = tuple_(column, source.id)
-        value, last_id = cursor["k"]
-        bound = tuple_(literal(value, SORT_COLUMNS[sort].type), literal(last_id))
-        query = query.where(after < bound if descending else after > bound)
+        params["after_value"], params["after_id"] = cursor["k"]
     else:
-        query = query.offset((page - 1) * page_size)
-    ordering = (column.desc(), source.id.desc()) if descending else (column.asc(), source.id.asc())
-    rows = db.session.execute(
-        query.add_columns(total.label("total")).order_by(*ordering).limit(page_size)
-    ).all()
-    tasks = [row[0] for row in rows]
+        params["offset"] = (page - 1) * page_size
+    # Plain dicts: the cheapest for the schema to read (a Row is read by attribute, slowly).
+    rows = [row._asdict() for row in db.session.execute(statement, params)]
     # Past the end there is no row to carry the total: ask for it alone.
-    count = rows[0].total if rows else db.session.scalar(select(total))
+    count = rows[0]["total"] if rows else db.session.scalar(total, params)
     next_cursor = None
-    if len(tasks) == page_size:
-        last = tasks[-1]
-        next_cursor = encode_cursor(sort, order, _cursor_text(getattr(last, sort)), last.id)
+    if len(rows) == page_size:
+        last = rows[-1]
+        next_cursor = encode_cursor(sort, order, _cursor_text(last[sort]), last["id"])
     meta = page_meta(
         page=None if cursor is not None else page,
         page_size=page_size,
         total=count,
         next_cursor=next_cursor,
     )
-    return {"data": tasks, "meta": meta}
+    return {"data": rows, "meta": meta}
 
 
-def _kept_total(user_id: int, *, completed: bool | None):
+@functools.cache
+def _page_statement(
+    sort: str, order: str, *, completed: bool | None, searching: bool, keyset: bool
+) -> tuple[Select, Select]:
+    """The page query of one shape of list, and its total alone, built once per shape.
+
+    Values come as bound parameters (user_id, limit, offset or after_value and after_id,
+    pattern), so each request only binds them: building the statement cost more than running
+    it.
+    """
+    tasks = Task.__table__
+    filters = [tasks.c.user_id == bindparam("user_id")]
+    if completed is not None:
+        filters.append(tasks.c.completed.is_(completed))
+    if searching:
+        pattern = bindparam("pattern", type_=tasks.c.title.type)
+        filters.append(
+            or_(
+                tasks.c.title.ilike(pattern, escape=LIKE_ESCAPE),
+                tasks.c.description.ilike(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+        # The matches are found once (the trigram index) and both counted and paged.
+        source = select(tasks).where(*filters).cte("matches").prefix_with("MATERIALIZED")
+        total = select(func.count()).select_from(source).scalar_subquery()
+        query = select(*(source.c[name] for name in LIST_COLUMNS))
+    else:
+        source = tasks
+        total = _kept_total(completed)
+        query = select(*(tasks.c[name] for name in LIST_COLUMNS)).where(*filters)
+    column, row_id = source.c[sort], source.c.id
+    descending = order == "desc"
+    if keyset:
+        after = tuple_(column, row_id)
+        bound = tuple_(bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id"))
+        query = query.where(after < bound if descending else after > bound)
+    else:
+        query = query.offset(bindparam("offset"))
+    ordering = (column.desc(), row_id.desc()) if descending else (column.asc(), row_id.asc())
+    page = query.add_columns(total.label("total")).order_by(*ordering)
+    return page.limit(bindparam("limit")), select(total)
+
+
+def _kept_total(completed: bool | None):
     """The user's task count (all, completed or open) from TaskCount, as a scalar subquery."""
+    counts = TaskCount.__table__
     column = {
-        None: TaskCount.total,
-        True: TaskCount.completed,
-        False: TaskCount.total - TaskCount.completed,
+        None: counts.c.total,
+        True: counts.c.completed,
+        False: counts.c.total - counts.c.completed,
     }[completed]
-    kept = select(column).where(TaskCount.user_id == user_id).scalar_subquery()
+    kept = select(column).where(counts.c.user_id == bindparam("user_id")).scalar_subquery()
     return func.coalesce(kept, 0)
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE LIKE_ESCAPE: no wildcard in it is live."""
+    for char in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(char, LIKE_ESCAPE + char)
+    return text
 
 
 def _cursor_text(value) -> str:

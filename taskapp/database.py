@@ -1,0 +1,90 @@
+"""How the app uses its database connections: autocommit reads and a liveness check at
+checkout that costs no round trip.
+
+Both exist for the same reason: on a request that reads a page, each round trip to
+PostgreSQL cost about as much as the query itself (BENCHMARKS.md). A read-only request
+needs no transaction (under READ COMMITTED every statement takes its own snapshot anyway),
+so it runs in autocommit and saves the BEGIN and the ROLLBACK; and a pooled connection is
+checked for a server-side close by polling its socket instead of by ``SELECT 1``.
+"""
+
+import select
+import weakref
+
+import flask_sqlalchemy.session
+from flask import Flask, request
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DisconnectionError
+
+# Requests that must not change anything (RFC 9110 safe methods).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY = "taskapp.read_only"
+_read_only_engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class Session(flask_sqlalchemy.session.Session):
+    """``db.session``: on the read-only variant of its engine once marked read-only."""
+
+    def get_bind(self, *args, **kwargs):
+        bind = super().get_bind(*args, **kwargs)
+        # A Connection bind (a test's outer transaction) is used as it is.
+        if not self.info.get(READ_ONLY) or not isinstance(bind, Engine):
+            return bind
+        engine = _read_only_engines.get(bind)
+        if engine is None:
+            # The same engine and pool, with an execution option that start_in_autocommit sees.
+            engine = _read_only_engines[bind] = bind.execution_options(**{READ_ONLY: True})
+        return engine
+
+
+def register_read_only_requests(app: Flask, db) -> None:
+    """Run the statements of safe-method requests in autocommit: no BEGIN, no ROLLBACK."""
+
+    @app.before_request
+    def mark_read_only() -> None:
+        db.session.info[READ_ONLY] = request.method in SAFE_METHODS
+
+
+def start_in_autocommit(connection) -> None:
+    """Connection ``begin`` listener: a read-only connection's driver goes to autocommit.
+
+    psycopg2 sends its BEGIN with the first statement, so none has been sent yet; in
+    autocommit it sends none, and the ROLLBACK at the end is a no-op. (SQLAlchemy's own
+    ``isolation_level="AUTOCOMMIT"`` would do the same, but psycopg2 then sends a ``SET
+    default_transaction_isolation`` round trip to undo it at check-in.)
+    """
+    if connection.get_execution_options().get(READ_ONLY):
+        driver = connection.connection.driver_connection
+        if driver.info.transaction_status == TRANSACTION_STATUS_IDLE:
+            driver.autocommit = True
+
+
+def leave_autocommit(dbapi_connection, _record) -> None:
+    """Pool ``checkin`` listener: the next user of the connection gets transactions again."""
+    if dbapi_connection is not None and dbapi_connection.autocommit:
+        dbapi_connection.autocommit = False  # no round trip: psycopg2 only notes it
+
+
+def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
+    """Pool ``checkout`` listener: replace a connection the server closed while it idled.
+
+    An idle PostgreSQL connection has nothing to read unless the server ended it (restart,
+    ``pg_terminate_backend``, idle timeout): it then sends its FATAL message and closes.
+    So a readable socket at checkout means a dead connection, and the pool opens a new one
+    before the request sees it. (Unlike ``pool_pre_ping``, this costs no round trip.)
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("connection closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection")
+
+
+def register_connection_events(engine: Engine) -> None:
+    """The checkout check and autocommit reads, on PostgreSQL (SQLite has no round trips)."""
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "checkout", drop_connection_if_closed)
+        event.listen(engine, "checkin", leave_autocommit)
+        event.listen(engine, "begin", start_in_autocommit)

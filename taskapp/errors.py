@@ -113,6 +113,9 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JSONBodyParser()
 
     def arguments(self, schema, *, location="json", required=True, **kwargs):
+        if isinstance(schema, type):
+            # One instance for all requests: webargs would build one per request from a class.
+            schema = schema()
         parse = super().arguments(schema, location=location, required=required, **kwargs)
         if location != "json":
             return parse

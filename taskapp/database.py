@@ -39,7 +39,11 @@ class Session(flask_sqlalchemy.session.Session):
 
 
 def register_read_only_requests(app: Flask, db) -> None:
-    """Run the statements of safe-method requests in autocommit: no BEGIN, no ROLLBACK."""
+    """Run the statements of safe-method requests in autocommit: no BEGIN, no ROLLBACK.
+
+    Such requests must not write (HTTP says so, and none here does): in autocommit each
+    statement would commit on its own, not all of them at the end.
+    """
 
     @app.before_request
     def mark_read_only() -> None:
@@ -62,7 +66,9 @@ def start_in_autocommit(connection) -> None:
 
 def leave_autocommit(dbapi_connection, _record) -> None:
     """Pool ``checkin`` listener: the next user of the connection gets transactions again."""
-    if dbapi_connection is not None and dbapi_connection.autocommit:
+    if dbapi_connection is None or dbapi_connection.closed:
+        return  # invalidated or dead: it is never handed out again
+    if dbapi_connection.autocommit:
         dbapi_connection.autocommit = False  # no round trip: psycopg2 only notes it
 
 

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 from sqlalchemy import event, func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from conftest import assert_error, requires_postgres
 from taskapp.auth.models import User
@@ -147,6 +148,22 @@ def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
     db.session.commit()
     assert kept_counts(seeded[0]) == (0, 0)
     assert db.session.get(TaskCount, seeded[1]) is None
+
+
+@requires_postgres
+@pytest.mark.committing
+def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(monkeypatch, build_app):
+    # Request paths get a statement_timeout; a bulk COPY far outlasts this one.
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "250")
+    seeding = build_app()
+    with seeding.app_context():
+        (user_id,) = seed(users=1, tasks=20_000, prefix="timed", password="timed password")
+        assert kept_counts(user_id) == counted(user_id)
+        assert kept_counts(user_id)[0] == 20_000
+        # The request path keeps its timeout.
+        with pytest.raises(OperationalError, match="statement timeout"):
+            db.session.execute(text("SELECT pg_sleep(1)"))
+        db.session.rollback()
 
 
 @requires_postgres

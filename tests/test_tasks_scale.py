@@ -152,7 +152,8 @@ def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
 
 @requires_postgres
 @pytest.mark.committing
-def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(monkeypatch, build_app):
+def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkeypatch, build_app):
+    # ``app`` (committing) truncates the tables afterwards: the seed commits for real.
     # Request paths get a statement_timeout; a bulk COPY far outlasts this one.
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "250")
     seeding = build_app()

@@ -17,12 +17,10 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from run import PASSWORD, PROJECT  # bench/run.py, beside this script: its seeded users
+
 sys.path.insert(0, str(PROJECT))
-
-PASSWORD = "benchmark-password"  # bench/run.py's
 
 
 def timed(totals: collections.Counter, label: str, function):

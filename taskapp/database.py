@@ -9,9 +9,7 @@ checked for a server-side close by polling its socket instead of by ``SELECT 1``
 """
 
 import select
-import weakref
 
-import flask_sqlalchemy.session
 from flask import Flask, request
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event
@@ -20,22 +18,6 @@ from sqlalchemy.exc import DisconnectionError
 # Requests that must not change anything (RFC 9110 safe methods).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY = "taskapp.read_only"
-_read_only_engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-class Session(flask_sqlalchemy.session.Session):
-    """``db.session``: on the read-only variant of its engine once marked read-only."""
-
-    def get_bind(self, *args, **kwargs):
-        bind = super().get_bind(*args, **kwargs)
-        # A Connection bind (a test's outer transaction) is used as it is.
-        if not self.info.get(READ_ONLY) or not isinstance(bind, Engine):
-            return bind
-        engine = _read_only_engines.get(bind)
-        if engine is None:
-            # The same engine and pool, with an execution option that start_in_autocommit sees.
-            engine = _read_only_engines[bind] = bind.execution_options(**{READ_ONLY: True})
-        return engine
 
 
 def register_read_only_requests(app: Flask, db) -> None:
@@ -49,19 +31,26 @@ def register_read_only_requests(app: Flask, db) -> None:
     def mark_read_only() -> None:
         db.session.info[READ_ONLY] = request.method in SAFE_METHODS
 
+    # db.session outlives any one app (tests build many): listen once.
+    if not event.contains(db.session, "after_begin", start_in_autocommit):
+        event.listen(db.session, "after_begin", start_in_autocommit)
 
-def start_in_autocommit(connection) -> None:
-    """Connection ``begin`` listener: a read-only connection's driver goes to autocommit.
+
+def start_in_autocommit(session, _transaction, connection) -> None:
+    """Session ``after_begin`` listener: a read-only session's driver goes to autocommit.
 
     psycopg2 sends its BEGIN with the first statement, so none has been sent yet; in
     autocommit it sends none, and the ROLLBACK at the end is a no-op. (SQLAlchemy's own
     ``isolation_level="AUTOCOMMIT"`` would do the same, but psycopg2 then sends a ``SET
     default_transaction_isolation`` round trip to undo it at check-in.)
     """
-    if connection.get_execution_options().get(READ_ONLY):
-        driver = connection.connection.driver_connection
-        if driver.info.transaction_status == TRANSACTION_STATUS_IDLE:
-            driver.autocommit = True
+    if not session.info.get(READ_ONLY) or connection.dialect.name != "postgresql":
+        return
+    if not isinstance(session.get_bind(), Engine):
+        return  # bound to a Connection (a test's outer transaction): used as it is
+    driver = connection.connection.driver_connection
+    if driver.info.transaction_status == TRANSACTION_STATUS_IDLE:
+        driver.autocommit = True
 
 
 def leave_autocommit(dbapi_connection, _record) -> None:
@@ -89,8 +78,8 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
 
 
 def register_connection_events(engine: Engine) -> None:
-    """The checkout check and autocommit reads, on PostgreSQL (SQLite has no round trips)."""
+    """The checkout check, and leaving autocommit at check-in, on PostgreSQL (SQLite has no
+    round trips to save)."""
     if engine.dialect.name == "postgresql":
         event.listen(engine, "checkout", drop_connection_if_closed)
         event.listen(engine, "checkin", leave_autocommit)
-        event.listen(engine, "begin", start_in_autocommit)

@@ -7,7 +7,6 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
-from taskapp.database import Session
 from taskapp.errors import Api
 
 # Named constraints so Alembic migrations are reviewable and portable.
@@ -19,9 +18,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(
-    metadata=MetaData(naming_convention=NAMING_CONVENTION), session_options={"class_": Session}
-)
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 api = Api()
 jwt = JWTManager()

@@ -4,8 +4,10 @@ import itertools
 import os
 
 import flask_migrate
+import psycopg2
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from config import TestingConfig
 from taskapp import create_app
@@ -26,6 +28,17 @@ requires_postgres = pytest.mark.skipif(
 requires_redis = pytest.mark.skipif(
     not os.environ.get("TEST_REDIS_URL"), reason="needs Redis (set TEST_REDIS_URL)"
 )
+
+
+def own_connection():
+    """A psycopg2 connection of the test's own to the test database, outside the app's pool
+    (autocommit)."""
+    url = make_url(db.engine.url)
+    connection = psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+    )
+    connection.autocommit = True
+    return connection
 
 
 def make_config(**overrides) -> TestingConfig:

@@ -6,12 +6,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import psycopg2
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
-from conftest import PASSWORD, requires_postgres, requires_redis
+from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
 from pgcluster import wait_for
 from servers import Server, call, gunicorn
 from taskapp.extensions import db
@@ -114,20 +112,10 @@ def test_two_writers_with_one_etag_exactly_one_wins(server):
     assert "Traceback" not in server.log()
 
 
-def connect():
-    """A connection of the test's own to the test database (autocommit)."""
-    url = make_url(db.engine.url)
-    connection = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
-    )
-    connection.autocommit = True
-    return connection
-
-
 @contextmanager
 def row_locked(task_id: int):
     """Another session holds the task's row lock until exit: writers queue behind it."""
-    connection = connect()
+    connection = own_connection()
     try:
         with connection.cursor() as cursor:
             cursor.execute("BEGIN")
@@ -140,7 +128,7 @@ def row_locked(task_id: int):
 
 def writers_waiting_on_a_lock() -> int:
     # A new connection each time: pg_stat_activity is a snapshot per transaction.
-    connection = connect()
+    connection = own_connection()
     try:
         with connection.cursor() as cursor:
             cursor.execute(

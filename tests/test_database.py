@@ -2,11 +2,10 @@
 
 import time
 
-import psycopg2
 import pytest
 from sqlalchemy import event, text
 
-from conftest import requires_postgres
+from conftest import own_connection, requires_postgres
 from taskapp.extensions import db
 
 pytestmark = [requires_postgres, pytest.mark.committing]
@@ -59,12 +58,7 @@ def test_connections_closed_by_the_server_are_replaced_at_checkout(client, auth)
     pooled = db.engine.pool.checkedin()
     assert pooled >= 1
     # From outside the pool: every pooled connection of this database is ended while it idles.
-    killer = psycopg2.connect(
-        db.engine.url.render_as_string(hide_password=False).replace(
-            "postgresql+psycopg2://", "postgresql://"
-        )
-    )
-    killer.autocommit = True
+    killer = own_connection()
     try:
         with killer.cursor() as cursor:
             cursor.execute(

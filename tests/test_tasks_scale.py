@@ -56,9 +56,13 @@ def tied_tasks(auth, make_task):
 
 @pytest.mark.parametrize(("sort", "order"), SORTS)
 @pytest.mark.parametrize("page_size", [1, 2, 4, 9, 100])
+@pytest.mark.parametrize("deferred_join", [False, True], ids=["offset", "deferred-join"])
 def test_cursor_walk_returns_every_task_once_in_page_order(
-    client, tied_tasks, sort, order, page_size
+    client, tied_tasks, monkeypatch, sort, order, page_size, deferred_join
 ):
+    if deferred_join:
+        # Every page after the first as a deep page is read (the same rows, the same order).
+        monkeypatch.setattr(service, "DEFERRED_JOIN_OFFSET", 1)
     headers, ids = tied_tasks
     query = {"sort": sort, "order": order, "page_size": page_size}
 
@@ -68,7 +72,24 @@ def test_cursor_walk_returns_every_task_once_in_page_order(
     assert by_cursor == walk_by_page(client, headers, **query)
 
 
-def test_cursor_walk_keeps_filters(client, auth, make_task):
+@pytest.mark.parametrize("search", [None, "task"])
+def test_deep_offset_pages_skip_rows_in_the_index_by_a_deferred_join(app, search):
+    """From DEFERRED_JOIN_OFFSET on, the page's ids come from a subquery on the list index."""
+    deep = service.DEFERRED_JOIN_OFFSET // 10 + 1
+
+    def page_statements(page: int) -> str:
+        call = lambda: service.list_tasks(1, page=page, page_size=10, search=search)  # noqa: E731
+        return " ".join(statement for statement, _ in capture_statements(call))
+
+    assert "page_ids" not in page_statements(deep - 1)
+    # A search reads its matches once anyway: no deferred join there.
+    assert ("page_ids" in page_statements(deep)) is (search is None)
+
+
+@pytest.mark.parametrize("deferred_join", [False, True], ids=["offset", "deferred-join"])
+def test_cursor_and_page_walks_keep_filters(client, auth, make_task, monkeypatch, deferred_join):
+    if deferred_join:
+        monkeypatch.setattr(service, "DEFERRED_JOIN_OFFSET", 1)
     headers = auth()
     done = [make_task(headers, title=f"done {n}", completed=True)["id"] for n in range(5)]
     for n in range(4):
@@ -77,6 +98,7 @@ def test_cursor_walk_keeps_filters(client, auth, make_task):
     walked = walk_by_cursor(client, headers, completed="true", page_size=2)
 
     assert sorted(walked) == sorted(done)
+    assert walk_by_page(client, headers, completed="true", page_size=2) == walked
 
 
 @pytest.mark.parametrize(

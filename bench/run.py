@@ -33,6 +33,7 @@ import psycopg2
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"
+FLOOR_PATH = "/floor/tasks"  # bench/floor.py: the list with none of the libraries between
 
 
 def log(message: str) -> None:
@@ -125,7 +126,7 @@ class Server:
             str(args.workers),
             "-b",
             f"127.0.0.1:{self.port}",
-            "wsgi:app",
+            "bench.floor:app" if args.floor else "wsgi:app",
         ]
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(
@@ -268,7 +269,21 @@ def endpoints(args) -> list[tuple[str, str, str | None]]:
     deep_page = max(1, args.heavy // 20)
     rows.append((f"page={deep_page} [heavy]", f"/tasks?page={deep_page}&page_size=20", "heavy"))
     rows.append(("cursor walk [heavy]", None, "heavy"))
+    if args.floor:
+        rows += [(f"floor list [{user}]", FLOOR_PATH, user) for user in ("light", "heavy")]
     return rows
+
+
+def check_floor(port: int, tokens: dict) -> None:
+    """The floor route must answer what the real list answers, or its row means nothing."""
+    for user, token in tokens.items():
+        answers = [
+            request(port, "GET", path, headers={"Authorization": f"Bearer {token}"})
+            for path in ("/tasks?page_size=20", FLOOR_PATH)
+        ]
+        (status, real), (floor_status, floor) = answers
+        if status != 200 or floor_status != 200 or json.loads(real) != json.loads(floor):
+            raise SystemExit(f"{FLOOR_PATH} does not answer as /tasks?page_size=20 for {user}")
 
 
 def deep_cursor(port: int, token: str, pages: int) -> str | None:
@@ -307,6 +322,9 @@ def main() -> int:
     parser.add_argument("--search", default="nosono", help="a word of the seeded text")
     parser.add_argument("--soak", type=int, default=0, help="seconds of mixed load for memory")
     parser.add_argument("--builtin", action="store_true", help="ignore wrk")
+    parser.add_argument(
+        "--floor", action="store_true", help="also measure bench/floor.py's bare list route"
+    )
     parser.add_argument("--log-dir", default=str(PROJECT / "test-artifacts"))
     args = parser.parse_args()
 
@@ -326,6 +344,8 @@ def main() -> int:
     server = Server(args, env)
     try:
         tokens = {user: login(server.port, user) for user in ("light", "heavy")}
+        if args.floor:
+            check_floor(server.port, tokens)
         rss_start = server.worker_rss_mb()
         results = []
         for label, path, user in endpoints(args):

@@ -43,12 +43,14 @@ def unauthorized():
 def floor_tasks():
     """The first page of the caller's tasks, as ``GET /tasks?page_size=20`` returns it."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer":
+        return unauthorized()
     try:
         claims = jwt.decode(token, app.config["JWT_SECRET_KEY"], algorithms=["HS256"])
         user_id, session_id = int(claims["sub"]), int(claims["sid"])
     except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
         return unauthorized()
-    if scheme != "Bearer" or claims.get("type") != "access":
+    if claims.get("type") != "access":
         return unauthorized()
     connection = db.engine.raw_connection()
     try:

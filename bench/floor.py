@@ -2,90 +2,85 @@
 the contract requires of ``GET /tasks?page_size=20``, with nothing of the libraries between.
 
 ``GET /floor/tasks`` verifies the bearer token with PyJWT itself, looks up the session and reads
-the first page with its kept total as two hand-written statements on a raw psycopg2 connection
-from the app's pool, and writes the JSON with ``json.dumps``: no flask-jwt-extended, SQLAlchemy
-execution, marshmallow, webargs or flask-smorest. Everything else (the request hooks, the access
-line, gunicorn) is the real app's. ``bench/run.py --floor`` serves this module in place of
-``wsgi.py``, checks that the route answers what ``/tasks?page_size=20`` answers, and measures it
-beside the real rows. Never part of the product.
+the first page with its kept total (the app's own two statements, compiled once at start-up) on
+a raw psycopg2 connection from the app's pool, and writes the JSON with ``json.dumps``: no
+flask-jwt-extended, SQLAlchemy execution, marshmallow, webargs or flask-smorest. Everything
+else (the request hooks, the access line, gunicorn) is the real app's. ``bench/run.py --floor``
+serves this module in place of ``wsgi.py``, checks that the route answers what
+``/tasks?page_size=20`` answers, and measures it beside the real rows. Never part of the
+product.
 """
 
 import json
-import math
-from datetime import UTC
+from datetime import UTC, datetime
 
 import jwt
 from flask import request
 
 from taskapp import create_app
+from taskapp.auth.service import _SESSION_USER
+from taskapp.errors import Unauthorized
 from taskapp.extensions import db
-from taskapp.pagination import encode_cursor
+from taskapp.pagination import encode_cursor, page_meta
+from taskapp.tasks.schemas import TaskSchema
+from taskapp.tasks.service import _page_statement
 
 PAGE_SIZE = 20
-# The same conditions as taskapp.auth.service._SESSION_USER.
-SESSION_USER = (
-    "SELECT users.id, users.role FROM users JOIN sessions ON sessions.user_id = users.id "
-    "WHERE users.id = %s AND users.is_active IS true AND sessions.id = %s "
-    "AND sessions.revoked_at IS NULL AND sessions.expires_at > now()"
-)
-# The same plan as the default list of taskapp.tasks.service (newest first, id breaks ties).
-FIRST_PAGE = (
-    "SELECT id, title, description, completed, created_at, updated_at, "
-    "coalesce((SELECT total FROM task_counts WHERE user_id = %s), 0) "
-    "FROM tasks WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT %s"
-)
+UNAUTHORIZED = "Token is missing or invalid"
 
-
-def unauthorized():
-    return {"code": 401, "status": "Unauthorized", "message": "Token is missing or invalid"}, 401
+app = create_app()
+with app.app_context():
+    # The app's own statements, compiled once to the driver's SQL: the same conditions and
+    # plan as the real list, sent without SQLAlchemy's execution path.
+    _dialect = db.engine.dialect
+    SESSION_USER = _SESSION_USER.compile(dialect=_dialect)
+    FIRST_PAGE = _page_statement(
+        "created_at", "desc", completed=None, searching=False, paging="offset"
+    )[0].compile(dialect=_dialect)
+FIELDS = tuple(TaskSchema().fields)
 
 
 def floor_tasks():
     """The first page of the caller's tasks, as ``GET /tasks?page_size=20`` returns it."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme != "Bearer":
-        return unauthorized()
+        raise Unauthorized(UNAUTHORIZED)
     try:
         claims = jwt.decode(token, app.config["JWT_SECRET_KEY"], algorithms=["HS256"])
         user_id, session_id = int(claims["sub"]), int(claims["sid"])
     except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
-        return unauthorized()
+        raise Unauthorized(UNAUTHORIZED) from None
     if claims.get("type") != "access":
-        return unauthorized()
+        raise Unauthorized(UNAUTHORIZED)
     connection = db.engine.raw_connection()
     try:
         connection.driver_connection.autocommit = True  # reset at check-in by taskapp.database
         with connection.cursor() as cursor:
-            cursor.execute(SESSION_USER, (user_id, session_id))
+            ids = {"user_id": user_id, "session_id": session_id, "now": datetime.now(UTC)}
+            cursor.execute(SESSION_USER.string, {**SESSION_USER.params, **ids})
             if cursor.fetchone() is None:
-                return unauthorized()
-            cursor.execute(FIRST_PAGE, (user_id, user_id, PAGE_SIZE))
-            rows = cursor.fetchall()
+                raise Unauthorized(UNAUTHORIZED)
+            page = {**FIRST_PAGE.params, "user_id": user_id, "limit": PAGE_SIZE, "offset": 0}
+            cursor.execute(FIRST_PAGE.string, page)
+            names = [column.name for column in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     finally:
         connection.close()
     data = [
         {
-            "id": row[0],
-            "title": row[1],
-            "description": row[2],
-            "completed": row[3],
-            "created_at": row[4].astimezone(UTC).isoformat(),
-            "updated_at": row[5].astimezone(UTC).isoformat(),
+            name: value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+            for name, value in row.items()
+            if name in FIELDS
         }
         for row in rows
     ]
-    total = rows[0][6] if rows else 0
+    total = rows[0]["total"] if rows else 0
     last = data[-1] if len(data) == PAGE_SIZE else None
-    meta = {
-        "page": 1,
-        "page_size": PAGE_SIZE,
-        "total": total,
-        "pages": math.ceil(total / PAGE_SIZE),
-        "next_cursor": last and encode_cursor("created_at", "desc", last["created_at"], last["id"]),
-    }
-    body = json.dumps({"data": data, "meta": meta})
-    return app.response_class(body, mimetype="application/json")
+    next_cursor = (
+        encode_cursor("created_at", "desc", last["created_at"], last["id"]) if last else None
+    )
+    meta = page_meta(page=1, page_size=PAGE_SIZE, total=total, next_cursor=next_cursor)
+    return app.response_class(json.dumps({"data": data, "meta": meta}), mimetype="application/json")
 
 
-app = create_app()
 app.add_url_rule("/floor/tasks", view_func=floor_tasks)

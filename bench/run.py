@@ -4,7 +4,8 @@
 Seeds (once) a light user with 1,000 tasks and a heavy user with 1,000,000, starts gunicorn
 with 2 sync workers and rate limiting off, then measures requests/s and p50/p99 latency per
 endpoint with wrk (or a built-in closed-loop client when wrk is not installed) and prints a
-table with each endpoint's throughput as a share of /healthz, plus worker memory.
+table with each endpoint's throughput as a share of /healthz, the CPU time one request costs
+the gunicorn workers, PostgreSQL and the load generator, plus worker memory.
 
     .venv/bin/python bench/run.py                     # full run (seeding 1M tasks takes ~1 min)
     .venv/bin/python bench/run.py --heavy 100000 --duration 5   # quicker
@@ -17,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -35,6 +37,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"
 FLOOR_PATH = "/floor/tasks"  # bench/floor.py: the list with none of the libraries between
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message: str) -> None:
@@ -144,11 +147,15 @@ class Server:
                 time.sleep(0.2)
         raise SystemExit("gunicorn did not start")
 
-    def worker_rss_mb(self) -> list[float]:
-        """Resident memory of each worker (children of the gunicorn master), in MB."""
+    def worker_pids(self) -> list[str]:
+        """The gunicorn workers: the master's children."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return children.read_text().split()
+
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker, in MB."""
         sizes = []
-        for pid in children.read_text().split():
+        for pid in self.worker_pids():
             status = Path(f"/proc/{pid}/status").read_text()
             kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
             sizes.append(kb / 1024)
@@ -160,6 +167,54 @@ class Server:
             self.process.wait(timeout=30)
         finally:
             self.log_file.close()
+
+
+def cpu_seconds(pid: str) -> tuple[str, float] | None:
+    """(command name, user + system CPU seconds) of a process, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_snapshot(server: "Server") -> dict[str, float]:
+    """CPU seconds used so far by the workers, by PostgreSQL (every ``postgres`` process of
+    this host, keyed by pid), and by this script with its children (the load generator)."""
+    snapshot = {}
+    for pid in server.worker_pids():
+        if (used := cpu_seconds(pid)) is not None:
+            snapshot["workers"] = snapshot.get("workers", 0.0) + used[1]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        used = cpu_seconds(pid)
+        if used is not None and used[0] == "postgres":
+            snapshot["pg:" + pid] = used[1]
+    client = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        client += usage.ru_utime + usage.ru_stime
+    snapshot["client"] = client
+    return snapshot
+
+
+def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request between two snapshots, for the workers, PostgreSQL
+    and the client.
+
+    A PostgreSQL process that started in between counts from zero; one that ended is lost
+    (the pool keeps its connections, so under load neither happens).
+    """
+    postgres = sum(
+        seconds - before.get(key, 0.0) for key, seconds in after.items() if key[:3] == "pg:"
+    )
+    spent = {
+        "workers": after.get("workers", 0.0) - before.get("workers", 0.0),
+        "postgres": postgres,
+        "client": after["client"] - before["client"],
+    }
+    return {part: seconds * 1000 / max(requests, 1) for part, seconds in spent.items()}
 
 
 def request(port: int, method: str, path: str, body=None, headers=None):
@@ -203,6 +258,7 @@ def run_wrk(port: int, path: str, token: str | None, args) -> dict:
         command[1:1] = ["-H", f"Authorization: Bearer {token}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
 
     def pct(p):
@@ -211,6 +267,7 @@ def run_wrk(port: int, path: str, token: str | None, args) -> dict:
 
     return {
         "rps": rps,
+        "requests": requests,
         "p50": pct(50),
         "p99": pct(99),
         "errors": int(non_2xx.group(1)) if non_2xx else 0,
@@ -249,6 +306,7 @@ def run_builtin(port: int, path: str, token: str | None, args) -> dict:
     latencies.sort()
     return {
         "rps": len(latencies) / args.duration,
+        "requests": len(latencies),
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
         "errors": errors,
@@ -366,7 +424,10 @@ def main() -> int:
                 # Measured all the same: the table's errors column counts such answers.
                 log(f"warning: {label}: {path} answered {status}")
             measure(server.port, path, token, argparse.Namespace(**{**vars(args), "duration": 1}))
-            results.append((label, measure(server.port, path, token, args)))
+            before = cpu_snapshot(server)
+            result = measure(server.port, path, token, args)
+            result["cpu"] = cpu_per_request(before, cpu_snapshot(server), result["requests"])
+            results.append((label, result))
             log(f"{label}: {results[-1][1]}")
         if args.soak:
             soak(server, tokens, args, measure)
@@ -404,14 +465,19 @@ def print_table(results, args, tool: str) -> None:
     first_page = {label.split(" [")[1][:-1]: r for label, r in results if label.startswith("list")}
     print(
         "\np50 ratio: a heavy-user row against the same query for the light user; the deep "
-        "page and the cursor against the heavy user's first page."
+        "page and the cursor against the heavy user's first page.\nCPU ms/req: CPU time per "
+        "request of the gunicorn workers, of PostgreSQL (all its processes on this host) and "
+        "of the load generator."
     )
     print(
         f"\n{args.workers} sync workers, {args.connections} connections, {args.duration} s "
         f"per row, {tool}; light user {args.light:,} tasks, heavy user {args.heavy:,}\n"
     )
-    print("| endpoint | req/s | p50 ms | p99 ms | vs /healthz | p50 ratio | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| endpoint | req/s | p50 ms | p99 ms | vs /healthz | p50 ratio | errors "
+        "| CPU ms/req: workers | PostgreSQL | client |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     by_label = dict(results)
     for label, r in results:
         versus_light = ""
@@ -421,9 +487,11 @@ def print_table(results, args, tool: str) -> None:
                 light = first_page.get("heavy")
             if light:
                 versus_light = f"{r['p50'] / light['p50']:.2f}x"
+        cpu = r["cpu"]
         print(
             f"| {label} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-            f"{r['rps'] / health:.0%} | {versus_light} | {r['errors']} |"
+            f"{r['rps'] / health:.0%} | {versus_light} | {r['errors']} | "
+            f"{cpu['workers']:.2f} | {cpu['postgres']:.2f} | {cpu['client']:.2f} |"
         )
 
 

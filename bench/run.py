@@ -180,23 +180,20 @@ def cpu_seconds(pid: str) -> tuple[str, float] | None:
     return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def cpu_snapshot(server: "Server") -> dict[str, float]:
-    """CPU seconds used so far by the workers, by PostgreSQL (every ``postgres`` process of
-    this host, keyed by pid), and by this script with its children (the load generator)."""
-    snapshot = {}
-    for pid in server.worker_pids():
-        if (used := cpu_seconds(pid)) is not None:
-            snapshot["workers"] = snapshot.get("workers", 0.0) + used[1]
+def cpu_snapshot(server: "Server") -> dict:
+    """CPU seconds used so far by the workers, by each ``postgres`` process of this host (by
+    pid), and by this script with its children (the load generator)."""
+    workers = sum(used[1] for pid in server.worker_pids() if (used := cpu_seconds(pid)))
+    postgres = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         used = cpu_seconds(pid)
         if used is not None and used[0] == "postgres":
-            snapshot["pg:" + pid] = used[1]
+            postgres[pid] = used[1]
     client = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         client += usage.ru_utime + usage.ru_stime
-    snapshot["client"] = client
-    return snapshot
+    return {"workers": workers, "postgres": postgres, "client": client}
 
 
 def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
@@ -207,10 +204,10 @@ def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float
     (the pool keeps its connections, so under load neither happens).
     """
     postgres = sum(
-        seconds - before.get(key, 0.0) for key, seconds in after.items() if key[:3] == "pg:"
+        seconds - before["postgres"].get(pid, 0.0) for pid, seconds in after["postgres"].items()
     )
     spent = {
-        "workers": after.get("workers", 0.0) - before.get("workers", 0.0),
+        "workers": after["workers"] - before["workers"],
         "postgres": postgres,
         "client": after["client"] - before["client"],
     }

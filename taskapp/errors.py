@@ -57,13 +57,6 @@ class PreconditionFailed(AppError):
     message = "The resource has changed since the given ETag; fetch it again"
 
 
-class NotModified(AppError):
-    """Not an error: the 304 of a conditional GET. The body is dropped (Werkzeug does that)."""
-
-    code = HTTPStatus.NOT_MODIFIED
-    message = "Not modified"
-
-
 class Unavailable(AppError):
     code = HTTPStatus.SERVICE_UNAVAILABLE
     message = "A backing service is unavailable; retry later"

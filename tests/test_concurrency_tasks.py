@@ -141,8 +141,8 @@ def writers_waiting_on_a_lock() -> int:
 
 
 def race(server: Server, task_id: int, *writes):
-    """Both writers read the task, pass their checks, and block on its row lock in their UPDATE
-    or DELETE; then the lock goes, and the database alone decides between them."""
+    """Both writers block on the task's row lock in their UPDATE or DELETE; then the lock goes,
+    and the database alone decides between them."""
     results = [None] * len(writes)
 
     def send(index, method, path, kwargs):
@@ -181,11 +181,13 @@ def test_the_database_settles_a_race_between_two_writers_with_one_etag(
         (second_method, url, {"json": second_body, "headers": conditional}),
     )
 
-    # Both passed the If-Match check on what they had read; only one write matched the row.
+    # Both writes carry the same If-Match; only one matched the row.
     won = [patch.status_code == 200, other.status_code == second_status]
-    lost = [patch.status_code == 412, other.status_code == 412]
     assert sorted(won) == [False, True], (patch.text, other.text)  # exactly one won
-    assert lost == [not w for w in won], (patch.text, other.text)  # the other got 412
+    # The other got 412, or 404 after a winning DELETE: as if it had come after it.
+    loser_status = 404 if won[1] and second_method == "DELETE" else 412
+    lost = [patch.status_code == loser_status, other.status_code == loser_status]
+    assert lost == [not w for w in won], (patch.text, other.text)
     current = call(server, "GET", url, headers=headers)
     if won[0]:
         assert current.json()["title"] == "patched"
@@ -208,7 +210,7 @@ def test_racing_writers_without_if_match_both_succeed_as_before(server):
         ("PATCH", url, {"json": {"completed": True}, "headers": headers}),
     )
 
-    # The loser of the version check is redone on the fresh row: last writer wins, no error.
+    # The second UPDATE applies to the row as the first left it: last writer wins, no error.
     assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
     current = call(server, "GET", url, headers=headers).json()
     assert (current["title"], current["completed"]) == ("one", True)

@@ -12,9 +12,8 @@ from taskapp.sqltypes import UTCDateTime
 class Task(db.Model):
     """A user's task; ``created_at`` and ``updated_at`` are set by the database.
 
-    ``version`` counts the task's writes: the ORM sends ``UPDATE/DELETE ... WHERE id = :id AND
-    version = :read`` and raises StaleDataError when another writer got there first. The ETag
-    derives from it.
+    ``version`` counts the task's writes (tasks.service bumps it in each UPDATE); the ETag
+    derives from it, and a conditional write names the version it expects in its WHERE.
     """
 
     __tablename__ = "tasks"
@@ -63,7 +62,6 @@ class Task(db.Model):
     version: Mapped[int] = mapped_column(server_default="1")
 
     __mapper_args__ = {
-        "version_id_col": version,
         # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.
         "eager_defaults": True,
     }

@@ -1,9 +1,12 @@
 """HTTP routes of the tasks blueprint: parse, call the service, respond."""
 
-from flask import request, url_for
+from datetime import UTC, datetime, timedelta
+
+from flask import make_response, request, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from marshmallow import RAISE
+from werkzeug.http import quote_etag
 
 from taskapp.errors import Blueprint
 from taskapp.security import authenticated
@@ -23,8 +26,9 @@ TASK_URL = "/tasks/<int(max=2147483647):task_id>"
 
 # Conditional requests are optional here (the contract: requests without If-Match behave as
 # before), so flask-smorest's @blp.etag, which answers 428 to a write without If-Match, does
-# not fit. The rules live in tasks.service, the header grammar in taskapp.etags. The headers
-# are read as they come (a header schema would document a 422 that cannot happen).
+# not fit. Werkzeug parses the headers (request.if_match, request.if_none_match); the service
+# sees only the versions a write expects. The headers are read as they come (a header schema
+# would document a 422 that cannot happen).
 IF_NONE_MATCH = {
     "in": "header",
     "name": "If-None-Match",
@@ -47,19 +51,42 @@ ETAG = {
         "schema": {"type": "string"},
     }
 }
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 LOCATION = {"Location": {"description": "URL of the new task", "schema": {"type": "string"}}}
 
 
 def item_write_errors(view):
-    """The errors of a write to one task: 404, 412 (stale If-Match), 409 (endless contention)."""
+    """The errors of a write to one task: 404, and 412 (a stale If-Match)."""
     view = blp.alt_response(404, response="NOT_FOUND")(view)
-    view = blp.alt_response(412, response="PRECONDITION_FAILED")(view)
-    return blp.alt_response(409, response="CONFLICT")(view)
+    return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
 
 
-def etag_header(task) -> dict:
+def task_etag(task: dict) -> str:
+    """The opaque part of a task's strong ETag: its id, its version, and its creation time
+    (exact microseconds), which tells it from an earlier task that had its id."""
+    micros = (task["created_at"] - EPOCH) // MICROSECOND
+    return f"{task['id']}.{task['version']}.{micros}"
+
+
+def expected_versions(task_id: int) -> list[service.Version] | None:
+    """The versions of the task that the request's If-Match accepts: None without one (or with
+    *), else those its strong tags of this task name (maybe none: then nothing matches)."""
+    if "If-Match" not in request.headers or request.if_match.star_tag:
+        return None
+    versions = []
+    for tag in request.if_match.as_set():  # strong tags only: If-Match compares strongly
+        parts = tag.split(".")
+        if len(parts) == 3 and all(part.isdecimal() for part in parts):
+            tagged_id, number, micros = map(int, parts)
+            if tagged_id == task_id:
+                versions.append(service.Version(number, EPOCH + micros * MICROSECOND))
+    return versions
+
+
+def etag_header(task: dict) -> dict:
     """The ETag response header of a task."""
-    return {"ETag": str(service.task_etag(task))}
+    return {"ETag": quote_etag(task_etag(task))}
 
 
 @blp.route("/tasks")
@@ -77,7 +104,7 @@ class TaskList(MethodView):
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
-        location = url_for("tasks.TaskItem", task_id=task.id)
+        location = url_for("tasks.TaskItem", task_id=task["id"])
         return task, 201, {"Location": location, **etag_header(task)}
 
 
@@ -90,8 +117,12 @@ class TaskItem(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, task_id):
         """Get a task"""
-        if_none_match = request.headers.get("If-None-Match")
-        task = service.get_task(current_user.id, task_id, if_none_match=if_none_match)
+        task = service.get_task(current_user.id, task_id)
+        if request.if_none_match.contains_weak(task_etag(task)):
+            # A response, not an error: no envelope, no body (Werkzeug drops it for a 304).
+            response = make_response("", 304)
+            response.set_etag(task_etag(task))
+            return response
         return task, etag_header(task)
 
     @authenticated(blp)
@@ -101,8 +132,9 @@ class TaskItem(MethodView):
     @item_write_errors
     def patch(self, body, task_id):
         """Update some fields of a task"""
-        if_match = request.headers.get("If-Match")
-        task = service.update_task(current_user.id, task_id, changes=body, if_match=if_match)
+        task = service.update_task(
+            current_user.id, task_id, changes=body, expected=expected_versions(task_id)
+        )
         return task, etag_header(task)
 
     @authenticated(blp)
@@ -112,8 +144,9 @@ class TaskItem(MethodView):
     @item_write_errors
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
-        if_match = request.headers.get("If-Match")
-        task = service.update_task(current_user.id, task_id, changes=body, if_match=if_match)
+        task = service.update_task(
+            current_user.id, task_id, changes=body, expected=expected_versions(task_id)
+        )
         return task, etag_header(task)
 
     @authenticated(blp)
@@ -122,4 +155,4 @@ class TaskItem(MethodView):
     @item_write_errors
     def delete(self, task_id):
         """Delete a task"""
-        service.delete_task(current_user.id, task_id, if_match=request.headers.get("If-Match"))
+        service.delete_task(current_user.id, task_id, expected=expected_versions(task_id))

@@ -1,27 +1,44 @@
 """Task rules and queries, always scoped to the acting user."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple, NoReturn
 
-from sqlalchemy import Select, bindparam, func, or_, select, tuple_
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
-from taskapp import etags
-from taskapp.errors import Conflict, NotFound, NotModified, PreconditionFailed
+from taskapp.errors import NotFound, PreconditionFailed
 from taskapp.extensions import db
 from taskapp.pagination import encode_cursor, page_meta
 from taskapp.tasks.models import Task, TaskCount
 
 STALE = "The task has changed since that ETag was read; fetch it again"
-# A write without If-Match that keeps losing the race to other writers of the same task gives
-# up after this many tries (409), rather than retrying for ever.
-WRITE_ATTEMPTS = 5
-CONTENDED = "The task is being changed by other requests; retry"
+NOT_FOUND = "Task not found"
 LIKE_ESCAPE = "/"
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
 DEFERRED_JOIN_OFFSET = 1_000
+
+
+class Version(NamedTuple):
+    """One state of a task a conditional write expects: its write count, and its creation
+    time (which tells a task from a later one that reused its id)."""
+
+    number: int
+    created_at: datetime
 
 
 def list_tasks(
@@ -153,85 +170,90 @@ def _cursor_text(value) -> str:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def get_task(user_id: int, task_id: int, *, if_none_match: str | None = None) -> Task:
-    """The user's task (else NotFound); NotModified if ``if_none_match`` matches its ETag."""
-    task = _owned_task(user_id, task_id)
-    if not etags.if_none_match_passes(if_none_match, task_etag(task)):
-        raise NotModified(headers={"ETag": str(task_etag(task))})
-    return task
-
-
-def task_etag(task: Task) -> etags.EntityTag:
-    """The task's strong ETag, from its version (every write) and created_at (a reused id)."""
-    return etags.make_etag(task.id, task.version, task.created_at.isoformat())
-
-
-def create_task(user_id: int, *, fields: dict) -> Task:
-    """Create a task owned by the user."""
-    task = Task(user_id=user_id, **fields)
-    db.session.add(task)
-    _commit_keeping(task)
-    return task
-
-
-def update_task(user_id: int, task_id: int, *, changes: dict, if_match: str | None = None) -> Task:
-    """Apply changes (some or all writable fields); with ``if_match``, only if it still matches."""
-
-    def apply(task: Task) -> None:
-        for name, value in changes.items():
-            setattr(task, name, value)
-
-    return _write(user_id, task_id, if_match=if_match, change=apply)
-
-
-def delete_task(user_id: int, task_id: int, *, if_match: str | None = None) -> None:
-    """Delete the user's task; with ``if_match`` (an If-Match value), only if it still matches."""
-    _write(user_id, task_id, if_match=if_match, change=db.session.delete)
-
-
-def _owned_task(user_id: int, task_id: int) -> Task:
-    task = db.session.scalar(select(Task).where(Task.id == task_id, Task.user_id == user_id))
+def get_task(user_id: int, task_id: int) -> dict:
+    """The user's task (else NotFound)."""
+    task = db.session.execute(
+        select(*_tasks().c).where(_tasks().c.id == task_id, _tasks().c.user_id == user_id)
+    ).one_or_none()
     if task is None:
-        raise NotFound("Task not found")
+        raise NotFound(NOT_FOUND)
+    return task._asdict()
+
+
+def create_task(user_id: int, *, fields: dict) -> dict:
+    """Create a task owned by the user."""
+    statement = insert(_tasks()).values(user_id=user_id, **fields).returning(*_tasks().c)
+    task = db.session.execute(statement).one()._asdict()
+    db.session.commit()
     return task
 
 
-def _write(
-    user_id: int, task_id: int, *, if_match: str | None, change: Callable[[Task], None]
-) -> Task:
-    """Read the task, check If-Match, change it and commit, with the database as the referee.
+def update_task(
+    user_id: int, task_id: int, *, changes: dict, expected: Sequence[Version] | None = None
+) -> dict:
+    """Apply changes (some or all writable fields); with ``expected``, only while the task is
+    at one of those versions (else PreconditionFailed).
 
-    The flush is ``UPDATE/DELETE ... WHERE id = :id AND version = :read`` (the mapper's
-    version_id_col): if another writer got there since the read, no row matches and
-    StaleDataError follows. So the If-Match check is atomic and two writers with one ETag
-    cannot both win: the loser gets 412. A write without If-Match is redone on the fresh row
-    instead, as last-writer-wins always was.
+    One ``UPDATE ... WHERE id AND user_id [AND version] RETURNING``: the database settles a
+    race, so of two writers expecting one version exactly one wins, and a write without a
+    condition is applied to whatever row it finds (last writer wins). A change that changes
+    nothing keeps the version and updated_at (so the ETag too).
     """
-    for _attempt in range(WRITE_ATTEMPTS):
-        task = _owned_task(user_id, task_id)
-        if not etags.if_match_passes(if_match, task_etag(task)):
-            raise PreconditionFailed(STALE)
-        change(task)
-        try:
-            db.session.flush()
-        except StaleDataError:
-            db.session.rollback()
-            if if_match is not None:
-                raise PreconditionFailed(STALE) from None
-            continue
-        _commit_keeping(task)
-        return task
-    raise Conflict(CONTENDED)
-
-
-def _commit_keeping(task: Task) -> None:
-    """Commit, keeping ``task`` as this request wrote it, for the response.
-
-    Flushed (RETURNING brings the database's timestamps) and detached before the commit, it is
-    not expired by it: rendering needs no second query, which a concurrent DELETE could turn
-    into a 500, and shows this write and its ETag rather than a later one.
-    """
-    db.session.flush()
-    if task in db.session:  # not when deleted
-        db.session.expunge(task)
+    tasks = _tasks()
+    changed = or_(false(), *(tasks.c[name].is_distinct_from(v) for name, v in changes.items()))
+    statement = (
+        update(tasks)
+        .where(*_target(user_id, task_id, expected))
+        .values(
+            **changes,
+            version=case((changed, tasks.c.version + 1), else_=tasks.c.version),
+            updated_at=case((changed, func.now()), else_=tasks.c.updated_at),
+        )
+        .returning(*tasks.c)
+    )
+    task = db.session.execute(statement).one_or_none()
+    if task is None:
+        _refuse(user_id, task_id)
     db.session.commit()
+    return task._asdict()
+
+
+def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | None = None) -> None:
+    """Delete the user's task; with ``expected``, only while it is at one of those versions."""
+    statement = (
+        delete(_tasks()).where(*_target(user_id, task_id, expected)).returning(_tasks().c.id)
+    )
+    if db.session.execute(statement).one_or_none() is None:
+        _refuse(user_id, task_id)
+    db.session.commit()
+
+
+def _tasks():
+    return Task.__table__
+
+
+def _target(user_id: int, task_id: int, expected: Sequence[Version] | None) -> list:
+    """The WHERE of a write to one task: the user's, and at an expected version if any."""
+    tasks = _tasks()
+    where = [tasks.c.id == task_id, tasks.c.user_id == user_id]
+    if expected is not None:
+        where.append(
+            or_(
+                false(),
+                *(
+                    and_(tasks.c.version == v.number, tasks.c.created_at == v.created_at)
+                    for v in expected
+                ),
+            )
+        )
+    return where
+
+
+def _refuse(user_id: int, task_id: int) -> NoReturn:
+    """A conditional write matched no row: 412 if the task is there (so at another version),
+    else 404."""
+    db.session.rollback()
+    exists = select(_tasks().c.id).where(_tasks().c.id == task_id, _tasks().c.user_id == user_id)
+    if db.session.scalar(exists) is not None:
+        raise PreconditionFailed(STALE)
+    raise NotFound(NOT_FOUND)

@@ -140,6 +140,8 @@ class Config:
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_env_int("ACCESS_TOKEN_MINUTES", 15))
         self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_env_int("REFRESH_TOKEN_DAYS", 30))
         self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", self.DEFAULT_BCRYPT_ROUNDS)
+        # Task lists a user may have (POST /lists answers 409 beyond it).
+        self.LISTS_PER_USER = _env_int("LISTS_PER_USER", 100)
 
         self.REDIS_URL = env.get(self.REDIS_URL_VAR) or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)

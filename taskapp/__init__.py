@@ -117,9 +117,10 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    from taskapp import account, admin, auth, health, tasks
+    from taskapp import account, admin, auth, health, labels, lists, tasks
 
-    for blueprint in (auth.blp, account.blp, tasks.blp, admin.blp, health.blp):
+    areas = (auth, account, tasks, lists, labels, admin, health)
+    for blueprint in (area.blp for area in areas):
         api.register_blueprint(blueprint)
     document_error_responses(api.spec)
     app.register_blueprint(

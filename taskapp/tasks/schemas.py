@@ -9,6 +9,69 @@ from taskapp.schemas import QueryBoolean, StoredString, StrictBoolean, TrimmedSt
 
 TITLE = {"validate": validate.Length(min=1, max=200)}
 DESCRIPTION = {"allow_none": True, "validate": validate.Length(max=10_000)}
+# Stored as 0 to 3, so that the priority sort is an index walk; named on the wire.
+PRIORITIES = ("none", "low", "medium", "high")
+LABELS_PER_TASK = 20
+MAX_ID = 2_147_483_647
+
+
+class Priority(fields.String):
+    """A priority name on the wire, its rank (0 to 3) in the database."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.OneOf(PRIORITIES), **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else PRIORITIES[value]
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return PRIORITIES.index(super()._deserialize(value, attr, data, **kwargs))
+
+
+class LabelName(TrimmedString):
+    """A label name: 1 to 50 characters once trimmed, no control characters."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(min=1, max=50), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+            raise ValidationError("Must not contain control characters.")
+        return text
+
+
+def list_id_field(**kwargs) -> fields.Integer:
+    """A list id in a body: an integer, or null for the inbox."""
+    return fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "The task's list; null: the inbox"},
+        **kwargs,
+    )
+
+
+def due_at_field(**kwargs) -> fields.AwareDateTime:
+    """A due date in a body: an RFC 3339 date-time with an offset, or null."""
+    return fields.AwareDateTime(
+        allow_none=True,
+        metadata={"description": "RFC 3339 date-time with an offset; stored and returned in UTC"},
+        **kwargs,
+    )
+
+
+def labels_field(**kwargs) -> fields.List:
+    """The labels of a task in a body: names, compared case-insensitively."""
+    return fields.List(
+        LabelName(),
+        validate=validate.Length(max=LABELS_PER_TASK),
+        metadata={
+            "description": "Label names (trimmed, 1 to 50 characters, at most 20, compared "
+            "case-insensitively); unknown names are created. Replaces the task's labels."
+        },
+        **kwargs,
+    )
 
 
 class TaskSchema(Schema):
@@ -20,6 +83,15 @@ class TaskSchema(Schema):
     completed = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+    list_id = fields.Integer(dump_only=True, allow_none=True)
+    due_at = fields.DateTime(dump_only=True, allow_none=True)
+    priority = Priority(dump_only=True)
+    labels = fields.List(fields.String(), dump_only=True, metadata={"description": "By name"})
+    completed_at = fields.DateTime(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "When it was completed; null while open"},
+    )
 
 
 class TaskCreateSchema(Schema):
@@ -28,6 +100,10 @@ class TaskCreateSchema(Schema):
     title = TrimmedString(required=True, **TITLE)
     description = StoredString(load_default=None, **DESCRIPTION)
     completed = StrictBoolean(load_default=False)
+    list_id = list_id_field(load_default=None)
+    due_at = due_at_field(load_default=None)
+    priority = Priority(load_default=0, metadata={"default": "none"})
+    labels = labels_field(load_default=list)
 
 
 class TaskPatchSchema(Schema):
@@ -36,6 +112,22 @@ class TaskPatchSchema(Schema):
     title = TrimmedString(**TITLE)
     description = StoredString(**DESCRIPTION)
     completed = StrictBoolean()
+    list_id = list_id_field()
+    due_at = due_at_field()
+    priority = Priority()
+    labels = labels_field()
+
+
+class NullableId(fields.Integer):
+    """An id in a query string, or the word null."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_none=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "null":
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class TaskQuerySchema(PageQuerySchema):
@@ -46,9 +138,31 @@ class TaskQuerySchema(PageQuerySchema):
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive substring of title or description"},
     )
+    list_id = NullableId(metadata={"description": "Only the tasks of this list; `null`: the inbox"})
+    priority = fields.List(
+        Priority(), metadata={"description": "Repeatable: tasks with any of these priorities"}
+    )
+    label = fields.List(
+        LabelName(),
+        validate=validate.Length(max=LABELS_PER_TASK),
+        metadata={"description": "Repeatable: tasks with all of these labels"},
+    )
+    due_after = fields.AwareDateTime(
+        metadata={"description": "Only tasks due at or after this instant (with an offset)"}
+    )
+    due_before = fields.AwareDateTime(
+        metadata={"description": "Only tasks due strictly before this instant (with an offset)"}
+    )
+    overdue = QueryBoolean(
+        metadata={"description": "true: open tasks due before now; false: all the others"}
+    )
     sort = fields.String(
         load_default="created_at",
-        validate=validate.OneOf(["created_at", "updated_at", "title"]),
+        validate=validate.OneOf(["created_at", "updated_at", "title", "due_at", "priority"]),
+        metadata={
+            "description": "Ties are broken by id. due_at: tasks without a due date come "
+            "last in both orders; priority: high is the greatest"
+        },
     )
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
     cursor = CursorField(
@@ -68,15 +182,26 @@ class TaskQuerySchema(PageQuerySchema):
 
     @post_load
     def _cursor_value_as_column_type(self, data, **kwargs):
-        """A timestamp cursor's value as an aware datetime, as the column holds it."""
+        """A cursor's value as the column holds it: an aware datetime (None for a task without
+        a due date, sent as ""), a priority rank, or the title itself."""
         if "cursor" in data and data["sort"] != "title":
-            text = data["cursor"]["k"][0]
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                raise ValidationError("Not a cursor this API issued.", "cursor") from None
-            data["cursor"]["k"][0] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            data["cursor"]["k"][0] = _cursor_value(data["sort"], data["cursor"]["k"][0])
         return data
+
+
+def _cursor_value(sort: str, text: str):
+    try:
+        if sort == "priority":
+            rank = int(text)
+            if rank not in range(len(PRIORITIES)):
+                raise ValueError(text)
+            return rank
+        if sort == "due_at" and text == "":
+            return None
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError("Not a cursor this API issued.", "cursor") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class TaskPageSchema(Schema):

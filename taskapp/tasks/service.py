@@ -16,14 +16,16 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from taskapp.errors import NotFound, PreconditionFailed
 from taskapp.extensions import db
 from taskapp.pagination import encode_cursor, page_meta
-from taskapp.tasks.models import Task, TaskCount
+from taskapp.tasks.models import Label, Task, TaskCount, TaskList, task_labels
 
 STALE = "The task has changed since that ETag was read; fetch it again"
 NOT_FOUND = "Task not found"
@@ -31,6 +33,9 @@ LIKE_ESCAPE = "/"
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
 DEFERRED_JOIN_OFFSET = 1_000
+# Between the names of a task's labels in a page row: a control character, which LabelName
+# refuses, so never part of a name.
+LABEL_SEPARATOR = "\x1f"
 
 
 class Version(NamedTuple):
@@ -39,6 +44,11 @@ class Version(NamedTuple):
 
     number: int
     created_at: datetime
+
+
+# Filters of GET /tasks beyond completed and search, by the name of their bound parameter.
+FILTERS = ("list_id", "priority", "label", "due_after", "due_before", "overdue")
+UNSET = object()
 
 
 def list_tasks(
@@ -51,30 +61,55 @@ def list_tasks(
     page: int = 1,
     page_size: int = 10,
     cursor: dict | None = None,
+    **filters,
 ) -> dict:
     """One page of the user's tasks, filtered and totally ordered (ties broken by id).
 
     The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
-    ``meta.next_cursor``), and with its total in the same round trip: without a search the
-    total is read from the kept counts (TaskCount), so no list counts a heavy user's rows;
-    with one, the matches are counted (their number, not the user's, sets the cost).
+    ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip:
+    without a search or another filter the total is read from the kept counts (TaskCount), so
+    no list counts a heavy user's rows; with one, the matches are counted (their number, not
+    the user's, sets the cost). ``filters``: any of FILTERS (``list_id=None``: the inbox).
     """
     params = {"user_id": user_id, "limit": page_size}
     if search:
         params["pattern"] = "%" + _escape_like(search) + "%"
+    shape = []
+    for name in FILTERS:
+        value = filters.get(name, UNSET)
+        if value is UNSET:
+            continue
+        if name == "list_id" and value is None:
+            shape.append("inbox")
+            continue
+        if name == "overdue":
+            shape.append("overdue" if value else "not_overdue")
+            continue
+        if name == "label":
+            value = sorted({label.casefold() for label in value})
+            params["label_count"] = len(value)
+        shape.append(name)
+        params[name] = value
     if cursor is not None:
-        paging = "keyset"
         params["after_value"], params["after_id"] = cursor["k"]
+        paging = "keyset" if params["after_value"] is not None else "keyset_null"
     else:
         params["offset"] = (page - 1) * page_size
         deep = not search and params["offset"] >= DEFERRED_JOIN_OFFSET
         paging = "deferred" if deep else "offset"
     statement, total = _page_statement(
-        sort, order, completed=completed, searching=bool(search), paging=paging
+        sort,
+        order,
+        completed=completed,
+        searching=bool(search),
+        paging=paging,
+        filters=tuple(shape),
     )
     # Plain dicts, not ORM instances: a page is rendered, never changed, so identity and change
     # tracking would be spent for nothing; and a dict is what the schema reads fastest.
     rows = [row._asdict() for row in db.session.execute(statement, params)]
+    for row in rows:
+        row["labels"] = _split_labels(row["labels"])
     # Past the end there is no row to carry the total: ask for it alone.
     count = rows[0]["total"] if rows else db.session.scalar(total, params)
     next_cursor = None
@@ -92,49 +127,60 @@ def list_tasks(
 
 @functools.cache
 def _page_statement(
-    sort: str, order: str, *, completed: bool | None, searching: bool, paging: str
+    sort: str,
+    order: str,
+    *,
+    completed: bool | None,
+    searching: bool,
+    paging: str,
+    filters: tuple[str, ...] = (),
 ) -> tuple[Select, Select]:
     """The page query of one shape of list, and its total alone, built once per shape.
 
-    ``paging`` is "keyset" (after a cursor), "offset", or "deferred" (an offset by deferred
-    join; never with a search, whose matches are already read once). Values come as bound
-    parameters (user_id, limit, offset or after_value and after_id, pattern), so each request
-    only binds them: building the statement cost more than running it.
+    ``paging`` is "keyset" (after a cursor), "keyset_null" (after a task without a due date,
+    in the due_at sort), "offset", or "deferred" (an offset by deferred join; never with a
+    search, whose matches are already read once). ``filters`` names the filters present (see
+    list_tasks). Values come as bound parameters (user_id, limit, offset or after_value and
+    after_id, pattern, the filters' values), so each request only binds them: building the
+    statement cost more than running it.
     """
     tasks = Task.__table__
-    filters = [tasks.c.user_id == bindparam("user_id")]
+    conditions = [tasks.c.user_id == bindparam("user_id"), *_filter_conditions(filters)]
     if completed is not None:
-        filters.append(tasks.c.completed.is_(completed))
+        conditions.append(tasks.c.completed.is_(completed))
     if searching:
         pattern = bindparam("pattern", type_=tasks.c.title.type)
-        filters.append(
+        conditions.append(
             or_(
                 tasks.c.title.ilike(pattern, escape=LIKE_ESCAPE),
                 tasks.c.description.ilike(pattern, escape=LIKE_ESCAPE),
             )
         )
         # The matches are found once (the trigram index) and both counted and paged.
-        source = select(tasks).where(*filters).cte("matches").prefix_with("MATERIALIZED")
+        source = select(tasks).where(*conditions).cte("matches").prefix_with("MATERIALIZED")
         total = select(func.count()).select_from(source).scalar_subquery()
         query = select(source)
     else:
         source = tasks
-        total = _kept_total(completed)
-        query = select(tasks).where(*filters)
+        if filters:
+            total = select(func.count()).where(*conditions).scalar_subquery()
+        else:
+            total = _kept_total(completed)
+        query = select(tasks).where(*conditions)
     column, row_id = source.c[sort], source.c.id
     descending = order == "desc"
-    ordering = (column.desc(), row_id.desc()) if descending else (column.asc(), row_id.asc())
-    if paging == "keyset":
-        after = tuple_(column, row_id)
-        bound = tuple_(bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id"))
-        query = query.where(after < bound if descending else after > bound)
+    ordering = _ordering(column, row_id, descending, nulls_last=sort == "due_at")
+    if paging in ("keyset", "keyset_null"):
+        query = query.where(
+            _after(column, row_id, descending, null=paging == "keyset_null", sort=sort)
+        )
     elif paging == "deferred":
         # The rows an offset skips are counted off in the list index alone (an index-only
         # scan: the index holds the filter, the sort key and the id), and only the page's own
         # rows are read from the table: a deep page no longer reads every row it skips.
         page_ids = (
             select(tasks.c.id)
-            .where(*filters)
+            .where(*conditions)
             .order_by(*ordering)
             .offset(bindparam("offset"))
             .limit(bindparam("limit"))
@@ -143,8 +189,92 @@ def _page_statement(
         query = select(tasks).join(page_ids, page_ids.c.id == tasks.c.id)
     else:
         query = query.offset(bindparam("offset"))
-    page = query.add_columns(total.label("total")).order_by(*ordering)
-    return page.limit(bindparam("limit")), select(total)
+    page = query.add_columns(total.label("total"), _labels_column(row_id).label("labels"))
+    return page.order_by(*ordering).limit(bindparam("limit")), select(total)
+
+
+def _filter_conditions(filters: tuple[str, ...]) -> list:
+    """The WHERE conditions of the named filters, on bound parameters of the same names."""
+    tasks = Task.__table__
+    conditions = []
+    for name in filters:
+        if name == "inbox":
+            conditions.append(tasks.c.list_id.is_(None))
+        elif name == "list_id":
+            conditions.append(tasks.c.list_id == bindparam("list_id"))
+        elif name == "priority":
+            conditions.append(tasks.c.priority.in_(bindparam("priority", expanding=True)))
+        elif name == "label":
+            conditions.append(tasks.c.id.in_(_tasks_with_all_labels()))
+        elif name == "due_after":
+            conditions.append(tasks.c.due_at >= bindparam("due_after", type_=tasks.c.due_at.type))
+        elif name == "due_before":
+            conditions.append(tasks.c.due_at < bindparam("due_before", type_=tasks.c.due_at.type))
+        elif name == "overdue":
+            conditions.append(and_(tasks.c.due_at < func.now(), tasks.c.completed.is_(False)))
+        elif name == "not_overdue":
+            conditions.append(
+                or_(
+                    tasks.c.due_at.is_(None),
+                    tasks.c.due_at >= func.now(),
+                    tasks.c.completed.is_(True),
+                )
+            )
+    return conditions
+
+
+def _tasks_with_all_labels() -> Select:
+    """The ids of the user's tasks that carry every label in :label (case-folded keys)."""
+    return (
+        select(task_labels.c.task_id)
+        .join(Label.__table__, Label.__table__.c.id == task_labels.c.label_id)
+        .where(
+            Label.__table__.c.user_id == bindparam("user_id"),
+            Label.__table__.c.key.in_(bindparam("label", expanding=True)),
+        )
+        .group_by(task_labels.c.task_id)
+        .having(func.count() == bindparam("label_count"))
+    )
+
+
+def _ordering(column, row_id, descending: bool, *, nulls_last: bool) -> tuple:
+    """ORDER BY the sort column, then id, in one direction (NULLs last if asked)."""
+    first = column.desc() if descending else column.asc()
+    if nulls_last:
+        first = first.nulls_last()
+    return first, (row_id.desc() if descending else row_id.asc())
+
+
+def _after(column, row_id, descending: bool, *, null: bool, sort: str):
+    """The keyset condition: the rows after (:after_value, :after_id) in the page's order.
+
+    In the due_at order the tasks without a due date come last: after one of them come only
+    the others without one; after a dated one, the later dated ones and every undated one.
+    """
+    after_id = bindparam("after_id")
+    if null:
+        return and_(column.is_(None), row_id < after_id if descending else row_id > after_id)
+    after = tuple_(column, row_id)
+    bound = tuple_(bindparam("after_value", type_=Task.__table__.c[sort].type), after_id)
+    condition = after < bound if descending else after > bound
+    return or_(condition, column.is_(None)) if sort == "due_at" else condition
+
+
+def _labels_column(task_id):
+    """A task's label names as one string (LABEL_SEPARATOR between them): a page brings its
+    labels in its own query, not one query per task."""
+    labels = Label.__table__
+    return (
+        select(func.aggregate_strings(labels.c.name, LABEL_SEPARATOR))
+        .select_from(task_labels.join(labels, labels.c.id == task_labels.c.label_id))
+        .where(task_labels.c.task_id == task_id)
+        .scalar_subquery()
+    )
+
+
+def _split_labels(names: str | None) -> list[str]:
+    """The label names of _labels_column, in the order of their keys."""
+    return sorted(names.split(LABEL_SEPARATOR), key=str.casefold) if names else []
 
 
 def _kept_total(completed: bool | None):
@@ -167,7 +297,10 @@ def _escape_like(text: str) -> str:
 
 
 def _cursor_text(value) -> str:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """A sort value as a cursor carries it: a date-time in ISO 8601, no due date as ""."""
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def get_task(user_id: int, task_id: int) -> dict:
@@ -177,13 +310,20 @@ def get_task(user_id: int, task_id: int) -> dict:
     ).one_or_none()
     if task is None:
         raise NotFound(NOT_FOUND)
-    return task._asdict()
+    return _with_labels(task)
 
 
 def create_task(user_id: int, *, fields: dict) -> dict:
-    """Create a task owned by the user."""
+    """Create a task owned by the user, in its list (NotFound if not the user's)."""
+    fields = dict(fields)
+    labels = fields.pop("labels", [])
+    _check_list(user_id, fields.get("list_id"))
+    if fields.get("completed"):
+        fields["completed_at"] = func.now()
     statement = insert(_tasks()).values(user_id=user_id, **fields).returning(*_tasks().c)
-    task = db.session.execute(statement).one()._asdict()
+    task = db.session.execute(statement).one()
+    _set_labels(user_id, task.id, labels)
+    task = _with_labels(task)
     db.session.commit()
     return task
 
@@ -197,25 +337,44 @@ def update_task(
     One ``UPDATE ... WHERE id AND user_id [AND version] RETURNING``: the database settles a
     race, so of two writers expecting one version exactly one wins, and a write without a
     condition is applied to whatever row it finds (last writer wins). A change that changes
-    nothing keeps the version and updated_at (so the ETag too).
+    nothing keeps the version and updated_at (so the ETag too). New labels are written first,
+    under the task's row lock, so that the UPDATE knows whether they changed; a refused UPDATE
+    rolls them back.
     """
     tasks = _tasks()
-    changed = or_(false(), *(tasks.c[name].is_distinct_from(v) for name, v in changes.items()))
-    statement = (
-        update(tasks)
-        .where(*_target(user_id, task_id, expected))
-        .values(
-            **changes,
-            version=case((changed, tasks.c.version + 1), else_=tasks.c.version),
-            updated_at=case((changed, func.now()), else_=tasks.c.updated_at),
+    changes = dict(changes)
+    labels = changes.pop("labels", None)
+    _check_list(user_id, changes.get("list_id"))
+    relabelled = False
+    if labels is not None:
+        _lock_task(user_id, task_id)
+        relabelled = _set_labels(user_id, task_id, labels)
+    changed = or_(
+        false(),
+        true() if relabelled else false(),
+        *(tasks.c[name].is_distinct_from(value) for name, value in changes.items()),
+    )
+    values = {
+        **changes,
+        "version": case((changed, tasks.c.version + 1), else_=tasks.c.version),
+        "updated_at": case((changed, func.now()), else_=tasks.c.updated_at),
+    }
+    if "completed" in changes:
+        # Set when the task becomes completed, kept while it stays so, cleared on reopening.
+        values["completed_at"] = (
+            case((tasks.c.completed.is_(False), func.now()), else_=tasks.c.completed_at)
+            if changes["completed"]
+            else None
         )
-        .returning(*tasks.c)
+    statement = (
+        update(tasks).where(*_target(user_id, task_id, expected)).values(values).returning(*tasks.c)
     )
     task = db.session.execute(statement).one_or_none()
     if task is None:
         _refuse(user_id, task_id)
+    task = _with_labels(task)
     db.session.commit()
-    return task._asdict()
+    return task
 
 
 def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | None = None) -> None:
@@ -226,6 +385,92 @@ def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | Non
     if db.session.execute(statement).one_or_none() is None:
         _refuse(user_id, task_id)
     db.session.commit()
+
+
+def label_keys(names: Sequence[str]) -> dict[str, str]:
+    """Label names by their key (case-folded), the first spelling of each kept."""
+    keys: dict[str, str] = {}
+    for name in names:
+        keys.setdefault(name.casefold(), name)
+    return keys
+
+
+def _check_list(user_id: int, list_id: int | None) -> None:
+    """NotFound unless ``list_id`` is None (the inbox) or one of the user's lists. (A list
+    deleted after this check fails the foreign key instead: the task cannot outlive it.)"""
+    if list_id is None:
+        return
+    lists = TaskList.__table__
+    found = select(lists.c.id).where(lists.c.id == list_id, lists.c.user_id == user_id)
+    if db.session.scalar(found) is None:
+        raise NotFound("List not found")
+
+
+def _lock_task(user_id: int, task_id: int) -> None:
+    """Lock the user's task row until the commit (NotFound if there is none)."""
+    tasks = _tasks()
+    locked = (
+        select(tasks.c.id)
+        .where(tasks.c.id == task_id, tasks.c.user_id == user_id)
+        .with_for_update()
+    )
+    if db.session.scalar(locked) is None:
+        raise NotFound(NOT_FOUND)
+
+
+def _set_labels(user_id: int, task_id: int, names: Sequence[str]) -> bool:
+    """Give the task exactly these labels (creating the user's unknown ones); whether that
+    changed its labels. The caller holds the task (just inserted, or locked)."""
+    keys = label_keys(names)
+    wanted = set(ensure_labels(user_id, keys).values())
+    current = set(
+        db.session.scalars(select(task_labels.c.label_id).where(task_labels.c.task_id == task_id))
+    )
+    if wanted == current:
+        return False
+    if current - wanted:
+        db.session.execute(
+            delete(task_labels).where(
+                task_labels.c.task_id == task_id, task_labels.c.label_id.in_(current - wanted)
+            )
+        )
+    if wanted - current:
+        db.session.execute(
+            insert(task_labels),
+            [{"task_id": task_id, "label_id": label_id} for label_id in wanted - current],
+        )
+    return True
+
+
+def ensure_labels(user_id: int, keys: dict[str, str]) -> dict[str, int]:
+    """The ids of the user's labels with these keys (``{key: name}``), creating the missing
+    ones; two requests creating one label at once both end with the same row."""
+    if not keys:
+        return {}
+    labels = Label.__table__
+    dialect = db.session.get_bind().dialect.name
+    new = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(labels)
+    db.session.execute(
+        new.values(
+            [{"user_id": user_id, "key": key, "name": name} for key, name in keys.items()]
+        ).on_conflict_do_nothing(index_elements=["user_id", "key"])
+    )
+    found = select(labels.c.key, labels.c.id).where(
+        labels.c.user_id == user_id, labels.c.key.in_(keys)
+    )
+    return dict(db.session.execute(found).all())
+
+
+def _with_labels(task) -> dict:
+    """A task row as a dict with its label names (sorted case-insensitively)."""
+    labels = Label.__table__
+    names = db.session.scalars(
+        select(labels.c.name)
+        .join(task_labels, task_labels.c.label_id == labels.c.id)
+        .where(task_labels.c.task_id == task.id)
+        .order_by(labels.c.key)
+    )
+    return {**task._asdict(), "labels": list(names)}
 
 
 def _tasks():

@@ -1,0 +1,119 @@
+"""Task lists, labels, due dates, priorities, completion times.
+
+Revision ID: 0005
+Revises: 0003
+Create Date: 2026-12-02
+
+Safe on a live tasks table of millions of rows: the new task columns are nullable or have a
+constant default (no table rewrite on PostgreSQL 11+, so their ACCESS EXCLUSIVE lock lasts
+milliseconds); the list foreign key is added NOT VALID (instant) and validated afterwards
+under a lock that lets reads and writes go on; the indexes are built CONCURRENTLY, outside
+the migration's transaction. Nothing is backfilled: every existing task is in the inbox
+(list_id NULL), has no due date, priority "none", and completed_at NULL (tasks completed before
+this migration have no completion time).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+TIMESTAMP = sa.DateTime(timezone=True)
+TASK_INDEXES = {
+    "ix_tasks_user_list_created": ["user_id", "list_id", "created_at", "id"],
+    "ix_tasks_user_due": ["user_id", "due_at", "id"],
+    "ix_tasks_user_priority": ["user_id", "priority", "id"],
+}
+LIST_FK = "fk_tasks_list_id_lists"
+
+
+def upgrade():
+    postgres = op.get_bind().dialect.name == "postgresql"
+    op.create_table(
+        "lists",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("position", sa.String(length=255), nullable=False),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_lists_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lists")),
+        sa.UniqueConstraint("user_id", "name", name=op.f("uq_lists_user_id")),
+    )
+    op.create_index("ix_lists_user_position", "lists", ["user_id", "position", "id"])
+    op.create_table(
+        "labels",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=50), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_labels_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
+        sa.UniqueConstraint("user_id", "key", name=op.f("uq_labels_user_id")),
+    )
+    op.create_table(
+        "task_labels",
+        sa.Column("task_id", sa.Integer(), nullable=False),
+        sa.Column("label_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["label_id"],
+            ["labels.id"],
+            name=op.f("fk_task_labels_label_id_labels"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_task_labels_task_id_tasks"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("task_id", "label_id", name=op.f("pk_task_labels")),
+    )
+    op.create_index("ix_task_labels_label_task", "task_labels", ["label_id", "task_id"])
+
+    if postgres:
+        op.add_column("tasks", sa.Column("list_id", sa.Integer(), nullable=True))
+    else:
+        # SQLite adds the column with its REFERENCES clause (ALTER TABLE adds no constraint).
+        op.execute(
+            "ALTER TABLE tasks ADD COLUMN list_id INTEGER "
+            "REFERENCES lists (id) ON DELETE CASCADE"
+        )
+    op.add_column("tasks", sa.Column("due_at", TIMESTAMP, nullable=True))
+    op.add_column(
+        "tasks", sa.Column("priority", sa.SmallInteger(), server_default="0", nullable=False)
+    )
+    op.add_column("tasks", sa.Column("completed_at", TIMESTAMP, nullable=True))
+    if postgres:
+        op.execute(
+            f"ALTER TABLE tasks ADD CONSTRAINT {LIST_FK} FOREIGN KEY (list_id) "
+            "REFERENCES lists (id) ON DELETE CASCADE NOT VALID"
+        )
+        op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {LIST_FK}")
+        with op.get_context().autocommit_block():
+            for name, columns in TASK_INDEXES.items():
+                op.create_index(
+                    name, "tasks", columns, postgresql_concurrently=True, if_not_exists=True
+                )
+    else:
+        for name, columns in TASK_INDEXES.items():
+            op.create_index(name, "tasks", columns)
+
+
+def downgrade():
+    for name in TASK_INDEXES:
+        op.drop_index(name, table_name="tasks")
+    # Batch mode: SQLite before 3.35 has no DROP COLUMN, so there the table is copied.
+    with op.batch_alter_table("tasks") as batch:
+        if op.get_bind().dialect.name == "postgresql":
+            batch.drop_constraint(LIST_FK, type_="foreignkey")
+        for column in ("completed_at", "priority", "due_at", "list_id"):
+            batch.drop_column(column)
+    op.drop_table("task_labels")
+    op.drop_table("labels")
+    op.drop_table("lists")

@@ -1,0 +1,62 @@
+"""HTTP routes of the lists blueprint: parse, call the service, respond."""
+
+from flask import current_app, url_for
+from flask.views import MethodView
+from flask_jwt_extended import current_user
+
+from taskapp.errors import Blueprint
+from taskapp.lists import service
+from taskapp.lists.schemas import ListPageSchema, ListSchema, ListWriteSchema
+from taskapp.security import authenticated
+
+blp = Blueprint("lists", __name__, description="The caller's task lists")
+
+LIST_URL = "/lists/<int(max=2147483647):list_id>"
+LOCATION = {"Location": {"description": "URL of the new list", "schema": {"type": "string"}}}
+
+
+@blp.route("/lists")
+class Lists(MethodView):
+    @authenticated(blp)
+    @blp.response(200, ListPageSchema)
+    def get(self):
+        """List the caller's lists, in their order"""
+        return service.list_lists(current_user.id)
+
+    @authenticated(blp)
+    @blp.arguments(ListWriteSchema)
+    @blp.response(201, ListSchema, headers=LOCATION)
+    @blp.alt_response(
+        409, response="CONFLICT", description="The name is taken, or the list quota is reached"
+    )
+    def post(self, body):
+        """Create a list (after the others)"""
+        quota = current_app.config["LISTS_PER_USER"]
+        created = service.create_list(current_user.id, name=body["name"], quota=quota)
+        return created, 201, {"Location": url_for("lists.ListItem", list_id=created["id"])}
+
+
+@blp.route(LIST_URL)
+class ListItem(MethodView):
+    @authenticated(blp)
+    @blp.response(200, ListSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, list_id):
+        """Get a list"""
+        return service.get_list(current_user.id, list_id)
+
+    @authenticated(blp)
+    @blp.arguments(ListWriteSchema)
+    @blp.response(200, ListSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", description="The name is taken")
+    def patch(self, body, list_id):
+        """Rename a list"""
+        return service.rename_list(current_user.id, list_id, name=body["name"])
+
+    @authenticated(blp)
+    @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, list_id):
+        """Delete a list and all its tasks, in one transaction"""
+        service.delete_list(current_user.id, list_id)

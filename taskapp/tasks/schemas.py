@@ -18,14 +18,20 @@ MAX_ID = 2_147_483_647
 class Priority(fields.String):
     """A priority name on the wire, its rank (0 to 3) in the database."""
 
+    default_error_messages = {"not_a_priority": f"Must be one of: {', '.join(PRIORITIES)}."}
+
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.OneOf(PRIORITIES), **kwargs)
+        super().__init__(**kwargs)
+        self.metadata = {"enum": list(PRIORITIES), **self.metadata}
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else PRIORITIES[value]
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return PRIORITIES.index(super()._deserialize(value, attr, data, **kwargs))
+        name = super()._deserialize(value, attr, data, **kwargs)
+        if name not in PRIORITIES:
+            raise self.make_error("not_a_priority")
+        return PRIORITIES.index(name)
 
 
 class LabelName(TrimmedString):
@@ -124,10 +130,8 @@ class NullableId(fields.Integer):
     def __init__(self, **kwargs):
         super().__init__(allow_none=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value == "null":
-            return None
-        return super()._deserialize(value, attr, data, **kwargs)
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        return super().deserialize(None if value == "null" else value, attr, data, **kwargs)
 
 
 class TaskQuerySchema(PageQuerySchema):

@@ -41,6 +41,13 @@ class Conflict(AppError):
     message = "Conflict"
 
 
+class Unprocessable(AppError):
+    """Valid input that the stored data refuses (a rule across rows, such as subtask depth)."""
+
+    code = HTTPStatus.UNPROCESSABLE_ENTITY
+    message = "The request cannot be applied to the data as it is"
+
+
 class Unauthorized(AppError):
     code = HTTPStatus.UNAUTHORIZED
     message = "Authentication required"

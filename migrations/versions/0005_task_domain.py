@@ -1,4 +1,4 @@
-"""Task lists, labels, due dates, priorities, completion times.
+"""Task lists, labels, due dates, priorities, completion times, subtasks.
 
 Revision ID: 0005
 Revises: 0003
@@ -26,8 +26,12 @@ TASK_INDEXES = {
     "ix_tasks_user_list_created": ["user_id", "list_id", "created_at", "id"],
     "ix_tasks_user_due": ["user_id", "due_at", "id"],
     "ix_tasks_user_priority": ["user_id", "priority", "id"],
+    "ix_tasks_parent_id": ["parent_id"],
 }
 LIST_FK = "fk_tasks_list_id_lists"
+PARENT_FK = "fk_tasks_parent_id_tasks"
+# (column, the foreign key it gets, the table that key refers to)
+REFERENCES = [("list_id", LIST_FK, "lists"), ("parent_id", PARENT_FK, "tasks")]
 
 
 def upgrade():
@@ -76,25 +80,27 @@ def upgrade():
     )
     op.create_index("ix_task_labels_label_task", "task_labels", ["label_id", "task_id"])
 
-    if postgres:
-        op.add_column("tasks", sa.Column("list_id", sa.Integer(), nullable=True))
-    else:
-        # SQLite adds the column with its REFERENCES clause (ALTER TABLE adds no constraint).
-        op.execute(
-            "ALTER TABLE tasks ADD COLUMN list_id INTEGER "
-            "REFERENCES lists (id) ON DELETE CASCADE"
-        )
+    for column, _key, table in REFERENCES:
+        if postgres:
+            op.add_column("tasks", sa.Column(column, sa.Integer(), nullable=True))
+        else:
+            # SQLite adds a column with its REFERENCES clause (ALTER TABLE adds no constraint).
+            op.execute(
+                f"ALTER TABLE tasks ADD COLUMN {column} INTEGER "
+                f"REFERENCES {table} (id) ON DELETE CASCADE"
+            )
     op.add_column("tasks", sa.Column("due_at", TIMESTAMP, nullable=True))
     op.add_column(
         "tasks", sa.Column("priority", sa.SmallInteger(), server_default="0", nullable=False)
     )
     op.add_column("tasks", sa.Column("completed_at", TIMESTAMP, nullable=True))
     if postgres:
-        op.execute(
-            f"ALTER TABLE tasks ADD CONSTRAINT {LIST_FK} FOREIGN KEY (list_id) "
-            "REFERENCES lists (id) ON DELETE CASCADE NOT VALID"
-        )
-        op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {LIST_FK}")
+        for column, key, table in REFERENCES:
+            op.execute(
+                f"ALTER TABLE tasks ADD CONSTRAINT {key} FOREIGN KEY ({column}) "
+                f"REFERENCES {table} (id) ON DELETE CASCADE NOT VALID"
+            )
+            op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {key}")
         with op.get_context().autocommit_block():
             for name, columns in TASK_INDEXES.items():
                 op.create_index(
@@ -111,8 +117,9 @@ def downgrade():
     # Batch mode: SQLite before 3.35 has no DROP COLUMN, so there the table is copied.
     with op.batch_alter_table("tasks") as batch:
         if op.get_bind().dialect.name == "postgresql":
-            batch.drop_constraint(LIST_FK, type_="foreignkey")
-        for column in ("completed_at", "priority", "due_at", "list_id"):
+            for _column, key, _table in REFERENCES:
+                batch.drop_constraint(key, type_="foreignkey")
+        for column in ("completed_at", "priority", "due_at", "list_id", "parent_id"):
             batch.drop_column(column)
     op.drop_table("task_labels")
     op.drop_table("labels")

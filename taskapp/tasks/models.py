@@ -41,6 +41,7 @@ class Task(db.Model):
         Index("ix_tasks_user_list_created", "user_id", "list_id", "created_at", "id"),
         Index("ix_tasks_user_due", "user_id", "due_at", "id"),
         Index("ix_tasks_user_priority", "user_id", "priority", "id"),
+        Index("ix_tasks_parent_id", "parent_id"),  # a task's subtasks (and their cascade)
         # Trigram indexes serve the case-insensitive substring search (PostgreSQL only): global
         # ones, cheaper for a user with very many tasks, and per-user ones (btree_gin), which
         # read only the caller's postings; the planner picks by the statistics.
@@ -80,6 +81,8 @@ class Task(db.Model):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A subtask's parent: one level only, in the parent's list (tasks.service keeps both).
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
 
     __mapper_args__ = {
         # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.

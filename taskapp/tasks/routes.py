@@ -101,6 +101,7 @@ class TaskList(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
+    @blp.alt_response(404, response="NOT_FOUND", description="The list or parent is not found")
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)

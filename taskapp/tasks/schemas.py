@@ -58,6 +58,20 @@ def list_id_field(**kwargs) -> fields.Integer:
     )
 
 
+def parent_id_field(**kwargs) -> fields.Integer:
+    """A parent task id in a body: an integer, or null for a top-level task."""
+    return fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "The parent of a subtask (one level only: a top-level task of the "
+            "same user), or null. A subtask is in its parent's list."
+        },
+        **kwargs,
+    )
+
+
 def due_at_field(**kwargs) -> fields.AwareDateTime:
     """A due date in a body: an RFC 3339 date-time with an offset, or null."""
     return fields.AwareDateTime(
@@ -90,6 +104,7 @@ class TaskSchema(Schema):
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
     list_id = fields.Integer(dump_only=True, allow_none=True)
+    parent_id = fields.Integer(dump_only=True, allow_none=True)
     due_at = fields.DateTime(dump_only=True, allow_none=True)
     priority = Priority(dump_only=True)
     labels = fields.List(fields.String(), dump_only=True, metadata={"description": "By name"})
@@ -110,6 +125,7 @@ class TaskCreateSchema(Schema):
     due_at = due_at_field(load_default=None)
     priority = Priority(load_default=0, metadata={"default": "none"})
     labels = labels_field(load_default=list)
+    parent_id = parent_id_field(load_default=None)
 
 
 class TaskPatchSchema(Schema):
@@ -122,6 +138,7 @@ class TaskPatchSchema(Schema):
     due_at = due_at_field()
     priority = Priority()
     labels = labels_field()
+    parent_id = parent_id_field()
 
 
 class NullableId(fields.Integer):
@@ -143,6 +160,9 @@ class TaskQuerySchema(PageQuerySchema):
         metadata={"description": "Case-insensitive substring of title or description"},
     )
     list_id = NullableId(metadata={"description": "Only the tasks of this list; `null`: the inbox"})
+    parent_id = NullableId(
+        metadata={"description": "Only the subtasks of this task; `null`: top-level tasks only"}
+    )
     priority = fields.List(
         Priority(), metadata={"description": "Repeatable: tasks with any of these priorities"}
     )

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from taskapp.errors import NotFound, PreconditionFailed
+from taskapp.errors import NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
 from taskapp.pagination import encode_cursor, page_meta
 from taskapp.tasks.models import Label, Task, TaskCount, TaskList, task_labels
@@ -47,7 +47,7 @@ class Version(NamedTuple):
 
 
 # Filters of GET /tasks beyond completed and search, by the name of their bound parameter.
-FILTERS = ("list_id", "priority", "label", "due_after", "due_before", "overdue")
+FILTERS = ("list_id", "parent_id", "priority", "label", "due_after", "due_before", "overdue")
 UNSET = object()
 
 
@@ -81,6 +81,9 @@ def list_tasks(
             continue
         if name == "list_id" and value is None:
             shape.append("inbox")
+            continue
+        if name == "parent_id" and value is None:
+            shape.append("top_level")
             continue
         if name == "overdue":
             shape.append("overdue" if value else "not_overdue")
@@ -202,6 +205,10 @@ def _filter_conditions(filters: tuple[str, ...]) -> list:
             conditions.append(tasks.c.list_id.is_(None))
         elif name == "list_id":
             conditions.append(tasks.c.list_id == bindparam("list_id"))
+        elif name == "top_level":
+            conditions.append(tasks.c.parent_id.is_(None))
+        elif name == "parent_id":
+            conditions.append(tasks.c.parent_id == bindparam("parent_id"))
         elif name == "priority":
             conditions.append(tasks.c.priority.in_(bindparam("priority", expanding=True)))
         elif name == "label":
@@ -317,7 +324,7 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     """Create a task owned by the user, in its list (NotFound if not the user's)."""
     fields = dict(fields)
     labels = fields.pop("labels", [])
-    _check_list(user_id, fields.get("list_id"))
+    _place(user_id, None, fields)
     if fields.get("completed"):
         fields["completed_at"] = func.now()
     statement = insert(_tasks()).values(user_id=user_id, **fields).returning(*_tasks().c)
@@ -344,7 +351,7 @@ def update_task(
     tasks = _tasks()
     changes = dict(changes)
     labels = changes.pop("labels", None)
-    _check_list(user_id, changes.get("list_id"))
+    _place(user_id, task_id, changes)
     relabelled = False
     if labels is not None:
         _lock_task(user_id, task_id)
@@ -372,6 +379,13 @@ def update_task(
     task = db.session.execute(statement).one_or_none()
     if task is None:
         _refuse(user_id, task_id)
+    if "list_id" in changes:
+        # A parent's subtasks follow it into its new list.
+        db.session.execute(
+            update(tasks)
+            .where(tasks.c.parent_id == task_id, tasks.c.list_id.is_distinct_from(task.list_id))
+            .values(list_id=task.list_id, version=tasks.c.version + 1, updated_at=func.now())
+        )
     task = _with_labels(task)
     db.session.commit()
     return task
@@ -406,16 +420,51 @@ def _check_list(user_id: int, list_id: int | None) -> None:
         raise NotFound("List not found")
 
 
-def _lock_task(user_id: int, task_id: int) -> None:
-    """Lock the user's task row until the commit (NotFound if there is none)."""
+def _lock_task(user_id: int, task_id: int, *, missing: str = NOT_FOUND):
+    """Lock the user's task row until the commit and return its placement (list_id,
+    parent_id); NotFound(``missing``) if there is none."""
     tasks = _tasks()
     locked = (
-        select(tasks.c.id)
+        select(tasks.c.list_id, tasks.c.parent_id)
         .where(tasks.c.id == task_id, tasks.c.user_id == user_id)
         .with_for_update()
     )
-    if db.session.scalar(locked) is None:
-        raise NotFound(NOT_FOUND)
+    row = db.session.execute(locked).one_or_none()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+def _place(user_id: int, task_id: int | None, fields: dict) -> None:
+    """Check the list and parent of a new (``task_id`` None) or changed task: the list must be
+    the user's, a parent the user's and top-level, a task with subtasks cannot get a parent,
+    and a subtask is in its parent's list (it takes the parent's list_id; another one, not
+    null, is refused).
+
+    The rows are locked (the task first, then its parent), so two requests cannot together
+    build a second level: making P a subtask waits for, or is seen by, a request giving P a
+    subtask.
+    """
+    if "list_id" not in fields and "parent_id" not in fields:
+        return
+    _check_list(user_id, fields.get("list_id"))
+    current = _lock_task(user_id, task_id) if task_id is not None else None
+    parent_id = fields.get("parent_id", current.parent_id if current else None)
+    if parent_id is None:
+        return
+    if parent_id == task_id:
+        raise Unprocessable("A task cannot be its own parent")
+    tasks = _tasks()
+    if task_id is not None and "parent_id" in fields:
+        has_subtasks = select(tasks.c.id).where(tasks.c.parent_id == task_id).limit(1)
+        if db.session.scalar(has_subtasks) is not None:
+            raise Unprocessable("A task with subtasks cannot become a subtask")
+    parent = _lock_task(user_id, parent_id, missing="Parent task not found")
+    if parent.parent_id is not None:
+        raise Unprocessable("A subtask cannot have subtasks: subtasks are one level deep")
+    if fields.get("list_id") not in (None, parent.list_id):
+        raise Unprocessable("A subtask is in its parent's list")
+    fields["list_id"] = parent.list_id
 
 
 def _set_labels(user_id: int, task_id: int, names: Sequence[str]) -> bool:

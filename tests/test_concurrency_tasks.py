@@ -225,3 +225,30 @@ def test_racing_writers_without_if_match_both_succeed_as_before(server):
     assert patch.status_code in (200, 404), patch.text  # before the delete, or after it
     assert call(server, "GET", url, headers=headers).status_code == 404
     assert "Traceback" not in server.log()
+
+
+def test_concurrent_moves_and_creates_in_one_list_never_share_a_position(server):
+    headers = sign_in(server)
+    ids = [
+        call(server, "POST", "/tasks", json={"title": f"t{n}"}, headers=headers).json()["id"]
+        for n in range(6)
+    ]
+    # Everyone places a task right after the first one at once: each must get its own key.
+    moves = [
+        ("POST", server, f"/tasks/{task_id}/move", {"json": {"after": ids[0]}, "headers": headers})
+        for task_id in ids[1:]
+    ]
+    creates = [
+        ("POST", server, "/tasks", {"json": {"title": f"new{n}"}, "headers": headers})
+        for n in range(5)
+    ]
+    responses = parallel(*moves, *creates)
+
+    assert [r.status_code for r in responses] == [200] * 5 + [201] * 5, [r.text for r in responses]
+    listed = call(
+        server, "GET", "/tasks?sort=position&order=asc&page_size=100", headers=headers
+    ).json()
+    positions = [task["position"] for task in listed["data"]]
+    assert len(positions) == 11 == len(set(positions))
+    assert listed["data"][0]["id"] == ids[0]
+    assert "Traceback" not in server.log()

@@ -160,7 +160,7 @@ def test_filtered_totals_count_the_matches(client, headers, catalogue):
         "due_before=2027-01-01T00:00:00",
         "due_after=soon",
         "overdue=yes",
-        "sort=position",
+        "sort=rank",
     ],
 )
 def test_invalid_filters_are_422(client, headers, query):

@@ -1,4 +1,4 @@
-"""Task lists, labels, due dates, priorities, completion times, subtasks.
+"""Task lists, labels, due dates, priorities, completion times, subtasks, manual order.
 
 Revision ID: 0005
 Revises: 0003
@@ -8,9 +8,9 @@ Safe on a live tasks table of millions of rows: the new task columns are nullabl
 constant default (no table rewrite on PostgreSQL 11+, so their ACCESS EXCLUSIVE lock lasts
 milliseconds); the list foreign key is added NOT VALID (instant) and validated afterwards
 under a lock that lets reads and writes go on; the indexes are built CONCURRENTLY, outside
-the migration's transaction. Nothing is backfilled: every existing task is in the inbox
-(list_id NULL), has no due date, priority "none", and completed_at NULL (tasks completed before
-this migration have no completion time).
+the migration's transaction. Only positions are backfilled, in batches each committed alone:
+every existing task is in the inbox (list_id NULL), top-level, has no due date, priority
+"none", and completed_at NULL (tasks completed before this migration have no completion time).
 """
 
 import sqlalchemy as sa
@@ -27,6 +27,15 @@ TASK_INDEXES = {
     "ix_tasks_user_due": ["user_id", "due_at", "id"],
     "ix_tasks_user_priority": ["user_id", "priority", "id"],
     "ix_tasks_parent_id": ["parent_id"],
+    "ix_tasks_user_list_position": ["user_id", "list_id", "position", "id"],
+}
+# Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
+# is a fractional-indexing key (head "j": an integer part of 10 base-62 digits) that sorts as
+# the id does. Written in batches of ids, each committed alone, so no lock is held for long.
+BACKFILL_BATCH = 50_000
+POSITION_FROM_ID = {
+    "postgresql": "'j' || lpad(id::text, 10, '0')",
+    "sqlite": "'j' || substr('0000000000' || id, -10, 10)",
 }
 LIST_FK = "fk_tasks_list_id_lists"
 PARENT_FK = "fk_tasks_parent_id_tasks"
@@ -94,6 +103,7 @@ def upgrade():
         "tasks", sa.Column("priority", sa.SmallInteger(), server_default="0", nullable=False)
     )
     op.add_column("tasks", sa.Column("completed_at", TIMESTAMP, nullable=True))
+    op.add_column("tasks", sa.Column("position", sa.String(length=255), nullable=True))
     if postgres:
         for column, key, table in REFERENCES:
             op.execute(
@@ -109,6 +119,20 @@ def upgrade():
     else:
         for name, columns in TASK_INDEXES.items():
             op.create_index(name, "tasks", columns)
+    backfill_positions()
+
+
+def backfill_positions():
+    """Every existing task's position, from its id, a batch of ids per transaction."""
+    bind = op.get_bind()
+    last = bind.execute(sa.text("SELECT max(id) FROM tasks")).scalar() or 0
+    statement = sa.text(
+        f"UPDATE tasks SET position = {POSITION_FROM_ID[bind.dialect.name]} "
+        "WHERE id > :low AND id <= :high AND position IS NULL"
+    )
+    with op.get_context().autocommit_block():
+        for low in range(0, last, BACKFILL_BATCH):
+            bind.execute(statement, {"low": low, "high": low + BACKFILL_BATCH})
 
 
 def downgrade():
@@ -119,7 +143,7 @@ def downgrade():
         if op.get_bind().dialect.name == "postgresql":
             for _column, key, _table in REFERENCES:
                 batch.drop_constraint(key, type_="foreignkey")
-        for column in ("completed_at", "priority", "due_at", "list_id", "parent_id"):
+        for column in ("position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
             batch.drop_column(column)
     op.drop_table("task_labels")
     op.drop_table("labels")

@@ -42,6 +42,7 @@ class Task(db.Model):
         Index("ix_tasks_user_due", "user_id", "due_at", "id"),
         Index("ix_tasks_user_priority", "user_id", "priority", "id"),
         Index("ix_tasks_parent_id", "parent_id"),  # a task's subtasks (and their cascade)
+        Index("ix_tasks_user_list_position", "user_id", "list_id", "position", "id"),
         # Trigram indexes serve the case-insensitive substring search (PostgreSQL only): global
         # ones, cheaper for a user with very many tasks, and per-user ones (btree_gin), which
         # read only the caller's postings; the planner picks by the statistics.
@@ -83,6 +84,10 @@ class Task(db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A subtask's parent: one level only, in the parent's list (tasks.service keeps both).
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    # A fractional key: lexicographic order is the manual order within the list. Set on every
+    # insert (the end of the list) and move; NULL only on rows written before migration 0005
+    # finished its backfill.
+    position: Mapped[str | None] = mapped_column(String(255))
 
     __mapper_args__ = {
         # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.

@@ -13,6 +13,7 @@ from taskapp.security import authenticated
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (
     TaskCreateSchema,
+    TaskMoveSchema,
     TaskPageSchema,
     TaskPatchSchema,
     TaskQuerySchema,
@@ -157,3 +158,18 @@ class TaskItem(MethodView):
     def delete(self, task_id):
         """Delete a task"""
         service.delete_task(current_user.id, task_id, expected=expected_versions(task_id))
+
+
+@blp.route(TASK_URL + "/move")
+class TaskMove(MethodView):
+    @authenticated(blp)
+    @blp.arguments(TaskMoveSchema)
+    @blp.doc(parameters=[IF_MATCH])
+    @blp.response(200, TaskSchema, headers=ETAG)
+    @item_write_errors
+    def post(self, body, task_id):
+        """Place a task after or before another (or at the end of a list), renumbering none"""
+        task = service.move_task(
+            current_user.id, task_id, **body, expected=expected_versions(task_id)
+        )
+        return task, etag_header(task)

@@ -47,13 +47,13 @@ class LabelName(TrimmedString):
         return text
 
 
-def list_id_field(**kwargs) -> fields.Integer:
+def list_id_field(description: str = "The task's list; null: the inbox", **kwargs):
     """A list id in a body: an integer, or null for the inbox."""
     return fields.Integer(
         strict=True,
         allow_none=True,
         validate=validate.Range(min=1, max=MAX_ID),
-        metadata={"description": "The task's list; null: the inbox"},
+        metadata={"description": description},
         **kwargs,
     )
 
@@ -105,6 +105,14 @@ class TaskSchema(Schema):
     updated_at = fields.DateTime(dump_only=True)
     list_id = fields.Integer(dump_only=True, allow_none=True)
     parent_id = fields.Integer(dump_only=True, allow_none=True)
+    position = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "Opaque; lexicographic order is the manual order within the list "
+            "(see POST /tasks/{task_id}/move)"
+        },
+    )
     due_at = fields.DateTime(dump_only=True, allow_none=True)
     priority = Priority(dump_only=True)
     labels = fields.List(fields.String(), dump_only=True, metadata={"description": "By name"})
@@ -182,10 +190,13 @@ class TaskQuerySchema(PageQuerySchema):
     )
     sort = fields.String(
         load_default="created_at",
-        validate=validate.OneOf(["created_at", "updated_at", "title", "due_at", "priority"]),
+        validate=validate.OneOf(
+            ["created_at", "updated_at", "title", "due_at", "priority", "position"]
+        ),
         metadata={
             "description": "Ties are broken by id. due_at: tasks without a due date come "
-            "last in both orders; priority: high is the greatest"
+            "last in both orders; priority: high is the greatest; position: the manual order "
+            "(meant with list_id)"
         },
     )
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
@@ -208,7 +219,7 @@ class TaskQuerySchema(PageQuerySchema):
     def _cursor_value_as_column_type(self, data, **kwargs):
         """A cursor's value as the column holds it: an aware datetime (None for a task without
         a due date, sent as ""), a priority rank, or the title itself."""
-        if "cursor" in data and data["sort"] != "title":
+        if "cursor" in data and data["sort"] not in ("title", "position"):
             data["cursor"]["k"][0] = _cursor_value(data["sort"], data["cursor"]["k"][0])
         return data
 
@@ -226,6 +237,30 @@ def _cursor_value(sort: str, text: str):
     except ValueError:
         raise ValidationError("Not a cursor this API issued.", "cursor") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class TaskMoveSchema(Schema):
+    """POST /tasks/{id}/move body: where to place the task."""
+
+    after = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Place it right after this task (of the target list)"},
+    )
+    before = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Place it right before this task (of the target list)"},
+    )
+    list_id = list_id_field(
+        "The target list (null: the inbox); by default the list of `after` or `before`, else "
+        "the task's own. Without `after` and `before`, the task goes to the end of it."
+    )
+
+    @validates_schema
+    def _one_anchor(self, data, **kwargs):
+        if "after" in data and "before" in data:
+            raise ValidationError("Give after or before, not both.", field_name="before")
 
 
 class TaskPageSchema(Schema):

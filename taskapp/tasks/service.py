@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, NoReturn
 
+from fractional_indexing import generate_key_between
 from sqlalchemy import (
     Select,
     and_,
@@ -327,6 +328,7 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     _place(user_id, None, fields)
     if fields.get("completed"):
         fields["completed_at"] = func.now()
+    fields["position"] = _end_of_list(user_id, fields.get("list_id"))
     statement = insert(_tasks()).values(user_id=user_id, **fields).returning(*_tasks().c)
     task = db.session.execute(statement).one()
     _set_labels(user_id, task.id, labels)
@@ -380,12 +382,81 @@ def update_task(
     if task is None:
         _refuse(user_id, task_id)
     if "list_id" in changes:
-        # A parent's subtasks follow it into its new list.
-        db.session.execute(
-            update(tasks)
-            .where(tasks.c.parent_id == task_id, tasks.c.list_id.is_distinct_from(task.list_id))
-            .values(list_id=task.list_id, version=tasks.c.version + 1, updated_at=func.now())
+        _subtasks_follow(task)
+    task = _with_labels(task)
+    db.session.commit()
+    return task
+
+
+def move_task(
+    user_id: int,
+    task_id: int,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    list_id=UNSET,
+    expected: Sequence[Version] | None = None,
+) -> dict:
+    """Place the task right after or before another task of its (or the given: ``list_id``,
+    None for the inbox) list, or at the end of that list, by giving it a key between its new
+    neighbours' keys: no other task is renumbered.
+
+    The list's lock (see _lock_list_order) makes the read of the neighbours and the write one
+    step, so two moves or creates in one list never produce one key twice. A subtask stays in
+    its parent's list; a parent's subtasks follow it to another list.
+    """
+    tasks = _tasks()
+    current = _lock_task(user_id, task_id)
+    anchor_id = after if after is not None else before
+    if anchor_id == task_id:
+        raise Unprocessable("A task cannot be placed next to itself")
+    anchor = None
+    if anchor_id is not None:
+        anchor = db.session.execute(
+            select(tasks.c.list_id, tasks.c.position).where(
+                tasks.c.id == anchor_id, tasks.c.user_id == user_id
+            )
+        ).one_or_none()
+        if anchor is None:
+            raise NotFound("The task to place it next to is not found")
+    if list_id is not UNSET:
+        _check_list(user_id, list_id)
+        target = list_id
+    else:
+        target = anchor.list_id if anchor is not None else current.list_id
+    if anchor is not None and anchor.list_id != target:
+        raise Unprocessable("The task to place it next to is in another list")
+    if current.parent_id is not None and target != current.list_id:
+        raise Unprocessable("A subtask is in its parent's list")
+    _lock_list_order(user_id, target)
+    others = [*_in_list(user_id, target), tasks.c.id != task_id]
+    if anchor is None:
+        position = _end_of_list(user_id, target, locked=True, excluding=task_id)
+    elif after is not None:
+        following = select(func.min(tasks.c.position)).where(
+            *others, tasks.c.position > anchor.position
         )
+        position = generate_key_between(anchor.position, db.session.scalar(following))
+    else:
+        preceding = select(func.max(tasks.c.position)).where(
+            *others, tasks.c.position < anchor.position
+        )
+        position = generate_key_between(db.session.scalar(preceding), anchor.position)
+    statement = (
+        update(tasks)
+        .where(*_target(user_id, task_id, expected))
+        .values(
+            position=position,
+            list_id=target,
+            version=tasks.c.version + 1,
+            updated_at=func.now(),
+        )
+        .returning(*tasks.c)
+    )
+    task = db.session.execute(statement).one_or_none()
+    if task is None:
+        _refuse(user_id, task_id)
+    _subtasks_follow(task)
     task = _with_labels(task)
     db.session.commit()
     return task
@@ -433,6 +504,46 @@ def _lock_task(user_id: int, task_id: int, *, missing: str = NOT_FOUND):
     if row is None:
         raise NotFound(missing)
     return row
+
+
+def _subtasks_follow(task) -> None:
+    """A parent's subtasks follow it into its list (keeping their keys: a key is only
+    compared within a list, and theirs stay distinct)."""
+    tasks = _tasks()
+    db.session.execute(
+        update(tasks)
+        .where(tasks.c.parent_id == task.id, tasks.c.list_id.is_distinct_from(task.list_id))
+        .values(list_id=task.list_id, version=tasks.c.version + 1, updated_at=func.now())
+    )
+
+
+def _lock_list_order(user_id: int, list_id: int | None) -> None:
+    """Serialise the writers of one list's order (the inbox: list 0) until the commit.
+
+    A transaction-scoped advisory lock on PostgreSQL; SQLite runs one writer at a time anyway.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(func.pg_advisory_xact_lock(user_id, list_id or 0)))
+
+
+def _end_of_list(
+    user_id: int, list_id: int | None, *, locked: bool = False, excluding: int | None = None
+) -> str:
+    """A key after every task of the list (taking the list's order lock unless ``locked``)."""
+    if not locked:
+        _lock_list_order(user_id, list_id)
+    tasks = _tasks()
+    last = select(func.max(tasks.c.position)).where(
+        *_in_list(user_id, list_id), tasks.c.id != (excluding or 0)
+    )
+    return generate_key_between(db.session.scalar(last), None)
+
+
+def _in_list(user_id: int, list_id: int | None) -> list:
+    """The conditions of the user's tasks in a list (None: the inbox), as the index has them."""
+    tasks = _tasks()
+    in_list = tasks.c.list_id.is_(None) if list_id is None else tasks.c.list_id == list_id
+    return [tasks.c.user_id == user_id, in_list]
 
 
 def _place(user_id: int, task_id: int | None, fields: dict) -> None:

@@ -63,6 +63,18 @@ def item_write_errors(view):
     return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
 
 
+def conditional_write(schema):
+    """A write to one task answering it with its ETag: its body, If-Match, 200, 404, 412."""
+
+    def decorator(view):
+        view = item_write_errors(view)
+        view = blp.response(200, TaskSchema, headers=ETAG)(view)
+        view = blp.doc(parameters=[IF_MATCH])(view)
+        return blp.arguments(schema)(view)
+
+    return decorator
+
+
 def task_etag(task: dict) -> str:
     """The opaque part of a task's strong ETag: its id, its version, and its creation time
     (exact microseconds), which tells it from an earlier task that had its id."""
@@ -128,10 +140,7 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
-    @blp.arguments(TaskPatchSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @blp.response(200, TaskSchema, headers=ETAG)
-    @item_write_errors
+    @conditional_write(TaskPatchSchema)
     def patch(self, body, task_id):
         """Update some fields of a task"""
         task = service.update_task(
@@ -140,10 +149,7 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
-    @blp.arguments(TaskCreateSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @blp.response(200, TaskSchema, headers=ETAG)
-    @item_write_errors
+    @conditional_write(TaskCreateSchema)
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
         task = service.update_task(
@@ -163,10 +169,7 @@ class TaskItem(MethodView):
 @blp.route(TASK_URL + "/move")
 class TaskMove(MethodView):
     @authenticated(blp)
-    @blp.arguments(TaskMoveSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @blp.response(200, TaskSchema, headers=ETAG)
-    @item_write_errors
+    @conditional_write(TaskMoveSchema)
     def post(self, body, task_id):
         """Place a task after or before another (or at the end of a list), renumbering none"""
         task = service.move_task(

@@ -252,3 +252,40 @@ def test_concurrent_moves_and_creates_in_one_list_never_share_a_position(server)
     assert len(positions) == 11 == len(set(positions))
     assert listed["data"][0]["id"] == ids[0]
     assert "Traceback" not in server.log()
+
+
+def test_concurrent_bulk_requests_are_each_all_or_nothing(server):
+    headers = sign_in(server)
+    ids = [
+        call(server, "POST", "/tasks", json={"title": f"t{n}"}, headers=headers).json()["id"]
+        for n in range(40)
+    ]
+    # Overlapping sets, opposite orders: the rows are locked in id order, so no deadlock.
+    first, second = ids[:30], list(reversed(ids[10:]))
+    complete, delete = parallel(
+        (
+            "POST",
+            server,
+            "/tasks/bulk",
+            {"json": {"action": "complete", "ids": first}, "headers": headers},
+        ),
+        (
+            "POST",
+            server,
+            "/tasks/bulk",
+            {"json": {"action": "delete", "ids": second}, "headers": headers},
+        ),
+    )
+
+    assert delete.status_code == 200, delete.text
+    assert delete.json()["ids"] == sorted(second)
+    # Completing came first (all 30) or found 20 of its tasks deleted (none changed).
+    assert complete.status_code in (200, 404), complete.text
+    listed = call(server, "GET", "/tasks?page_size=100", headers=headers).json()
+    remaining = {task["id"]: task["completed"] for task in listed["data"]}
+    assert set(remaining) == set(ids[:10])
+    assert all(remaining.values()) == (complete.status_code == 200)
+    assert listed["meta"]["total"] == 10
+    done = call(server, "GET", "/tasks?completed=true", headers=headers).json()["meta"]["total"]
+    assert done == (10 if complete.status_code == 200 else 0)
+    assert "Traceback" not in server.log()

@@ -12,6 +12,8 @@ from taskapp.errors import Blueprint
 from taskapp.security import authenticated
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (
+    TaskBulkResultSchema,
+    TaskBulkSchema,
     TaskCreateSchema,
     TaskMoveSchema,
     TaskPageSchema,
@@ -120,6 +122,19 @@ class TaskList(MethodView):
         task = service.create_task(current_user.id, fields=body)
         location = url_for("tasks.TaskItem", task_id=task["id"])
         return task, 201, {"Location": location, **etag_header(task)}
+
+
+@blp.route("/tasks/bulk")
+class TaskBulk(MethodView):
+    @authenticated(blp)
+    @blp.arguments(TaskBulkSchema)
+    @blp.response(200, TaskBulkResultSchema)
+    @blp.alt_response(
+        404, response="NOT_FOUND", description="An id is not the caller's: nothing changed"
+    )
+    def post(self, body):
+        """Complete, reopen, delete, move, label or unlabel up to 100 tasks, all or nothing"""
+        return service.bulk_update(current_user.id, **body)
 
 
 @blp.route(TASK_URL)

@@ -83,15 +83,15 @@ def due_at_field(**kwargs) -> fields.AwareDateTime:
 
 def labels_field(**kwargs) -> fields.List:
     """The labels of a task in a body: names, compared case-insensitively."""
-    return fields.List(
-        LabelName(),
-        validate=validate.Length(max=LABELS_PER_TASK),
-        metadata={
+    kwargs.setdefault("validate", validate.Length(max=LABELS_PER_TASK))
+    kwargs.setdefault(
+        "metadata",
+        {
             "description": "Label names (trimmed, 1 to 50 characters, at most 20, compared "
             "case-insensitively); unknown names are created. Replaces the task's labels."
         },
-        **kwargs,
     )
+    return fields.List(LabelName(), **kwargs)
 
 
 class TaskSchema(Schema):
@@ -261,6 +261,46 @@ class TaskMoveSchema(Schema):
     def _one_anchor(self, data, **kwargs):
         if "after" in data and "before" in data:
             raise ValidationError("Give after or before, not both.", field_name="before")
+
+
+BULK_ACTIONS = ("complete", "reopen", "delete", "move", "label", "unlabel")
+BULK_MAX = 100
+
+
+class TaskBulkSchema(Schema):
+    """POST /tasks/bulk body: one action on up to 100 of the caller's tasks."""
+
+    action = fields.String(required=True, validate=validate.OneOf(BULK_ACTIONS))
+    ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+        required=True,
+        validate=validate.Length(min=1, max=BULK_MAX),
+        metadata={"description": "The caller's task ids, 1 to 100"},
+    )
+    list_id = list_id_field("move: the target list (null: the inbox); the tasks go to its end")
+    labels = labels_field(
+        validate=validate.Length(min=1, max=LABELS_PER_TASK),
+        metadata={"description": "label, unlabel: the label names to add or remove"},
+    )
+
+    @validates_schema
+    def _arguments_of_the_action(self, data, **kwargs):
+        action = data.get("action")
+        if action == "move" and "list_id" not in data:
+            raise ValidationError("move needs list_id.", field_name="list_id")
+        if action in ("label", "unlabel") and "labels" not in data:
+            raise ValidationError(f"{action} needs labels.", field_name="labels")
+
+
+class TaskBulkResultSchema(Schema):
+    """What a bulk action did."""
+
+    action = fields.String(required=True)
+    ids = fields.List(
+        fields.Integer(),
+        required=True,
+        metadata={"description": "The tasks it changed, in ascending order"},
+    )
 
 
 class TaskPageSchema(Schema):

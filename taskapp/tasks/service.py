@@ -462,6 +462,134 @@ def move_task(
     return task
 
 
+def bulk_update(
+    user_id: int,
+    *,
+    action: str,
+    ids: Sequence[int],
+    list_id=UNSET,
+    labels: Sequence[str] = (),
+) -> dict:
+    """One action on many of the user's tasks, all or nothing: NotFound (and no change) if
+    one id is not the user's. The answer lists the tasks the action changed.
+
+    The rows are locked in id order first (two bulk requests over the same tasks queue
+    rather than deadlock); each action is then one statement over them all, so the kept
+    counts follow by their statement triggers.
+    """
+    tasks = _tasks()
+    wanted = sorted(set(ids))
+    rows = db.session.execute(
+        select(tasks.c.id, tasks.c.parent_id)
+        .where(tasks.c.user_id == user_id, tasks.c.id.in_(wanted))
+        .order_by(tasks.c.id)
+        .with_for_update()
+    ).all()
+    if len(rows) != len(wanted):
+        db.session.rollback()
+        raise NotFound("Some of these tasks are not found; none was changed")
+    chosen = tasks.c.id.in_(wanted)
+    touched = {"version": tasks.c.version + 1, "updated_at": func.now()}
+    if action in ("complete", "reopen"):
+        done = action == "complete"
+        statement = (
+            update(tasks)
+            .where(chosen, tasks.c.completed.is_(not done))
+            .values(completed=done, completed_at=func.now() if done else None, **touched)
+        )
+    elif action == "delete":
+        statement = delete(tasks).where(chosen)
+    elif action == "move":
+        changed = _bulk_move(user_id, rows, list_id)
+        return _bulk_result(action, changed)
+    else:
+        changed = _bulk_label(user_id, wanted, labels, remove=action == "unlabel")
+        return _bulk_result(action, changed)
+    changed = db.session.scalars(statement.returning(tasks.c.id)).all()
+    return _bulk_result(action, changed)
+
+
+def _bulk_result(action: str, changed: Sequence[int]) -> dict:
+    db.session.commit()
+    return {"action": action, "ids": sorted(changed)}
+
+
+def _bulk_move(user_id: int, rows, list_id: int | None) -> list[int]:
+    """Move the locked tasks to the end of a list, in id order; a subtask only with its
+    parent (it stays in its parent's list), and a parent's subtasks follow it."""
+    tasks = _tasks()
+    _check_list(user_id, list_id)
+    moving = {row.id for row in rows}
+    if any(row.parent_id is not None and row.parent_id not in moving for row in rows):
+        raise Unprocessable("A subtask is in its parent's list: move its parent")
+    _lock_list_order(user_id, list_id)
+    last = db.session.scalar(
+        select(func.max(tasks.c.position)).where(
+            *_in_list(user_id, list_id), tasks.c.id.not_in(moving)
+        )
+    )
+    changed = []
+    for row in rows:
+        last = generate_key_between(last, None)
+        task = db.session.execute(
+            update(tasks)
+            .where(tasks.c.id == row.id)
+            .values(
+                position=last, list_id=list_id, version=tasks.c.version + 1, updated_at=func.now()
+            )
+            .returning(*tasks.c)
+        ).one()
+        _subtasks_follow(task)
+        changed.append(row.id)
+    return changed
+
+
+def _bulk_label(user_id: int, ids: list[int], names: Sequence[str], *, remove: bool) -> list[int]:
+    """Add labels to (or remove them from) the locked tasks; the tasks whose labels changed
+    get a new version."""
+    tasks = _tasks()
+    keys = label_keys(names)
+    if remove:
+        labels = Label.__table__
+        label_ids = list(
+            db.session.scalars(
+                select(labels.c.id).where(labels.c.user_id == user_id, labels.c.key.in_(keys))
+            )
+        )
+        gone = db.session.execute(
+            delete(task_labels)
+            .where(task_labels.c.task_id.in_(ids), task_labels.c.label_id.in_(label_ids))
+            .returning(task_labels.c.task_id)
+        )
+        changed = {row.task_id for row in gone}
+    else:
+        label_ids = list(ensure_labels(user_id, keys).values())
+        present = {
+            (row.task_id, row.label_id)
+            for row in db.session.execute(
+                select(task_labels.c.task_id, task_labels.c.label_id).where(
+                    task_labels.c.task_id.in_(ids), task_labels.c.label_id.in_(label_ids)
+                )
+            )
+        }
+        missing = [
+            {"task_id": task_id, "label_id": label_id}
+            for task_id in ids
+            for label_id in label_ids
+            if (task_id, label_id) not in present
+        ]
+        if missing:
+            db.session.execute(insert(task_labels), missing)
+        changed = {row["task_id"] for row in missing}
+    if changed:
+        db.session.execute(
+            update(tasks)
+            .where(tasks.c.id.in_(changed))
+            .values(version=tasks.c.version + 1, updated_at=func.now())
+        )
+    return sorted(changed)
+
+
 def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | None = None) -> None:
     """Delete the user's task; with ``expected``, only while it is at one of those versions."""
     statement = (

@@ -1,4 +1,5 @@
-"""Task lists, labels, due dates, priorities, completion times, subtasks, manual order.
+"""Task lists, labels, due dates, priorities, completion times, subtasks, manual order,
+recurrence.
 
 Revision ID: 0005
 Revises: 0003
@@ -104,6 +105,7 @@ def upgrade():
     )
     op.add_column("tasks", sa.Column("completed_at", TIMESTAMP, nullable=True))
     op.add_column("tasks", sa.Column("position", sa.String(length=255), nullable=True))
+    op.add_column("tasks", sa.Column("recurrence", sa.String(length=255), nullable=True))
     if postgres:
         for column, key, table in REFERENCES:
             op.execute(
@@ -143,7 +145,7 @@ def downgrade():
         if op.get_bind().dialect.name == "postgresql":
             for _column, key, _table in REFERENCES:
                 batch.drop_constraint(key, type_="foreignkey")
-        for column in ("position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
+        for column in ("recurrence", "position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
             batch.drop_column(column)
     op.drop_table("task_labels")
     op.drop_table("labels")

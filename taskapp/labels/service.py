@@ -67,6 +67,6 @@ def _touch_tasks(label_id: int) -> int:
     result = db.session.execute(
         update(tasks)
         .where(tasks.c.id.in_(labelled))
-        .values(version=tasks.c.version + 1, updated_at=func.now())
+        .values(version=tasks.c.version + 1, updated_at=func.now())  # as tasks.service does
     )
     return result.rowcount

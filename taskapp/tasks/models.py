@@ -88,6 +88,8 @@ class Task(db.Model):
     # insert (the end of the list) and move; NULL only on rows written before migration 0005
     # finished its backfill.
     position: Mapped[str | None] = mapped_column(String(255))
+    # An RRULE value (taskapp.tasks.recurrence); only with a due date.
+    recurrence: Mapped[str | None] = mapped_column(String(255))
 
     __mapper_args__ = {
         # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.

@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from taskapp.pagination import CursorField, CursorPageMetaSchema, PageQuerySchema, check_cursor
 from taskapp.schemas import QueryBoolean, StoredString, StrictBoolean, TrimmedString
+from taskapp.tasks import recurrence
 
 TITLE = {"validate": validate.Length(min=1, max=200)}
 DESCRIPTION = {"allow_none": True, "validate": validate.Length(max=10_000)}
@@ -58,6 +59,31 @@ def list_id_field(description: str = "The task's list; null: the inbox", **kwarg
     )
 
 
+class Recurrence(StoredString):
+    """An RRULE value (the subset in taskapp.tasks.recurrence), stored in capitals."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            allow_none=True,
+            validate=validate.Length(min=1, max=255),
+            metadata={
+                "description": "An RFC 5545 RRULE value: FREQ (DAILY, WEEKLY, MONTHLY, YEARLY), "
+                "INTERVAL, BYDAY, BYMONTHDAY, COUNT, UNTIL; or null. Needs due_at. Evaluated in "
+                "UTC from due_at: completing the task moves due_at to the next occurrence and "
+                "leaves it open (COUNT counts the occurrences left); the last one completes it.",
+                "example": "FREQ=WEEKLY;BYDAY=MO,WE",
+            },
+            **kwargs,
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return recurrence.format_rule(recurrence.parse(text))
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
 def parent_id_field(**kwargs) -> fields.Integer:
     """A parent task id in a body: an integer, or null for a top-level task."""
     return fields.Integer(
@@ -105,6 +131,7 @@ class TaskSchema(Schema):
     updated_at = fields.DateTime(dump_only=True)
     list_id = fields.Integer(dump_only=True, allow_none=True)
     parent_id = fields.Integer(dump_only=True, allow_none=True)
+    recurrence = fields.String(dump_only=True, allow_none=True)
     position = fields.String(
         dump_only=True,
         allow_none=True,
@@ -134,6 +161,12 @@ class TaskCreateSchema(Schema):
     priority = Priority(load_default=0, metadata={"default": "none"})
     labels = labels_field(load_default=list)
     parent_id = parent_id_field(load_default=None)
+    recurrence = Recurrence(load_default=None)
+
+    @validates_schema
+    def _recurrence_needs_a_due_date(self, data, **kwargs):
+        if data.get("recurrence") and data.get("due_at") is None:
+            raise ValidationError("A recurring task needs due_at.", field_name="recurrence")
 
 
 class TaskPatchSchema(Schema):
@@ -147,6 +180,7 @@ class TaskPatchSchema(Schema):
     priority = Priority()
     labels = labels_field()
     parent_id = parent_id_field()
+    recurrence = Recurrence()
 
 
 class NullableId(fields.Integer):

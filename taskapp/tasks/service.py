@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from taskapp.errors import NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
 from taskapp.pagination import encode_cursor, page_meta
+from taskapp.tasks import recurrence
 from taskapp.tasks.models import Label, Task, TaskCount, TaskList, task_labels
 
 STALE = "The task has changed since that ETag was read; fetch it again"
@@ -48,6 +49,8 @@ class Version(NamedTuple):
 
 
 # Filters of GET /tasks beyond completed and search, by the name of their bound parameter.
+# What the rules read of a task they lock: its placement, and its recurrence state.
+LOCKED_COLUMNS = ("id", "list_id", "parent_id", "recurrence", "due_at", "completed")
 FILTERS = ("list_id", "parent_id", "priority", "label", "due_after", "due_before", "overdue")
 UNSET = object()
 
@@ -354,6 +357,8 @@ def update_task(
     changes = dict(changes)
     labels = changes.pop("labels", None)
     _place(user_id, task_id, changes)
+    if {"recurrence", "due_at"} & changes.keys() or changes.get("completed"):
+        _recur(_lock_task(user_id, task_id), changes)
     relabelled = False
     if labels is not None:
         _lock_task(user_id, task_id)
@@ -445,12 +450,7 @@ def move_task(
     statement = (
         update(tasks)
         .where(*_target(user_id, task_id, expected))
-        .values(
-            position=position,
-            list_id=target,
-            version=tasks.c.version + 1,
-            updated_at=func.now(),
-        )
+        .values(position=position, list_id=target, **_touched())
         .returning(*tasks.c)
     )
     task = db.session.execute(statement).one_or_none()
@@ -480,7 +480,7 @@ def bulk_update(
     tasks = _tasks()
     wanted = sorted(set(ids))
     rows = db.session.execute(
-        select(tasks.c.id, tasks.c.parent_id)
+        select(*(tasks.c[name] for name in LOCKED_COLUMNS))
         .where(tasks.c.user_id == user_id, tasks.c.id.in_(wanted))
         .order_by(tasks.c.id)
         .with_for_update()
@@ -489,13 +489,16 @@ def bulk_update(
         db.session.rollback()
         raise NotFound("Some of these tasks are not found; none was changed")
     chosen = tasks.c.id.in_(wanted)
-    touched = {"version": tasks.c.version + 1, "updated_at": func.now()}
+    advanced = []
+    if action == "complete":
+        advanced = _advance_recurring(rows)
+        chosen = tasks.c.id.in_(sorted(set(wanted) - set(advanced)))
     if action in ("complete", "reopen"):
         done = action == "complete"
         statement = (
             update(tasks)
             .where(chosen, tasks.c.completed.is_(not done))
-            .values(completed=done, completed_at=func.now() if done else None, **touched)
+            .values(completed=done, completed_at=func.now() if done else None, **_touched())
         )
     elif action == "delete":
         statement = delete(tasks).where(chosen)
@@ -506,7 +509,28 @@ def bulk_update(
         changed = _bulk_label(user_id, wanted, labels, remove=action == "unlabel")
         return _bulk_result(action, changed)
     changed = db.session.scalars(statement.returning(tasks.c.id)).all()
-    return _bulk_result(action, changed)
+    return _bulk_result(action, [*changed, *advanced])
+
+
+def _advance_recurring(rows) -> list[int]:
+    """Move the open recurring tasks among the locked rows to their next occurrence; their
+    ids (not those whose last occurrence this was: those are completed as any task)."""
+    tasks = _tasks()
+    advanced = []
+    for row in rows:
+        if row.completed or row.recurrence is None:
+            continue
+        following = recurrence.next_occurrence(row.recurrence, row.due_at)
+        if following is None:
+            continue
+        due_at, rule = following
+        db.session.execute(
+            update(tasks)
+            .where(tasks.c.id == row.id)
+            .values(due_at=due_at, recurrence=rule, **_touched())
+        )
+        advanced.append(row.id)
+    return advanced
 
 
 def _bulk_result(action: str, changed: Sequence[int]) -> dict:
@@ -534,9 +558,7 @@ def _bulk_move(user_id: int, rows, list_id: int | None) -> list[int]:
         task = db.session.execute(
             update(tasks)
             .where(tasks.c.id == row.id)
-            .values(
-                position=last, list_id=list_id, version=tasks.c.version + 1, updated_at=func.now()
-            )
+            .values(position=last, list_id=list_id, **_touched())
             .returning(*tasks.c)
         ).one()
         _subtasks_follow(task)
@@ -582,11 +604,7 @@ def _bulk_label(user_id: int, ids: list[int], names: Sequence[str], *, remove: b
             db.session.execute(insert(task_labels), missing)
         changed = {row["task_id"] for row in missing}
     if changed:
-        db.session.execute(
-            update(tasks)
-            .where(tasks.c.id.in_(changed))
-            .values(version=tasks.c.version + 1, updated_at=func.now())
-        )
+        db.session.execute(update(tasks).where(tasks.c.id.in_(changed)).values(**_touched()))
     return sorted(changed)
 
 
@@ -620,11 +638,11 @@ def _check_list(user_id: int, list_id: int | None) -> None:
 
 
 def _lock_task(user_id: int, task_id: int, *, missing: str = NOT_FOUND):
-    """Lock the user's task row until the commit and return its placement (list_id,
-    parent_id); NotFound(``missing``) if there is none."""
+    """Lock the user's task row until the commit and return what the rules read of it;
+    NotFound(``missing``) if there is none."""
     tasks = _tasks()
     locked = (
-        select(tasks.c.list_id, tasks.c.parent_id)
+        select(*(tasks.c[name] for name in LOCKED_COLUMNS))
         .where(tasks.c.id == task_id, tasks.c.user_id == user_id)
         .with_for_update()
     )
@@ -634,6 +652,28 @@ def _lock_task(user_id: int, task_id: int, *, missing: str = NOT_FOUND):
     return row
 
 
+def _recur(current, changes: dict) -> None:
+    """A recurring task keeps a due date; completing it (while open) moves it to its next
+    occurrence instead, unless that was the last (see taskapp.tasks.recurrence)."""
+    rule = changes.get("recurrence", current.recurrence)
+    due_at = changes.get("due_at", current.due_at)
+    if rule is None:
+        return
+    if due_at is None:
+        raise Unprocessable("A recurring task needs due_at")
+    if changes.get("completed") and not current.completed:
+        following = recurrence.next_occurrence(rule, due_at)
+        if following is not None:
+            changes["completed"] = False
+            changes["due_at"], changes["recurrence"] = following
+
+
+def _touched() -> dict:
+    """The SET of a write that changes a task: a new version (so ETag), a new updated_at."""
+    tasks = _tasks()
+    return {"version": tasks.c.version + 1, "updated_at": func.now()}
+
+
 def _subtasks_follow(task) -> None:
     """A parent's subtasks follow it into its list (keeping their keys: a key is only
     compared within a list, and theirs stay distinct)."""
@@ -641,7 +681,7 @@ def _subtasks_follow(task) -> None:
     db.session.execute(
         update(tasks)
         .where(tasks.c.parent_id == task.id, tasks.c.list_id.is_distinct_from(task.list_id))
-        .values(list_id=task.list_id, version=tasks.c.version + 1, updated_at=func.now())
+        .values(list_id=task.list_id, **_touched())
     )
 
 

@@ -30,6 +30,8 @@ TASK_INDEXES = {
     "ix_tasks_parent_id": ["parent_id"],
     "ix_tasks_user_list_position": ["user_id", "list_id", "position", "id"],
 }
+# PostgreSQL only (SQLite has no NULLS LAST in an index): the due_at sort, descending.
+DUE_DESC = ("ix_tasks_user_due_desc", ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")])
 # Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
 # is a fractional-indexing key (head "j": an integer part of 10 base-62 digits) that sorts as
 # the id does. Written in batches of ids, each committed alone, so no lock is held for long.
@@ -114,7 +116,7 @@ def upgrade():
             )
             op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {key}")
         with op.get_context().autocommit_block():
-            for name, columns in TASK_INDEXES.items():
+            for name, columns in [*TASK_INDEXES.items(), DUE_DESC]:
                 op.create_index(
                     name, "tasks", columns, postgresql_concurrently=True, if_not_exists=True
                 )
@@ -138,7 +140,10 @@ def backfill_positions():
 
 
 def downgrade():
-    for name in TASK_INDEXES:
+    names = [*TASK_INDEXES]
+    if op.get_bind().dialect.name == "postgresql":
+        names.append(DUE_DESC[0])
+    for name in names:
         op.drop_index(name, table_name="tasks")
     # Batch mode: SQLite before 3.35 has no DROP COLUMN, so there the table is copied.
     with op.batch_alter_table("tasks") as batch:

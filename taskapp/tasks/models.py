@@ -97,6 +97,11 @@ class Task(db.Model):
     }
 
 
+# The due_at sort descending puts undated tasks last, which a backward walk of
+# ix_tasks_user_due (NULLs last ascending, so first descending) cannot give.
+Index("ix_tasks_user_due_desc", Task.user_id, Task.due_at.desc().nulls_last(), Task.id.desc())
+
+
 class TaskList(db.Model):
     """A user's named list of tasks; deleting it deletes its tasks (ON DELETE CASCADE)."""
 

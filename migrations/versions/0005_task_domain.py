@@ -14,6 +14,9 @@ every existing task is in the inbox (list_id NULL), top-level, has no due date, 
 "none", and completed_at NULL (tasks completed before this migration have no completion time).
 """
 
+import importlib.util
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -145,13 +148,26 @@ def downgrade():
         names.append(DUE_DESC[0])
     for name in names:
         op.drop_index(name, table_name="tasks")
-    # Batch mode: SQLite before 3.35 has no DROP COLUMN, so there the table is copied.
+    # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,
+    # which drops its triggers: the count triggers of 0003 are made again after it.
     with op.batch_alter_table("tasks") as batch:
         if op.get_bind().dialect.name == "postgresql":
             for _column, key, _table in REFERENCES:
                 batch.drop_constraint(key, type_="foreignkey")
         for column in ("recurrence", "position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
             batch.drop_column(column)
+    if op.get_bind().dialect.name == "sqlite":
+        for statement in _revision_0003().SQLITE_UP:
+            op.execute(statement)
     op.drop_table("task_labels")
     op.drop_table("labels")
     op.drop_table("lists")
+
+
+def _revision_0003():
+    """Migration 0003's module (its file name is no Python module name)."""
+    path = Path(__file__).with_name("0003_task_counts.py")
+    spec = importlib.util.spec_from_file_location("taskapp_migration_0003", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -126,9 +126,9 @@ def change_email(*, token: str) -> None:
     outstanding token (sent to the old address) is retired; the unique index settles an
     address taken meanwhile (409)."""
     user, new_email = _spend(token, "change_email")
+    invalidate_tokens(user.id)
     user.email = new_email
     user.email_verified = True
-    invalidate_tokens(user.id)
     try:
         db.session.commit()
     except IntegrityError:

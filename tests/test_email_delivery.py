@@ -1,0 +1,273 @@
+"""Delivery through the outbox: retries after an outage, timeouts, permanent refusals,
+STARTTLS/SSL with login, the log backend, and two workers that never send one message twice."""
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, func, select, update
+
+from conftest import requires_postgres, unique_email
+from servers import PROJECT, free_port
+from smtpserver import SmtpSink, authenticator
+from taskapp.extensions import db
+from taskapp.mail.models import OutboxMessage
+from taskapp.mail.service import queue_mail, retry_delay
+
+
+@pytest.fixture
+def make_user(make_user):
+    """Sign a user up, without the verification email of signup (these tests count mail)."""
+
+    def make():
+        email, password = make_user()
+        db.session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == email))
+        db.session.commit()
+        return email, password
+
+    return make
+
+
+def request_reset(client, email: str):
+    response = client.post("/password-reset", json={"email": email}, buffered=True)
+    assert response.status_code == 202
+    return response
+
+
+def outbox(email: str) -> list[OutboxMessage]:
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.recipient == email).order_by(OutboxMessage.id)
+        )
+    )
+
+
+def deliver_until_sent(runner, email: str, *, timeout: float = 15) -> None:
+    """Run ``flask mail deliver --once`` until the outbox records the message as sent (its
+    retry comes due after the backoff: polled, with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while not all(message.sent_at for message in outbox(email)):
+        assert time.monotonic() < deadline, [m.last_error for m in outbox(email)]
+        result = runner.invoke(args=["mail", "deliver", "--once"])
+        assert result.exit_code == 0, result.output
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def fast_retries(app):
+    saved = app.config["MAIL_RETRY_SECONDS"]
+    app.config["MAIL_RETRY_SECONDS"] = 0  # the floor: one second
+    yield
+    app.config["MAIL_RETRY_SECONDS"] = saved
+
+
+def test_a_message_queued_while_the_server_is_down_is_delivered_once_it_is_back(
+    client, runner, smtp, make_user, fast_retries
+):
+    email, _ = make_user()
+    smtp.stop()
+
+    request_reset(client, email)  # answered; the attempt after it failed
+
+    [message] = outbox(email)
+    assert message.sent_at is None and message.attempts == 1
+    assert message.last_error == "ConnectionRefusedError"
+    assert message.next_attempt_at > datetime.now(UTC) - timedelta(seconds=1)
+
+    smtp.start()
+    deliver_until_sent(runner, email)
+    [mail] = smtp.wait_for(email)
+    assert len(smtp.to(email)) == 1
+    # ... and the flow completes with the token it carried.
+    confirm = client.post(
+        "/password-reset/confirm", json={"token": mail.token, "new_password": "after the outage"}
+    )
+    assert confirm.status_code == 204
+
+
+def test_a_silent_server_costs_the_attempt_its_timeout_not_the_request(
+    app, client, make_user, caplog
+):
+    email, _ = make_user()
+    with socket.socket() as silent:  # accepts connections (backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        app.config.update(
+            MAIL_SERVER="127.0.0.1", MAIL_PORT=silent.getsockname()[1], MAIL_IMMEDIATE_TIMEOUT=0.3
+        )
+        try:
+            with caplog.at_level(logging.WARNING, logger="taskapp.mail.service"):
+                request_reset(client, email)
+        finally:
+            app.config.update(MAIL_SERVER=None, MAIL_PORT=25, MAIL_IMMEDIATE_TIMEOUT=3.0)
+    [message] = outbox(email)
+    assert (message.sent_at, message.attempts) == (None, 1)
+    assert message.last_error in {"TimeoutError", "SMTPServerDisconnected"}
+    assert "not delivered" in caplog.text
+
+
+def test_a_permanent_refusal_is_recorded_and_not_retried(client, runner, smtp, make_user):
+    email, _ = make_user()
+    smtp.refused.add(email)
+    request_reset(client, email)
+    [message] = outbox(email)
+    assert message.failed_at is not None and message.sent_at is None
+    assert message.last_error.startswith("refused")
+
+    smtp.refused.clear()
+    runner.invoke(args=["mail", "deliver", "--once"])
+    assert outbox(email)[0].attempts == 1
+    assert smtp.to(email) == []
+
+
+def test_retries_back_off_doubling_up_to_the_cap(app):
+    app.config.update(MAIL_RETRY_SECONDS=30, MAIL_RETRY_MAX_SECONDS=3600)
+    try:
+        delays = [retry_delay(n).total_seconds() for n in (1, 2, 3, 7, 8, 100)]
+    finally:
+        app.config.update(MAIL_RETRY_SECONDS=30.0, MAIL_RETRY_MAX_SECONDS=3600.0)
+    assert delays == [30, 60, 120, 1920, 3600, 3600]
+
+
+def test_without_immediate_sending_the_worker_delivers(app, client, runner, smtp, make_user):
+    email, _ = make_user()
+    app.config["MAIL_SEND_IMMEDIATELY"] = False
+    try:
+        request_reset(client, email)
+    finally:
+        app.config["MAIL_SEND_IMMEDIATELY"] = True
+    assert outbox(email)[0].attempts == 0
+
+    result = runner.invoke(args=["mail", "deliver", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "1 sent" in result.output
+    assert len(smtp.wait_for(email)) == 1
+
+
+def test_without_a_mail_server_messages_go_to_the_log(client, make_user, caplog):
+    email, _ = make_user()
+    with caplog.at_level(logging.INFO, logger="taskapp.mail.transport"):
+        request_reset(client, email)
+    [message] = outbox(email)
+    assert message.sent_at is not None
+    assert f"to {email}" in caplog.text and "/reset-password?token=" in caplog.text
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: (cert path, key path)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_tls_with_login_verifies_the_server_certificate(
+    app, client, make_user, certificate, monkeypatch, mode, fast_retries
+):
+    import ssl
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    options = (
+        {"tls_context": context, "require_starttls": True, "auth_required": True}
+        # aiosmtpd does not count implicit TLS as TLS for auth_require_tls; it is TLS all along.
+        if mode == "starttls"
+        else {"ssl_context": context, "auth_require_tls": False}
+    )
+    sink = SmtpSink(authenticator=authenticator("mailer", "mail-secret"), **options).start()
+    settings = {
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": sink.port,
+        "MAIL_USE_TLS": mode == "starttls",
+        "MAIL_USE_SSL": mode == "ssl",
+        "MAIL_USERNAME": "mailer",
+        "MAIL_PASSWORD": "mail-secret",
+    }
+    saved = {key: app.config[key] for key in settings}
+    app.config.update(settings)
+    try:
+        # Not trusted yet: the certificate check fails, the message waits.
+        email, _ = make_user()
+        request_reset(client, email)
+        assert outbox(email)[0].last_error == "SSLCertVerificationError"
+        assert sink.to(email) == []
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now it is
+        runner = app.test_cli_runner()
+        deliver_until_sent(runner, email)
+        assert len(sink.wait_for(email)) == 1
+    finally:
+        sink.stop()
+        app.config.update(saved)
+
+
+@requires_postgres
+@pytest.mark.committing
+def test_two_workers_never_send_the_same_message(app):
+    sink = SmtpSink(delay=0.02).start()  # slow enough for the workers to overlap
+    try:
+        recipients = [unique_email() for _ in range(30)]
+        for recipient in recipients:
+            queue_mail(recipient, "password_reset_unknown", subject="Reset your taskapp password")
+        db.session.commit()
+
+        env = {
+            **os.environ,
+            "TASKAPP_ENV": "testing",
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(sink.port),
+        }
+        command = [sys.executable, "-m", "flask", "--app", "wsgi", "mail", "deliver", "--once"]
+        workers = [
+            subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0]
+
+        received = sorted(r for item in sink.received for r in item.recipients)
+        assert received == sorted(recipients)  # each exactly once
+        sent = [int(output.split("delivered: ")[1].split(" sent")[0]) for output in outputs]
+        assert sum(sent) == 30 and min(sent) > 0, outputs  # both took part
+        assert (
+            db.session.scalar(
+                select(func.count(OutboxMessage.id)).where(OutboxMessage.sent_at.is_(None))
+            )
+            == 0
+        )
+    finally:
+        sink.stop()
+
+
+def test_the_worker_skips_messages_not_yet_due(app, runner, smtp):
+    email = unique_email()
+    queue_mail(email, "password_reset_unknown", subject="Reset your taskapp password")
+    db.session.execute(
+        update(OutboxMessage).values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+    )
+    db.session.commit()
+    result = runner.invoke(args=["mail", "deliver", "--once"])
+    assert "0 sent" in result.output
+    assert smtp.to(email) == []
+
+
+def test_free_port_helper_is_free():
+    # The sinks bind free ports; make sure a second bind on one works (sanity of the helper).
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from conftest import requires_postgres, unique_email
-from servers import PROJECT, free_port
+from servers import PROJECT, call, gunicorn
 from smtpserver import SmtpSink, authenticator
 from taskapp.extensions import db
 from taskapp.mail.models import OutboxMessage
@@ -266,8 +266,32 @@ def test_the_worker_skips_messages_not_yet_due(app, runner, smtp):
     assert smtp.to(email) == []
 
 
-def test_free_port_helper_is_free():
-    # The sinks bind free ports; make sure a second bind on one works (sanity of the helper).
-    port = free_port()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+@requires_postgres
+@pytest.mark.gunicorn
+@pytest.mark.committing
+def test_under_gunicorn_the_response_does_not_wait_for_the_smtp_server(app, tmp_path):
+    email = unique_email()
+    with socket.socket() as silent:  # connects, then never sends the SMTP greeting
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        env = {
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(silent.getsockname()[1]),
+            "MAIL_IMMEDIATE_TIMEOUT": "25",
+        }
+        with gunicorn(tmp_path, workers=1, env=env) as server:
+            # Had the worker sent before answering, it would wait 25 s for the greeting.
+            response = call(server, "POST", "/password-reset", json={"email": email})
+            assert response.status_code == 202
+            # The attempt started after the answer and is still waiting for the greeting.
+            silent.settimeout(10)
+            connection, _ = silent.accept()
+            connection.close()  # the server hangs up: the attempt fails, the message stays
+
+            deadline = time.monotonic() + 15
+            while not (outbox(email) and outbox(email)[0].attempts == 1):
+                assert time.monotonic() < deadline, "the attempt was not recorded"
+                time.sleep(0.05)
+            [message] = outbox(email)
+            assert message.sent_at is None and message.last_error == "SMTPServerDisconnected"
+            assert call(server, "GET", "/healthz").status_code == 200

@@ -181,3 +181,22 @@ def test_a_deactivated_account_gets_no_reset_link(client, smtp, make_user):
     db.session.commit()
     assert request_reset(client, email).json == SENT
     assert reset_mail(smtp, email).link is None
+
+
+def test_the_spec_documents_the_email_routes(client):
+    paths = client.get("/openapi.json").json["paths"]
+    expected = {
+        ("/password-reset", "202"): {"400", "422", "429", "503"},
+        ("/password-reset/confirm", "204"): {"400", "422", "429"},
+        ("/email/verify/confirm", "204"): {"400", "422", "429"},
+        ("/email/change/confirm", "204"): {"400", "409", "422", "429"},
+        ("/me/email/verify", "202"): {"401", "409", "429"},
+        ("/me/email", "202"): {"401", "403", "409", "422", "429"},
+    }
+    for (path, success), errors in expected.items():
+        responses = paths[path]["post"]["responses"]
+        assert {success} | errors <= set(responses), (path, sorted(responses))
+        assert "X-RateLimit-Remaining" in responses[success]["headers"]
+    assert "403" in paths["/login"]["post"]["responses"]
+    user = client.get("/openapi.json").json["components"]["schemas"]["User"]
+    assert "email_verified" in user["properties"]

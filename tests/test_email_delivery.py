@@ -295,3 +295,46 @@ def test_under_gunicorn_the_response_does_not_wait_for_the_smtp_server(app, tmp_
             [message] = outbox(email)
             assert message.sent_at is None and message.last_error == "SMTPServerDisconnected"
             assert call(server, "GET", "/healthz").status_code == 200
+
+
+def test_production_warns_when_mail_would_not_reach_anyone(build_app, caplog):
+    with caplog.at_level(logging.WARNING, logger="taskapp.mail.service"):
+        build_app(ENV_NAME="production", MAIL_SERVER=None, PUBLIC_BASE_URL_SET=False)
+    assert "MAIL_SERVER is not set" in caplog.text
+    assert "PUBLIC_BASE_URL is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="taskapp.mail.service"):
+        build_app(ENV_NAME="production", MAIL_SERVER="smtp.example", PUBLIC_BASE_URL_SET=True)
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({"MAIL_USE_TLS": "true", "MAIL_USE_SSL": "true"}, "exclude each other"),
+        ({"PUBLIC_BASE_URL": "javascript:alert(1)"}, "PUBLIC_BASE_URL"),
+        ({"MAIL_TIMEOUT": "0"}, "MAIL_TIMEOUT"),
+        ({"MAIL_TIMEOUT": "soon"}, "MAIL_TIMEOUT"),
+        ({"PASSWORD_RESET_MINUTES": "-1"}, "PASSWORD_RESET_MINUTES"),
+        ({"RATELIMIT_EMAIL_SEND_TARGET": "lots"}, "RATELIMIT_EMAIL_SEND_TARGET"),
+    ],
+)
+def test_bad_mail_settings_stop_the_start(monkeypatch, variables, message):
+    from config import TestingConfig
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        TestingConfig()
+
+
+def test_mail_settings_from_the_environment(monkeypatch):
+    from config import TestingConfig
+
+    monkeypatch.setenv("MAIL_USE_SSL", "true")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://app.example.com/")
+    config = TestingConfig()
+    assert (config.MAIL_PORT, config.PUBLIC_BASE_URL) == (465, "https://app.example.com")
+    monkeypatch.setenv("MAIL_USE_SSL", "")
+    monkeypatch.setenv("MAIL_USE_TLS", "1")
+    assert TestingConfig().MAIL_PORT == 587

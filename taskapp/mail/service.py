@@ -166,6 +166,14 @@ def _rolled_back(session, *_args) -> None:
 def register_mail(app: Flask) -> None:
     """After a response whose request committed mail: try to send it at once, once the
     client has the response (so an SMTP server's delay never reaches the client)."""
+    if app.config["ENV_NAME"] == "production":
+        if app.config["MAIL_SERVER"] is None:
+            log.warning("MAIL_SERVER is not set: emails, links included, go to the log unsent")
+        if not app.config["PUBLIC_BASE_URL_SET"]:
+            log.warning(
+                "PUBLIC_BASE_URL is not set: links in emails point to %s",
+                app.config["PUBLIC_BASE_URL"],
+            )
     if not event.contains(db.session, "after_commit", _committed):
         event.listen(db.session, "after_commit", _committed)
         event.listen(db.session, "after_rollback", _rolled_back)

@@ -3,6 +3,7 @@ STARTTLS/SSL with login, the log backend, and two workers that never send one me
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -216,6 +217,47 @@ def test_tls_with_login_verifies_the_server_certificate(
         app.config.update(saved)
 
 
+def worker_env(sink: SmtpSink) -> dict:
+    """A `flask mail deliver` process on the test database (TASKAPP_ENV=testing)."""
+    return {
+        **os.environ,
+        "TASKAPP_ENV": "testing",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(sink.port),
+    }
+
+
+DELIVER = [sys.executable, "-m", "flask", "--app", "wsgi", "mail", "deliver"]
+
+
+@requires_postgres
+@pytest.mark.committing
+def test_the_worker_delivers_as_messages_come_and_stops_on_sigterm(app):
+    sink = SmtpSink().start()
+    worker = subprocess.Popen(
+        [*DELIVER, "--interval", "0.2"],
+        cwd=PROJECT,
+        env=worker_env(sink),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(2):  # the second arrives while the worker is idle
+            email = unique_email()
+            queue_mail(email, "password_reset_unknown", subject="Reset your taskapp password")
+            db.session.commit()
+            sink.wait_for(email)
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+        assert worker.returncode == 0
+        assert output.count("delivered: 1 sent") == 2
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        sink.stop()
+
+
 @requires_postgres
 @pytest.mark.committing
 def test_two_workers_never_send_the_same_message(app):
@@ -226,15 +268,14 @@ def test_two_workers_never_send_the_same_message(app):
             queue_mail(recipient, "password_reset_unknown", subject="Reset your taskapp password")
         db.session.commit()
 
-        env = {
-            **os.environ,
-            "TASKAPP_ENV": "testing",
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(sink.port),
-        }
-        command = [sys.executable, "-m", "flask", "--app", "wsgi", "mail", "deliver", "--once"]
         workers = [
-            subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [*DELIVER, "--once"],
+                cwd=PROJECT,
+                env=worker_env(sink),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for _ in range(2)
         ]
         outputs = [worker.communicate(timeout=120)[0] for worker in workers]

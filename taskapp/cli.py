@@ -16,6 +16,7 @@ from taskapp.auth import service as auth_service
 from taskapp.auth.schemas import SignupSchema
 from taskapp.errors import AppError
 from taskapp.mail import service as mail_service
+from taskapp.recovery import service as recovery_service
 
 tokens = AppGroup("tokens", help="Refresh-token housekeeping.")
 users = AppGroup("users", help="User administration.")
@@ -137,6 +138,22 @@ def deliver(once: bool, interval: float) -> None:
         if once:
             return
         stopping.wait(interval)
+
+
+@mail.command("purge")
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Keep sent and refused messages, and expired emailed tokens, this many days.",
+)
+def purge_mail(days: int) -> None:
+    """Delete old sent or refused messages (their envelopes) and expired emailed tokens."""
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    messages = mail_service.purge_outbox(older_than=cutoff)
+    tokens_deleted = recovery_service.purge_email_tokens(older_than=cutoff)
+    click.echo(f"purged {messages} message(s) and {tokens_deleted} emailed token(s)")
 
 
 def register(app: Flask) -> None:

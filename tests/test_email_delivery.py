@@ -379,3 +379,31 @@ def test_mail_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MAIL_USE_SSL", "")
     monkeypatch.setenv("MAIL_USE_TLS", "1")
     assert TestingConfig().MAIL_PORT == 587
+
+
+def test_a_delivered_message_keeps_no_link_and_old_ones_are_purged(
+    app, client, runner, smtp, make_user
+):
+    email, _ = make_user()
+    request_reset(client, email)
+    token = smtp.wait_for(email)[-1].token
+    [message] = outbox(email)
+    assert message.sent_at is not None
+    assert (message.text_body, message.html_body) == ("", "")
+    # The token is now nowhere in the database, in the clear.
+    for table in ("mail_outbox", "email_tokens"):
+        for row in db.session.execute(db.text(f"SELECT * FROM {table}")):
+            assert not any(token in str(value) for value in row), table
+
+    result = runner.invoke(args=["mail", "purge", "--days", "1"])
+    assert result.exit_code == 0 and "purged 0 message(s)" in result.output
+    db.session.execute(update(OutboxMessage).values(sent_at=datetime.now(UTC) - timedelta(days=2)))
+    from taskapp.recovery.models import EmailToken
+
+    db.session.execute(update(EmailToken).values(expires_at=datetime.now(UTC) - timedelta(days=2)))
+    db.session.commit()
+    result = runner.invoke(args=["mail", "purge", "--days", "1"])
+    assert result.exit_code == 0, result.output
+    # The reset token, and the verification token of signup.
+    assert "purged 1 message(s) and 2 emailed token(s)" in result.output
+    assert outbox(email) == []

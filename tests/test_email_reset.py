@@ -200,3 +200,19 @@ def test_the_spec_documents_the_email_routes(client):
     assert "403" in paths["/login"]["post"]["responses"]
     user = client.get("/openapi.json").json["components"]["schemas"]["User"]
     assert "email_verified" in user["properties"]
+
+
+def test_changing_the_password_retires_a_reset_link(client, smtp, make_user, login):
+    email, _ = make_user()
+    request_reset(client, email)
+    token = reset_mail(smtp, email).token
+    headers = {"Authorization": f"Bearer {login(email)['access_token']}"}
+    changed = client.post(
+        "/me/password",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=headers,
+    )
+    assert changed.status_code == 204
+    stale = client.post("/password-reset/confirm", json={"token": token, "new_password": "x" * 9})
+    assert_error(stale, 400)
+    login(email, NEW_PASSWORD)

@@ -10,6 +10,7 @@ from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import revoke_sessions
 from taskapp.errors import Forbidden, NotFound
 from taskapp.extensions import db
+from taskapp.recovery.tokens import invalidate_tokens
 
 WRONG_PASSWORD = "Password is incorrect"
 
@@ -22,10 +23,13 @@ def check_password(user: User, password: str) -> None:
 
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
-    """Set a new password and revoke every session of the user (this one included)."""
+    """Set a new password, revoke every session of the user (this one included) and retire
+    any password-reset link."""
     check_password(user, current_password)
     user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
     revoke_sessions(user_id=user.id)
+    # A reset link sent earlier must not undo the password just chosen.
+    invalidate_tokens(user.id, "password_reset")
     db.session.commit()
 
 

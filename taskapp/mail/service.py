@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app, render_template
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, func, select
 
 from taskapp.extensions import db
 from taskapp.mail import transport
@@ -79,6 +79,10 @@ def deliver_one(
         db.session.rollback()
         return None
     outcome = _send(message, config=config, timeout=timeout or config["MAIL_TIMEOUT"])
+    if outcome != "retry":
+        # The bodies carry live links (tokens are stored only as digests elsewhere): once
+        # the server has the message, or never will, the outbox keeps only its envelope.
+        message.text_body = message.html_body = ""
     db.session.commit()
     return outcome
 
@@ -139,6 +143,25 @@ def deliver_due(*, stop: threading.Event | None = None) -> DeliveryReport:
             break
         report.counts[outcome] += 1
     return report
+
+
+def purge_outbox(*, older_than: datetime, batch_size: int = 1000) -> int:
+    """Delete messages sent or refused before ``older_than``, in batches (each commits)."""
+    done = OutboxMessage.sent_at.is_not(None) | OutboxMessage.failed_at.is_not(None)
+    finished = func.coalesce(OutboxMessage.sent_at, OutboxMessage.failed_at)
+    deleted = 0
+    while True:
+        batch = (
+            select(OutboxMessage.id)
+            .where(done, finished < older_than)
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        count = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(batch)))
+        db.session.commit()
+        deleted += count.rowcount
+        if count.rowcount < batch_size:
+            return deleted
 
 
 def _send_after_response(app: Flask, message_ids: list[int]) -> None:

@@ -4,7 +4,7 @@ Every request that sends mail writes the token and the outbox message in one tra
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from taskapp.recovery.tokens import (
     invalidate_tokens,
     issue_token,
     new_token,
+    purge_tokens,
     queue_verification,
     spend_token,
 )
@@ -135,3 +136,10 @@ def change_email(*, token: str) -> None:
         db.session.rollback()
         raise Conflict(EMAIL_TAKEN) from None
     log.info("email address changed by email link", extra={"user_id": user.id})
+
+
+def purge_email_tokens(*, older_than: datetime) -> int:
+    """Delete emailed tokens that expired before ``older_than``."""
+    deleted = purge_tokens(older_than=older_than)
+    db.session.commit()
+    return deleted

@@ -5,7 +5,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Row, update
+from sqlalchemy import Row, delete, update
 
 from taskapp.auth.models import User
 from taskapp.auth.tokens import token_digest
@@ -81,6 +81,11 @@ def spend_token(token: str, purpose: str) -> Row | None:
         .values(used_at=now)
         .returning(EmailToken.user_id, EmailToken.new_email)
     ).first()
+
+
+def purge_tokens(*, older_than: datetime) -> int:
+    """Delete tokens that expired before ``older_than`` (used or not); no commit."""
+    return db.session.execute(delete(EmailToken).where(EmailToken.expires_at < older_than)).rowcount
 
 
 def queue_verification(user: User) -> None:

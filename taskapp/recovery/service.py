@@ -33,8 +33,9 @@ EMAIL_TAKEN = "Email already registered"
 
 def request_password_reset(*, email: str) -> None:
     """Email a reset link to the account at ``email``; with no active account there, a note
-    saying so. The same work either way (a token drawn, a message rendered, queued and
-    committed), so neither the answer nor its timing tells whether the account exists.
+    saying so. The same work either way (a user lookup, a token drawn, a message rendered,
+    written and committed, then sent after the response), so neither the answer nor its
+    timing tells whether the account exists; an account only adds the token row's write.
     """
     user = db.session.scalar(select(User).where(User.email == email))
     token = new_token()

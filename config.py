@@ -227,6 +227,8 @@ class Config:
         self.MAIL_USERNAME = env.get("MAIL_USERNAME") or None
         self.MAIL_PASSWORD = env.get("MAIL_PASSWORD") or None
         self.MAIL_FROM = (env.get("MAIL_FROM") or "").strip() or "taskapp <no-reply@localhost>"
+        if "@" not in self.MAIL_FROM or any(char in self.MAIL_FROM for char in "\r\n"):
+            raise RuntimeError("MAIL_FROM must be an address such as 'taskapp <no-reply@...>'")
         self.MAIL_TIMEOUT = _env_float("MAIL_TIMEOUT", 10.0)
         # Right after the response, one attempt with a short timeout; the worker retries.
         self.MAIL_SEND_IMMEDIATELY = _env_bool("MAIL_SEND_IMMEDIATELY", True)

@@ -127,6 +127,28 @@ def test_a_permanent_refusal_is_recorded_and_not_retried(client, runner, smtp, m
     assert smtp.to(email) == []
 
 
+def test_an_unexpected_error_with_one_message_is_logged_and_retried_not_raised(
+    app, client, runner, smtp, make_user, fast_retries, caplog
+):
+    email, _ = make_user()
+    # Only reachable by editing the config (MAIL_FROM is checked at start): a header that
+    # the email package refuses to write (an injection attempt, here).
+    app.config["MAIL_FROM"] = "taskapp <a@example.com>\r\nBcc: victim@example.com"
+    try:
+        with caplog.at_level(logging.ERROR, logger="taskapp.mail.service"):
+            request_reset(client, email)  # the answer is unaffected
+    finally:
+        app.config["MAIL_FROM"] = "taskapp <no-reply@localhost>"
+    [message] = outbox(email)
+    assert (message.sent_at, message.attempts, message.last_error) == (None, 1, "ValueError")
+    assert "Traceback" in caplog.text or caplog.records[-1].exc_info
+    assert smtp.received == []
+
+    deliver_until_sent(runner, email)
+    assert len(smtp.wait_for(email)) == 1
+    assert "victim" not in str(smtp.received[0].message)
+
+
 def test_retries_back_off_doubling_up_to_the_cap(app):
     app.config.update(MAIL_RETRY_SECONDS=30, MAIL_RETRY_MAX_SECONDS=3600)
     try:
@@ -355,6 +377,7 @@ def test_production_warns_when_mail_would_not_reach_anyone(build_app, caplog):
         ({"MAIL_USE_TLS": "true", "MAIL_USE_SSL": "true"}, "exclude each other"),
         ({"PUBLIC_BASE_URL": "javascript:alert(1)"}, "PUBLIC_BASE_URL"),
         ({"MAIL_TIMEOUT": "0"}, "MAIL_TIMEOUT"),
+        ({"MAIL_FROM": "nobody"}, "MAIL_FROM"),
         ({"MAIL_TIMEOUT": "soon"}, "MAIL_TIMEOUT"),
         ({"PASSWORD_RESET_MINUTES": "-1"}, "PASSWORD_RESET_MINUTES"),
         ({"RATELIMIT_EMAIL_SEND_TARGET": "lots"}, "RATELIMIT_EMAIL_SEND_TARGET"),

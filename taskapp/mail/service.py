@@ -88,32 +88,38 @@ def deliver_one(
 
 
 def _send(message: OutboxMessage, *, config, timeout: float) -> str:
-    email = transport.build_message(
-        sender=config["MAIL_FROM"],
-        recipient=message.recipient,
-        subject=message.subject,
-        text_body=message.text_body,
-        html_body=message.html_body,
-    )
     message.attempts += 1
     now = datetime.now(UTC)
     try:
+        email = transport.build_message(
+            sender=config["MAIL_FROM"],
+            recipient=message.recipient,
+            subject=message.subject,
+            text_body=message.text_body,
+            html_body=message.html_body,
+        )
         transport.send(email, config=config, timeout=timeout)
     except transport.PermanentFailure as error:
         message.failed_at = now
         message.last_error = f"refused: {error}"[:255]
         log.error("mail %s refused for good after %d attempt(s)", message.id, message.attempts)
         return "failed"
-    except (OSError, smtplib.SMTPException) as error:
-        # The exception text may carry the server's reply; the class is what the log needs.
+    except Exception as error:
+        # OSError and SMTPException: the server is down, slow or says "later". Anything else
+        # is unexpected: it is logged in full, and this message waits its backoff as well, so
+        # that it never stands in the way of the others.
+        expected = isinstance(error, OSError | smtplib.SMTPException)
+        # The exception text may carry the server's reply; the class is what the row keeps.
         message.last_error = type(error).__name__
         message.next_attempt_at = now + retry_delay(message.attempts)
-        log.warning(
+        log.log(
+            logging.WARNING if expected else logging.ERROR,
             "mail %s not delivered (attempt %d, %s); retrying at %s",
             message.id,
             message.attempts,
             type(error).__name__,
             message.next_attempt_at.isoformat(timespec="seconds"),
+            exc_info=not expected,
         )
         return "retry"
     message.sent_at = now
@@ -166,14 +172,15 @@ def purge_outbox(*, older_than: datetime, batch_size: int = 1000) -> int:
 
 def _send_after_response(app: Flask, message_ids: list[int]) -> None:
     """One attempt per message, with the short timeout; the worker retries what fails."""
-    with app.app_context():
+    with app.app_context():  # its teardown discards the session, even a broken one
         for message_id in message_ids:
             try:
                 deliver_one(message_id, timeout=app.config["MAIL_IMMEDIATE_TIMEOUT"])
             except Exception:
-                # Never out of a response's close: the message waits in the outbox.
+                # Never out of a response's close: the messages wait in the outbox for the
+                # worker (the database itself may be what failed).
                 log.exception("mail %s: immediate attempt failed", message_id)
-                db.session.rollback()
+                return
 
 
 def _committed(session) -> None:

@@ -48,6 +48,13 @@ class Unprocessable(AppError):
     message = "The request cannot be applied to the data as it is"
 
 
+class InvalidToken(AppError):
+    """An emailed token that is unknown, expired, replaced or already used: one answer."""
+
+    code = HTTPStatus.BAD_REQUEST
+    message = "The link is invalid, expired or already used"
+
+
 class Unauthorized(AppError):
     code = HTTPStatus.UNAUTHORIZED
     message = "Authentication required"

@@ -117,7 +117,6 @@ def database_timeouts() -> DatabaseTimeouts:
 class Config:
     """Settings shared by every environment; each value can be overridden by the environment."""
 
-    ENV_NAME = "development"
     TESTING = False
     # Production refuses to start without JWT_SECRET_KEY; other environments may generate one.
     REQUIRE_JWT_SECRET = False
@@ -186,7 +185,7 @@ class Config:
     @staticmethod
     def _engine_options(url: str) -> dict:
         if not url.startswith("postgresql"):
-            return {"pool_pre_ping": True}
+            return {}  # SQLite: a file or memory, no server to drop a connection
         timeouts = database_timeouts()
         return {
             # A pooled connection the server dropped (restart, pg_terminate_backend) is found
@@ -215,7 +214,6 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     """The test suite: TEST_DATABASE_URL / TEST_REDIS_URL, cheap bcrypt."""
 
-    ENV_NAME = "testing"
     TESTING = True
     DEFAULT_DATABASE_URL = "sqlite:///:memory:"
     DATABASE_URL_VAR = "TEST_DATABASE_URL"
@@ -226,7 +224,6 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     """Production: JWT_SECRET_KEY is mandatory."""
 
-    ENV_NAME = "production"
     REQUIRE_JWT_SECRET = True
 
 

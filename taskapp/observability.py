@@ -1,6 +1,6 @@
 """Request ids, the one-line JSON access log, JSON logging for the app and gunicorn, metrics.
 
-Logging is configured once per process: gunicorn applies ``gunicorn_logconfig()`` (from
+Logging is configured once per process: gunicorn applies ``logging_config()`` (from
 ``gunicorn.conf.py``) before it loads the app; ``flask`` commands get the same JSON handler
 from ``configure_logging()``; a host that already set up logging (pytest) is left alone.
 """
@@ -92,11 +92,6 @@ def logging_config() -> dict:
             "gunicorn.error": {"handlers": [], "propagate": True},
         },
     }
-
-
-def gunicorn_logconfig() -> dict:
-    """``logconfig_dict`` for gunicorn.conf.py (gunicorn applies it in the master)."""
-    return logging_config()
 
 
 def configure_logging() -> None:

@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime
 
-from flask import current_app
 from sqlalchemy import delete, select
 
 from taskapp.auth.models import Session, User
@@ -14,17 +13,20 @@ from taskapp.extensions import db
 WRONG_PASSWORD = "Password is incorrect"
 
 
-def _check_password(user: User, password: str) -> None:
-    rounds = current_app.config["BCRYPT_ROUNDS"]
-    if not verify_password(password, user.password_hash, rounds=rounds):
+def _user_with_password(user_id: int, password: str) -> User:
+    """The user, if ``password`` is theirs; else Forbidden."""
+    # Already in the session's identity map when the route's current_user loaded it.
+    user = db.session.get(User, user_id)
+    if not verify_password(password, user.password_hash):
         raise Forbidden(WRONG_PASSWORD)
+    return user
 
 
-def change_password(user: User, *, current_password: str, new_password: str) -> None:
+def change_password(user_id: int, *, current_password: str, new_password: str) -> None:
     """Set a new password and revoke every session of the user (this one included)."""
-    _check_password(user, current_password)
-    user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
-    revoke_sessions(user_id=user.id)
+    user = _user_with_password(user_id, current_password)
+    user.password_hash = hash_password(new_password)
+    revoke_sessions(user_id=user_id)
     db.session.commit()
 
 
@@ -66,8 +68,8 @@ def revoke_all_sessions(user_id: int) -> None:
     db.session.commit()
 
 
-def delete_account(user: User, *, password: str) -> None:
+def delete_account(user_id: int, *, password: str) -> None:
     """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
-    _check_password(user, password)
-    db.session.execute(delete(User).where(User.id == user.id))
+    _user_with_password(user_id, password)
+    db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()

@@ -15,7 +15,9 @@ from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
 from taskapp.errors import register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
+from taskapp.mail import register_mail
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
+from taskapp.recovery import routes as recovery_routes
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ def create_app(config: Config | None = None) -> Flask:
     register_request_hooks(app)
     register_extensions(app)
     database.init_app(app)
+    register_mail(app)
     register_jwt_callbacks(jwt)
     register_blueprints(app)
     register_error_handlers(app)
@@ -96,7 +99,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    for blueprint in (auth.blp, account.blp, tasks.blp, admin.blp, health.blp):
+    for blueprint in (auth.blp, account.blp, recovery_routes.blp, tasks.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(
         Blueprint(

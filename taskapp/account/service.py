@@ -9,12 +9,13 @@ from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import revoke_sessions
 from taskapp.errors import Forbidden, NotFound
 from taskapp.extensions import db
+from taskapp.recovery.tokens import invalidate_tokens
 
 WRONG_PASSWORD = "Password is incorrect"
 
 
-def _user_with_password(user_id: int, password: str) -> User:
-    """The user, if ``password`` is theirs; else Forbidden."""
+def check_password(user_id: int, password: str) -> User:
+    """The user, unless ``password`` is not theirs: Forbidden (a route's confirmation of intent)."""
     # Already in the session's identity map when the route's current_user loaded it.
     user = db.session.get(User, user_id)
     if not verify_password(password, user.password_hash):
@@ -23,10 +24,13 @@ def _user_with_password(user_id: int, password: str) -> User:
 
 
 def change_password(user_id: int, *, current_password: str, new_password: str) -> None:
-    """Set a new password and revoke every session of the user (this one included)."""
-    user = _user_with_password(user_id, current_password)
+    """Set a new password, revoke every session of the user (this one included) and retire
+    any password-reset link."""
+    user = check_password(user_id, current_password)
     user.password_hash = hash_password(new_password)
     revoke_sessions(user_id=user_id)
+    # A reset link sent earlier must not undo the password just chosen.
+    invalidate_tokens(user_id, "password_reset")
     db.session.commit()
 
 
@@ -70,6 +74,6 @@ def revoke_all_sessions(user_id: int) -> None:
 
 def delete_account(user_id: int, *, password: str) -> None:
     """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
-    _user_with_password(user_id, password)
+    check_password(user_id, password)
     db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()

@@ -3,7 +3,7 @@
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from taskapp.errors import Blueprint
+from taskapp.api import Blueprint
 from taskapp.labels import service
 from taskapp.labels.schemas import LabelPageSchema, LabelRenameSchema, LabelSchema
 from taskapp.security import authenticated

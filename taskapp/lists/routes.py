@@ -4,14 +4,14 @@ from flask import current_app, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from taskapp.errors import Blueprint
+from taskapp.api import ID, Blueprint
 from taskapp.lists import service
 from taskapp.lists.schemas import ListPageSchema, ListSchema, ListWriteSchema
 from taskapp.security import authenticated
 
 blp = Blueprint("lists", __name__, description="The caller's task lists")
 
-LIST_URL = "/lists/<int(max=2147483647):list_id>"
+LIST_URL = f"/lists/<{ID}:list_id>"
 LOCATION = {"Location": {"description": "URL of the new list", "schema": {"type": "string"}}}
 
 

@@ -51,6 +51,8 @@ def test_due_at_is_stored_and_returned_in_utc(client, headers):
     [
         ("due_at", "2027-03-01T09:30:00"),  # no offset
         ("due_at", "tomorrow"),
+        ("due_at", "9999-12-31T23:00:00-05:00"),  # past year 9999 in UTC
+        ("due_at", "0001-01-01T00:30:00+01:00"),  # before year 1 in UTC
         ("priority", "urgent"),
         ("priority", None),
         ("priority", 2),
@@ -159,6 +161,7 @@ def test_filtered_totals_count_the_matches(client, headers, catalogue):
         "label=",
         "due_before=2027-01-01T00:00:00",
         "due_after=soon",
+        "due_before=9999-12-31T23:00:00-05:00",
         "overdue=yes",
         "sort=rank",
     ],

@@ -98,9 +98,23 @@ def parent_id_field(**kwargs) -> fields.Integer:
     )
 
 
+class UTCInstant(fields.AwareDateTime):
+    """A date-time with an offset, as the same instant in UTC (so within Python's years:
+    "9999-12-31T23:00:00-05:00" is past them, a 422 rather than a 500)."""
+
+    default_error_messages = {"out_of_range": "Must be an instant between the years 1 and 9999."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range") from None
+
+
 def due_at_field(**kwargs) -> fields.AwareDateTime:
     """A due date in a body: an RFC 3339 date-time with an offset, or null."""
-    return fields.AwareDateTime(
+    return UTCInstant(
         allow_none=True,
         metadata={"description": "RFC 3339 date-time with an offset; stored and returned in UTC"},
         **kwargs,
@@ -213,10 +227,10 @@ class TaskQuerySchema(PageQuerySchema):
         validate=validate.Length(max=LABELS_PER_TASK),
         metadata={"description": "Repeatable: tasks with all of these labels"},
     )
-    due_after = fields.AwareDateTime(
+    due_after = UTCInstant(
         metadata={"description": "Only tasks due at or after this instant (with an offset)"}
     )
-    due_before = fields.AwareDateTime(
+    due_before = UTCInstant(
         metadata={"description": "Only tasks due strictly before this instant (with an offset)"}
     )
     overdue = QueryBoolean(

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 from taskapp.browser import register_cors, register_security_headers
+from taskapp.clientaddr import canonical_client_address
 from taskapp.database import register_connection_events, register_read_only_requests
 from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
@@ -29,6 +30,8 @@ def create_app(config: Config | None = None) -> Flask:
     configure_logging()
     os.makedirs(app.instance_path, exist_ok=True)
     _check_jwt_secret(app)
+    # Inside ProxyFix: whatever address it takes from X-Forwarded-For is canonicalised too.
+    app.wsgi_app = canonical_client_address(app.wsgi_app)
     if app.config["TRUSTED_PROXIES"] > 0:
         # Only then is X-Forwarded-For believed, and only the last N hops of it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])

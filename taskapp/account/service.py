@@ -1,22 +1,26 @@
 """Account rules: password change, session listing and revocation, account deletion."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select
 
+from taskapp import audit
+from taskapp.admin.service import ADMIN, active_admin_ids_locked
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
-from taskapp.auth.service import revoke_sessions
-from taskapp.errors import Forbidden, NotFound
+from taskapp.auth.service import lock_user, revoke_sessions
+from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
 
 WRONG_PASSWORD = "Password is incorrect"
+LAST_ADMIN = "The last active admin cannot delete their account; make another admin first"
 
 
 def _check_password(user: User, password: str) -> None:
     rounds = current_app.config["BCRYPT_ROUNDS"]
     if not verify_password(password, user.password_hash, rounds=rounds):
+        audit.record("password_check_failed", "wrong password for an account", user_id=user.id)
         raise Forbidden(WRONG_PASSWORD)
 
 
@@ -24,18 +28,24 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     """Set a new password and revoke every session of the user (this one included)."""
     _check_password(user, current_password)
     user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
-    revoke_sessions(user_id=user.id)
+    user_id = user.id
+    revoke_sessions(user_id=user_id)
     db.session.commit()
+    audit.record("password_changed", "password changed: every session revoked", user_id=user_id)
 
 
 def list_sessions(user_id: int, *, current_session_id: int) -> list[dict]:
-    """The user's live sessions, newest first, marking the caller's own."""
+    """The user's live sessions (not revoked, expired or idle), newest first, marking the
+    caller's own."""
+    now = datetime.now(UTC)
+    idle_since = now - timedelta(days=current_app.config["REFRESH_IDLE_DAYS"])
     sessions = db.session.scalars(
         select(Session)
         .where(
             Session.user_id == user_id,
             Session.revoked_at.is_(None),
-            Session.expires_at > datetime.now(UTC),
+            Session.expires_at > now,
+            Session.last_used_at > idle_since,
         )
         .order_by(Session.created_at.desc(), Session.id.desc())
     )
@@ -58,16 +68,29 @@ def revoke_session(user_id: int, session_id: int) -> None:
         raise NotFound("Session not found")
     revoke_sessions(session_ids=[session_id])
     db.session.commit()
+    audit.record("session_revoked", "session revoked", user_id=user_id, session_id=session_id)
 
 
 def revoke_all_sessions(user_id: int) -> None:
     """Log the user out everywhere."""
     revoke_sessions(user_id=user_id)
     db.session.commit()
+    audit.record("logout_all", "every session revoked by the user", user_id=user_id)
 
 
 def delete_account(user: User, *, password: str) -> None:
-    """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
+    """Delete the user with their tasks and sessions (ON DELETE CASCADE).
+
+    Refused with Conflict for the last active admin, counted under the admin rows' locks as
+    the admin API counts them.
+    """
     _check_password(user, password)
-    db.session.execute(delete(User).where(User.id == user.id))
+    user_id = user.id
+    if user.role == ADMIN and active_admin_ids_locked() == [user_id]:
+        db.session.rollback()
+        raise Conflict(LAST_ADMIN)
+    # Serialises with a login in flight (see lock_user): it sees no user, or its session goes.
+    lock_user(user_id)
+    db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()
+    audit.record("account_deleted", "account deleted by its user", user_id=user_id)

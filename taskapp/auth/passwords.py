@@ -33,3 +33,12 @@ def verify_password(password: str, password_hash: str | None, *, rounds: int) ->
         bcrypt.checkpw(b"dummy-password", _dummy_hash(rounds))
         return False
     return bcrypt.checkpw(candidate, password_hash.encode())
+
+
+def needs_rehash(password_hash: str, *, rounds: int) -> bool:
+    """Whether the hash was made at a lower cost than ``rounds`` (``$2b$<cost>$...``)."""
+    try:
+        cost = int(password_hash.split("$")[2])
+    except (IndexError, ValueError):
+        return True  # not a bcrypt hash of ours: redo it
+    return cost < rounds

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from taskapp.auth.emails import InvalidEmail, normalise_email
 from taskapp.auth.passwords import MAX_PASSWORD_BYTES
 from taskapp.schemas import StoredString, TrimmedString
 
@@ -41,10 +42,18 @@ class NewPasswordField(StoredString):
 
 
 class EmailField(TrimmedString):
-    """An email address, trimmed and lower-cased."""
+    """An email address in its stored spelling (``normalise_email``); invisible or control
+    characters are refused."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).lower()
+        try:
+            email = normalise_email(super()._deserialize(value, attr, data, **kwargs))
+        except InvalidEmail as error:
+            raise ValidationError(str(error)) from None
+        # Again once normalised: NFKC and IDNA can lengthen it past what the column holds.
+        for check in self.lengths:
+            check(email)
+        return email
 
 
 class SignupSchema(Schema):

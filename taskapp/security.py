@@ -12,8 +12,8 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from taskapp import audit
-from taskapp.auth.emails import InvalidEmail, normalise_email
 from taskapp.clientaddr import client_network
+from taskapp.emails import InvalidEmail, normalise_email
 from taskapp.errors import Forbidden
 from taskapp.extensions import api, limiter
 

@@ -2,8 +2,8 @@
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from taskapp.auth.emails import InvalidEmail, normalise_email
 from taskapp.auth.passwords import MAX_PASSWORD_BYTES
+from taskapp.emails import InvalidEmail, normalise_email
 from taskapp.schemas import StoredString, TrimmedString
 
 MIN_PASSWORD_BYTES = 8

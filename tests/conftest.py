@@ -1,6 +1,9 @@
 """Fixtures: one schema per run (built by the migrations), a clean database per test."""
 
+import io
 import itertools
+import json
+import logging
 import os
 
 import flask_migrate
@@ -12,6 +15,7 @@ from sqlalchemy.engine import make_url
 from config import TestingConfig
 from taskapp import create_app
 from taskapp.extensions import db, limiter
+from taskapp.observability import JsonFormatter
 
 TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PASSWORD = "correct horse battery"
@@ -126,6 +130,23 @@ def build_app():
     for app in built:
         with app.app_context():
             db.engine.dispose()
+
+
+@pytest.fixture
+def json_log(caplog):
+    """Every record of every logger, at DEBUG, as the JSON lines the app would write."""
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield lines
+    root.removeHandler(handler)
 
 
 @pytest.fixture

@@ -154,6 +154,23 @@ def test_a_login_during_a_revocation_waits_and_then_fails(app, make_user, blocke
     assert live_sessions(user_id) == []
 
 
+def test_a_rehash_in_flight_does_not_fail_a_login_with_the_right_password(app, make_user, blocker):
+    """Another login's rehash (same password, new hash) changes the row under this login."""
+    email, _ = make_user()
+    user_id = user_row(email).id
+    rehashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)).decode()
+    with blocker.cursor() as cursor:
+        cursor.execute("SELECT id FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
+        cursor.execute("UPDATE users SET password_hash = %s WHERE id = %s", (rehashed, user_id))
+
+    login = InThread(app, "post", "/login", **login_body(email))
+    await_lock_waits(app, 1, login)
+    blocker.commit()
+
+    assert login.result().status_code == 200
+    assert len(live_sessions(user_id)) == 1
+
+
 # --- the login first: the revocation waits for it, then revokes its session too -----------
 
 

@@ -65,18 +65,24 @@ def lock_user(user_id: int) -> None:
     db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
-def _lock_for_login(user_id: int, verified_hash: str, *, rehash: bool) -> None:
-    """Lock the user's row (shared, or exclusive to rehash) and check that nothing changed
-    since the password was verified: not the hash, not the status, not the row's existence.
+def _lock_for_login(user_id: int, password: str, verified_hash: str, *, rehash: bool) -> None:
+    """Lock the user's row (shared, or exclusive to rehash) and check that the login still
+    holds: the user exists, is active, and the password matches the hash as it is now.
 
-    Waits for a password change, deactivation or deletion in flight, then sees its result.
+    Waits for a password change, deactivation or deletion in flight, then sees its result. A
+    hash that changed since it was verified (another login's rehash, a change) is checked
+    again, under the lock; this bcrypt runs only when such a write raced the login.
     """
     current = db.session.execute(
         select(User.password_hash, User.is_active)
         .where(User.id == user_id)
         .with_for_update(read=not rehash, key_share=rehash)
     ).first()
-    if current is None or current.password_hash != verified_hash or not current.is_active:
+    if current is None or not current.is_active:
+        raise Unauthorized(BAD_CREDENTIALS)
+    if current.password_hash != verified_hash and not verify_password(
+        password, current.password_hash, rounds=_rounds()
+    ):
         raise Unauthorized(BAD_CREDENTIALS)
 
 
@@ -99,7 +105,7 @@ def login(*, email: str, password: str, user_agent: str | None, ip_address: str 
         if needs_rehash(verified_hash, rounds=_rounds())
         else None
     )
-    _lock_for_login(user.id, verified_hash, rehash=new_hash is not None)
+    _lock_for_login(user.id, password, verified_hash, rehash=new_hash is not None)
     if new_hash is not None:
         user.password_hash = new_hash
     session = Session(

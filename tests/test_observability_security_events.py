@@ -7,7 +7,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from conftest import PASSWORD
+from conftest import PASSWORD, requires_postgres, requires_redis
+from servers import call, gunicorn, on_every_worker
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import User
 from taskapp.extensions import db
@@ -148,3 +149,40 @@ def test_repeated_failed_logins_are_logged_when_limited(client, make_user, json_
     assert all(line["user_id"] == uid for line in logged[:10])
     assert logged[-1]["endpoint"] == "auth.Login"
     assert_no_secret(json_log(), email, WRONG)
+
+
+# --- under gunicorn: multiprocess metrics, JSON logs, a proxy passing garbage ---------------
+
+
+@requires_postgres
+@requires_redis
+@pytest.mark.gunicorn
+@pytest.mark.committing
+def test_under_gunicorn_reuse_is_counted_by_every_worker_and_logged(app, tmp_path):
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    env = {
+        "METRICS_ENABLED": "true",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "TRUSTED_PROXIES": "1",
+        "GUNICORN_ACCESSLOG": "",
+    }
+    # The proxy passes on something that is no address: nothing may fail for it.
+    garbage = {"X-Forwarded-For": "203.0.113.1, " + "not-an-address" * 50}
+    credentials = {"email": "reused@example.com", "password": PASSWORD}
+    with gunicorn(tmp_path, env=env) as server:
+        assert call(server, "POST", "/signup", json=credentials, headers=garbage).status_code == 201
+        tokens = call(server, "POST", "/login", json=credentials, headers=garbage).json()
+        spend = {"refresh_token": tokens["refresh_token"]}
+        assert call(server, "POST", "/refresh", json=spend, headers=garbage).status_code == 200
+        assert call(server, "POST", "/refresh", json=spend, headers=garbage).status_code == 401
+
+        for scrape in on_every_worker(server, "GET", "/metrics"):
+            text = scrape.body.decode()
+            assert 'taskapp_security_events_total{event="refresh_token_reuse"} 1.0' in text
+        log = server.log()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    [event] = [line for line in lines if line.get("event") == "refresh_token_reuse"]
+    assert event["level"] == "WARNING" and isinstance(event["user_id"], int)
+    assert "Traceback" not in log
+    assert tokens["refresh_token"] not in log

@@ -64,8 +64,9 @@ def admin_required(blp: Blueprint) -> Callable:
     return decorator
 
 
-def submitted_email() -> str | None:
-    """The JSON body's email, normalised as the schemas do (``normalise_email``), or None."""
+def submitted_email(field: str = "email") -> str | None:
+    """The JSON body's ``field`` (an email), normalised as the schemas do
+    (``normalise_email``), or None."""
     try:
         body = request.get_json(silent=True)
     except (RecursionError, HTTPException):
@@ -73,7 +74,7 @@ def submitted_email() -> str | None:
         # Never raise here: Flask-Limiter takes any error for a storage outage and would drop
         # this worker to per-process counting.
         return None
-    email = body.get("email") if isinstance(body, dict) else None
+    email = body.get(field) if isinstance(body, dict) else None
     if not isinstance(email, str):
         return None
     try:
@@ -83,7 +84,7 @@ def submitted_email() -> str | None:
 
 
 def _email_digest_key(email: str) -> str:
-    """An account's rate-limit key: a keyed digest of its email, so no email reaches Redis.
+    """An email's rate-limit key: a keyed digest of it, so no email reaches Redis.
 
     Keyed with the signing key, which every worker and instance shares: a bare hash of an
     address is reversed by hashing candidate addresses.
@@ -95,11 +96,6 @@ def _email_digest_key(email: str) -> str:
         hashlib.sha256,
     )
     return "email:" + digest.hexdigest()
-
-
-def email_key() -> str:
-    """The rate-limit key of the account a login names (its submitted email)."""
-    return _email_digest_key(submitted_email() or "")
 
 
 def _caller():
@@ -166,24 +162,38 @@ def _limited(blp: Blueprint, limits: list[Callable], description: str) -> Callab
     return decorator
 
 
-def rate_limited(blp: Blueprint, config_key: str, *, per_email: str | None = None) -> Callable:
+def rate_limited(
+    blp: Blueprint,
+    config_key: str,
+    *,
+    per_email: str | None = None,
+    target: Callable[[], str | None] = submitted_email,
+    account_password: bool = False,
+) -> Callable:
     """Limit per client address (the limit under ``config_key``) and, with ``per_email``, per
-    submitted email too; documents 429 and the rate-limit headers of the success response.
+    target email too (``target``: by default the body's ``email``); documents 429 and the
+    rate-limit headers of the success response.
 
-    The per-email count is the account's: routes that check the caller's password
-    (``password_check_limited``) spend the same one. Goes above ``blp.response``.
+    With ``account_password`` (/login), the per-email count is the account's password-check
+    count, which routes checking the caller's password (``password_check_limited``) spend
+    too. Goes above ``blp.response``.
     """
     limits = []
     if per_email:
         # A body without a usable email logs no one in: the address limit suffices.
+        per_target = {
+            "key_func": lambda: _email_digest_key(target() or ""),
+            "exempt_when": lambda: target() is None,
+        }
         limits.append(
             limiter.shared_limit(
                 _configured(per_email),
                 scope=ACCOUNT_PASSWORD_SCOPE,
-                key_func=email_key,
-                exempt_when=lambda: submitted_email() is None,
                 on_breach=_log_password_limit_breach,
+                **per_target,
             )
+            if account_password
+            else limiter.limit(_configured(per_email), **per_target)
         )
     limits.append(limiter.limit(_configured(config_key)))
     description = "per client address, or per email" if per_email else "per client address"

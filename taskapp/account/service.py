@@ -12,12 +12,14 @@ from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import lock_user, revoke_sessions
 from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
+from taskapp.recovery.tokens import invalidate_tokens
 
 WRONG_PASSWORD = "Password is incorrect"
 LAST_ADMIN = "The last active admin cannot delete their account; make another admin first"
 
 
-def _check_password(user: User, password: str) -> None:
+def check_password(user: User, password: str) -> None:
+    """Forbidden unless ``password`` is the user's (a route's confirmation of intent)."""
     rounds = current_app.config["BCRYPT_ROUNDS"]
     if not verify_password(password, user.password_hash, rounds=rounds):
         audit.record("password_check_failed", "wrong password for an account", user_id=user.id)
@@ -25,11 +27,14 @@ def _check_password(user: User, password: str) -> None:
 
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
-    """Set a new password and revoke every session of the user (this one included)."""
-    _check_password(user, current_password)
+    """Set a new password, revoke every session of the user (this one included) and retire
+    any password-reset link."""
+    check_password(user, current_password)
     user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
     user_id = user.id
     revoke_sessions(user_id=user_id)
+    # A reset link sent earlier must not undo the password just chosen.
+    invalidate_tokens(user_id, "password_reset")
     db.session.commit()
     audit.record("password_changed", "password changed: every session revoked", user_id=user_id)
 
@@ -84,7 +89,7 @@ def delete_account(user: User, *, password: str) -> None:
     Refused with Conflict for the last active admin, counted under the admin rows' locks as
     the admin API counts them.
     """
-    _check_password(user, password)
+    check_password(user, password)
     user_id = user.id
     if user.role == ADMIN and active_admin_ids_locked() == [user_id]:
         db.session.rollback()

@@ -183,3 +183,20 @@ def test_an_inactive_admin_does_not_count(client, make_user, login):
     db.session.commit()
 
     assert_error(delete_me(client, token, PASSWORD), 409)
+
+
+def test_the_email_change_checks_the_password_and_shares_the_counts(client, make_user, login, spec):
+    email, _ = make_user()
+    token = login(email)["access_token"]
+    for _ in range(ADDRESS_LIMIT):
+        assert delete_me(client, token).status_code == 403
+
+    response = client.post(
+        "/me/email",
+        json={"new_email": "elsewhere@example.com", "password": PASSWORD},
+        headers=bearer(token),
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
+
+    assert_error(response, 429)
+    assert "Retry-After" in spec["paths"]["/me/email"]["post"]["responses"]["429"]["headers"]

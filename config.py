@@ -183,8 +183,8 @@ class Config:
         # Per submitted email, from any address: slows credential stuffing of one account.
         self.RATELIMIT_LOGIN_EMAIL = _env_limit("RATELIMIT_LOGIN_EMAIL", "10 per hour")
         self.RATELIMIT_REFRESH = _env_limit("RATELIMIT_REFRESH", "10 per minute")
-        # Per client address, across POST /me/password and DELETE /me (which also spend the
-        # account's RATELIMIT_LOGIN_EMAIL count): as strict as /login.
+        # Per client address, across the routes that check the caller's password (which also
+        # spend the account's RATELIMIT_LOGIN_EMAIL count): as strict as /login.
         self.RATELIMIT_PASSWORD_CHECK = _env_limit("RATELIMIT_PASSWORD_CHECK", "5 per minute")
         # Per user, across every route that creates, changes or deletes tasks.
         self.RATELIMIT_TASK_WRITES = _env_limit("RATELIMIT_TASK_WRITES", "120 per minute")

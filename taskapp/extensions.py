@@ -6,8 +6,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
+from taskapp.api import Api
 from taskapp.clientaddr import client_network
-from taskapp.errors import Api
 
 # Named constraints so Alembic migrations are reviewable and portable.
 NAMING_CONVENTION = {

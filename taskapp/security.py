@@ -12,23 +12,13 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from taskapp import audit
+from taskapp.api import RATE_LIMIT_HEADERS
 from taskapp.clientaddr import client_network
 from taskapp.emails import InvalidEmail, normalise_email
 from taskapp.errors import Forbidden
 from taskapp.extensions import api, limiter
 
 BEARER = [{"bearerAuth": []}]
-# Flask-Limiter sends these on every response of a limited route, about the limit the request
-# was counted against: the one it exceeded, else the one with the shortest window.
-RATE_LIMIT_HEADERS = {
-    name: {"description": text, "schema": {"type": "integer"}}
-    for name, text in (
-        ("X-RateLimit-Limit", "Requests allowed in the window"),
-        ("X-RateLimit-Remaining", "Requests left in the window, after this one"),
-        ("X-RateLimit-Reset", "When the window next frees a request (Unix time)"),
-        ("Retry-After", "Seconds until the window next frees a request"),
-    )
-}
 # Domain separation: the signing key also keys the email digests, and they mean nothing else.
 _EMAIL_KEY_CONTEXT = b"taskapp rate-limit key: login email\x00"
 # One count per account for every route that checks its password: /login names the account by
@@ -54,7 +44,7 @@ def admin_required(blp: Blueprint) -> Callable:
         @functools.wraps(view)
         def check_role(*args, **kwargs):
             # The role is read with the session on every request: a demotion applies at once.
-            if current_user.role != "admin":
+            if not current_user.is_admin:
                 raise Forbidden("This route is for administrators")
             return view(*args, **kwargs)
 
@@ -139,22 +129,16 @@ def _log_password_limit_breach(limit: RequestLimit) -> None:
 
 
 def _limited(blp: Blueprint, limits: list[Callable], description: str) -> Callable:
-    """Apply ``limits`` (innermost first) and document 429 and the rate-limit headers of the
-    success response, which the view must already declare (``blp.response`` below)."""
+    """Apply ``limits`` (innermost first) and document 429 (``taskapp.api`` adds the rate-limit
+    headers to the success response of every route with a 429)."""
 
     def decorator(view: Callable) -> Callable:
-        success_codes = getattr(view, "_apidoc", {}).get("success_status_codes")
-        if not success_codes:
-            raise TypeError("rate limits must decorate a view already under blp.response")
         view = blp.alt_response(
             429,
             schema=api.ERROR_SCHEMA,
             description=f"Rate limit exceeded: {description}",
             headers=RATE_LIMIT_HEADERS,
         )(view)
-        view = blp.doc(responses={code: {"headers": RATE_LIMIT_HEADERS} for code in success_codes})(
-            view
-        )
         for limit in limits:
             view = limit(view)
         return view
@@ -171,12 +155,13 @@ def rate_limited(
     account_password: bool = False,
 ) -> Callable:
     """Limit per client address (the limit under ``config_key``) and, with ``per_email``, per
-    target email too (``target``: by default the body's ``email``); documents 429 and the
-    rate-limit headers of the success response.
+    target email too (``target``: by default the body's ``email``); documents 429
+    (``taskapp.api`` adds the rate-limit headers to the success response of every route with a
+    429).
 
     With ``account_password`` (/login), the per-email count is the account's password-check
     count, which routes checking the caller's password (``password_check_limited``) spend
-    too. Goes above ``blp.response``.
+    too.
     """
     limits = []
     if per_email:
@@ -205,8 +190,8 @@ def password_check_limited(blp: Blueprint) -> Callable:
 
     Per account (RATELIMIT_LOGIN_EMAIL, one count with /login's per-email limit: a stolen
     access token adds no guesses) and per client address (RATELIMIT_PASSWORD_CHECK, one count
-    across these routes). Goes below ``authenticated`` (the account is the token's) and above
-    ``blp.response``; only authenticated requests count.
+    across these routes). Goes below ``authenticated`` (the account is the token's): only
+    authenticated requests count.
     """
     limits = [
         limiter.shared_limit(
@@ -226,7 +211,7 @@ def password_check_limited(blp: Blueprint) -> Callable:
 
 def task_write_limited(blp: Blueprint) -> Callable:
     """Limit a task write per user (RATELIMIT_TASK_WRITES), one count across every route that
-    creates, changes or deletes tasks. Goes below ``authenticated``, above ``blp.response``."""
+    creates, changes or deletes tasks. Goes below ``authenticated``."""
     limit = limiter.shared_limit(
         _configured("RATELIMIT_TASK_WRITES"), scope="task-writes", key_func=caller_key
     )

@@ -6,7 +6,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from taskapp import audit
-from taskapp.admin.service import ADMIN, active_admin_ids_locked
+from taskapp.admin.service import active_admin_ids_locked
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import lock_user, revoke_sessions
@@ -18,20 +18,21 @@ WRONG_PASSWORD = "Password is incorrect"
 LAST_ADMIN = "The last active admin cannot delete their account; make another admin first"
 
 
-def check_password(user: User, password: str) -> None:
-    """Forbidden unless ``password`` is the user's (a route's confirmation of intent)."""
-    rounds = current_app.config["BCRYPT_ROUNDS"]
-    if not verify_password(password, user.password_hash, rounds=rounds):
-        audit.record("password_check_failed", "wrong password for an account", user_id=user.id)
+def check_password(user_id: int, password: str) -> User:
+    """The user, unless ``password`` is not theirs: Forbidden (a route's confirmation of intent)."""
+    # Already in the session's identity map when the route's current_user loaded it.
+    user = db.session.get(User, user_id)
+    if not verify_password(password, user.password_hash):
+        audit.record("password_check_failed", "wrong password for an account", user_id=user_id)
         raise Forbidden(WRONG_PASSWORD)
+    return user
 
 
-def change_password(user: User, *, current_password: str, new_password: str) -> None:
+def change_password(user_id: int, *, current_password: str, new_password: str) -> None:
     """Set a new password, revoke every session of the user (this one included) and retire
     any password-reset link."""
-    check_password(user, current_password)
-    user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
-    user_id = user.id
+    user = check_password(user_id, current_password)
+    user.password_hash = hash_password(new_password)
     revoke_sessions(user_id=user_id)
     # A reset link sent earlier must not undo the password just chosen.
     invalidate_tokens(user_id, "password_reset")
@@ -83,15 +84,14 @@ def revoke_all_sessions(user_id: int) -> None:
     audit.record("logout_all", "every session revoked by the user", user_id=user_id)
 
 
-def delete_account(user: User, *, password: str) -> None:
+def delete_account(user_id: int, *, password: str) -> None:
     """Delete the user with their tasks and sessions (ON DELETE CASCADE).
 
     Refused with Conflict for the last active admin, counted under the admin rows' locks as
     the admin API counts them.
     """
-    check_password(user, password)
-    user_id = user.id
-    if user.role == ADMIN and active_admin_ids_locked() == [user_id]:
+    user = check_password(user_id, password)
+    if user.is_admin and active_admin_ids_locked() == [user_id]:
         db.session.rollback()
         raise Conflict(LAST_ADMIN)
     # Serialises with a login in flight (see lock_user): it sees no user, or its session goes.

@@ -23,14 +23,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _rounds() -> int:
-    return current_app.config["BCRYPT_ROUNDS"]
-
-
 def create_user(*, email: str, password: str) -> User:
     """Register a user and email a verification link; the unique index settles concurrent
     signups of one email."""
-    user = User(email=email, password_hash=hash_password(password, rounds=_rounds()))
+    user = User(email=email, password_hash=hash_password(password))
     db.session.add(user)
     try:
         db.session.flush()
@@ -86,7 +82,7 @@ def _lock_for_login(user_id: int, password: str, verified_hash: str, *, rehash: 
     if current is None or not current.is_active:
         raise Unauthorized(BAD_CREDENTIALS)
     if current.password_hash != verified_hash and not verify_password(
-        password, current.password_hash, rounds=_rounds()
+        password, current.password_hash
     ):
         raise Unauthorized(BAD_CREDENTIALS)
 
@@ -99,7 +95,7 @@ def login(*, email: str, password: str, user_agent: str | None, ip_address: str 
     """
     user = db.session.scalar(select(User).where(User.email == email))
     verified_hash = user.password_hash if user else None
-    valid = verify_password(password, verified_hash, rounds=_rounds())
+    valid = verify_password(password, verified_hash)
     if not (valid and user.is_active):
         if user is not None:
             audit.record("login_failed", "login failed", user_id=user.id)
@@ -110,11 +106,7 @@ def login(*, email: str, password: str, user_agent: str | None, ip_address: str 
         db.session.commit()
         raise Forbidden(UNVERIFIED)
     # Hashed before taking the lock: bcrypt's time is not spent holding it.
-    new_hash = (
-        hash_password(password, rounds=_rounds())
-        if needs_rehash(verified_hash, rounds=_rounds())
-        else None
-    )
+    new_hash = hash_password(password) if needs_rehash(verified_hash) else None
     _lock_for_login(user.id, password, verified_hash, rehash=new_hash is not None)
     if new_hash is not None:
         user.password_hash = new_hash

@@ -92,7 +92,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     register_read_only_requests(app, db)
     with app.app_context():
-        register_connection_events(db.engine)
+        register_connection_events(db.engine, app.config.get("DATABASE_TIMEOUTS"))
         if db.engine.dialect.name == "sqlite":
             # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
             event.listen(db.engine, "connect", _enable_sqlite_foreign_keys)

@@ -1,5 +1,6 @@
-"""How the app uses its database connections: autocommit reads and a liveness check at
-checkout that costs no round trip.
+"""How the app uses its database connections: autocommit reads, a liveness check at
+checkout that costs no round trip, timeouts set per transaction, and a server that turned
+read-only (a demoted primary) treated as a lost one.
 
 Both exist for the same reason: on a request that reads a page, each round trip to
 PostgreSQL cost about as much as the query itself (BENCHMARKS.md). A read-only request
@@ -11,9 +12,12 @@ checked for a server-side close by polling its socket instead of by ``SELECT 1``
 import select
 
 from flask import Flask, request
+from psycopg2.errors import ReadOnlySqlTransaction
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
+
+from config import DatabaseTimeouts
 
 # Requests that must not change anything (RFC 9110 safe methods).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -77,9 +81,63 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
         raise DisconnectionError("the server closed the connection")
 
 
-def register_connection_events(engine: Engine) -> None:
-    """The checkout check, and leaving autocommit at check-in, on PostgreSQL (SQLite has no
-    round trips to save)."""
-    if engine.dialect.name == "postgresql":
-        event.listen(engine, "checkout", drop_connection_if_closed)
-        event.listen(engine, "checkin", leave_autocommit)
+def transaction_settings(timeouts: DatabaseTimeouts) -> str:
+    """The ``SET LOCAL`` statements that give one transaction the app's timeouts."""
+    return (
+        f"SET LOCAL statement_timeout = {int(timeouts.statement_ms)}; "
+        f"SET LOCAL lock_timeout = {int(timeouts.lock_ms)}; "
+    )
+
+
+def with_transaction_settings(settings: str):
+    """A ``before_cursor_execute`` listener (retval) that sends ``settings`` ahead of the first
+    statement of every transaction, in the same message: no round trip of its own.
+
+    Timeouts are transaction state, never session state: behind PgBouncer in transaction
+    mode, a session ``SET`` (or the libpq ``options`` PgBouncer refuses) would stay on a
+    server connection that other clients then get, or be missing from the next one this
+    client gets. With no transaction open yet (psycopg2 sends BEGIN with the first
+    statement; in autocommit every statement is its own transaction), the settings go first;
+    several statements in one message are one transaction, so ``SET LOCAL`` holds for the
+    statement after it and ends with it.
+    """
+
+    def prepend(_conn, cursor, statement, parameters, _context, _executemany):
+        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
+            statement = settings + statement
+        return statement, parameters
+
+    return prepend
+
+
+def retire_read_only_server(context) -> Exception | None:
+    """``handle_error`` listener: a write refused as read-only means this connection reached a
+    server that is not the primary (any more): a demoted or fenced old primary after a
+    failover. Every pooled connection opened until now is invalidated, so the next ones are
+    opened afresh and ``target_session_attrs=read-write`` finds the new primary, and the
+    request ends as an outage (OperationalError: a 503 with Retry-After), not a 500.
+    """
+    if not isinstance(context.original_exception, ReadOnlySqlTransaction):
+        return None
+    context.is_disconnect = True
+    context.invalidate_pool_on_disconnect = True
+    return OperationalError(
+        context.statement,
+        context.parameters,
+        context.original_exception,
+        connection_invalidated=True,
+    )
+
+
+def register_connection_events(engine: Engine, timeouts: DatabaseTimeouts | None) -> None:
+    """On PostgreSQL: the checkout check, leaving autocommit at check-in, the timeouts of each
+    transaction and the read-only check (SQLite has no round trips to save, no timeouts and
+    no failover)."""
+    if engine.dialect.name != "postgresql":
+        return
+    event.listen(engine, "checkout", drop_connection_if_closed)
+    event.listen(engine, "checkin", leave_autocommit)
+    if timeouts is not None:
+        prepend = with_transaction_settings(transaction_settings(timeouts))
+        event.listen(engine, "before_cursor_execute", prepend, retval=True)
+    event.listen(engine, "handle_error", retire_read_only_server)

@@ -1,10 +1,11 @@
 # make run: install and serve on 127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set).
 # make test: install with the dev extra and run the whole suite.
+# make drill: the failover drill of deploy/drill.py (root; installs Debian packages if missing).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test lint format clean
+.PHONY: install install-dev run test drill lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -29,6 +30,9 @@ run: install
 
 test: install-dev
 	$(BIN)/pytest
+
+drill: install-dev
+	$(BIN)/python deploy/drill.py
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -70,6 +70,15 @@ class Server:
         return dict(pids)
 
 
+def render_deploy_file(name: str, **values: str) -> str:
+    """deploy/<name> with its placeholders (in double braces) filled, as an operator would."""
+    text = (PROJECT / "deploy" / name).read_text()
+    for placeholder, value in values.items():
+        text = text.replace("{{" + placeholder + "}}", value)
+    assert "{{" not in text, f"deploy/{name}: a placeholder is left unfilled"
+    return text
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,19 +17,16 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
-from servers import PROJECT, Server, call, free_port, gunicorn
+from servers import Server, call, free_port, gunicorn, render_deploy_file
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2  # default_pool_size: far fewer than the app's connections
 
-pytestmark = [
-    requires_postgres,
-    requires_redis,
-    pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="needs pgbouncer (Debian package)"),
-    pytest.mark.gunicorn,
-    pytest.mark.slow,
-    pytest.mark.committing,
-]
+requires_pgbouncer = pytest.mark.skipif(
+    not os.path.exists(PGBOUNCER), reason="needs pgbouncer (Debian package)"
+)
+pytestmark = [requires_postgres, requires_redis, requires_pgbouncer, pytest.mark.gunicorn]
+pytestmark += [pytest.mark.slow, pytest.mark.committing]
 
 
 @dataclass
@@ -75,19 +72,18 @@ def bouncer(app) -> Iterator[Bouncer]:
     user = target.username or "postgres"
     (directory / "userlist.txt").write_text(f'"{user}" ""\n')
     port = free_port()
-    config = (PROJECT / "deploy" / "pgbouncer.ini").read_text()
-    for name, value in {
-        "dbname": target.database,
-        "server_host": target.host or "127.0.0.1",
-        "server_port": str(target.port or 5432),
-        "listen_addr": "127.0.0.1",
-        "listen_port": str(port),
-        "auth_type": "trust",
-        "auth_file": str(directory / "userlist.txt"),
-        "admin_user": user,
-        "pool_size": str(SERVER_CONNECTIONS),
-    }.items():
-        config = config.replace("{{" + name + "}}", value)
+    config = render_deploy_file(
+        "pgbouncer.ini",
+        dbname=target.database,
+        server_host=target.host or "127.0.0.1",
+        server_port=str(target.port or 5432),
+        listen_addr="127.0.0.1",
+        listen_port=str(port),
+        auth_type="trust",
+        auth_file=str(directory / "userlist.txt"),
+        admin_user=user,
+        pool_size=str(SERVER_CONNECTIONS),
+    )
     (directory / "pgbouncer.ini").write_text(config)
     log_path = directory / "pgbouncer.log"
     # PgBouncer refuses to run as root: it is told to drop to the postgres user.

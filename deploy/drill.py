@@ -628,6 +628,8 @@ def drill(topology: Topology, *, short: bool) -> dict:
     found = sum(1 for title in acknowledged if title in stored)
     boots = topology.worker_boots()
     restarts = sum(max(booted - expected, 0) for booted, expected in boots.values())
+    # Every server the drill did not kill last is still the one it started.
+    down = sorted(name for name, process in topology.processes.items() if not process.alive())
 
     print_table(load, phases)
     for line in load.unexpected[:10]:
@@ -643,6 +645,7 @@ def drill(topology: Topology, *, short: bool) -> dict:
         "app_failover_s": round(app_failover, 3),
         "redis_5xx": redis_5xx,
         "restarts": restarts,
+        "processes_down": down,
         "attempted": len(load.attempted),
         "confirmed_by_lookup": load.confirmed_by_lookup,
         "retry_mode": "lookup" if lookup else "idempotency-key",
@@ -674,9 +677,8 @@ def print_table(load: Load, phases: list) -> None:
 
 
 def failures(summary: dict) -> list[str]:
-    missed = [
-        key for key in ("lost", "duplicates", "unexpected", "redis_5xx", "restarts") if summary[key]
-    ]
+    must_be_zero = ("lost", "duplicates", "unexpected", "redis_5xx", "restarts", "processes_down")
+    missed = [key for key in must_be_zero if summary[key]]
     missed += [key for key, limit in TARGETS.items() if summary[key] >= limit]
     if summary["acknowledged"] == 0:
         missed.append("acknowledged")

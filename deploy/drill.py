@@ -142,6 +142,7 @@ class Topology:
             for name in ("monitor", "node1", "node2", "redis", "nginx", "app0", "app1")
         }
         self.jwt_secret = secrets.token_urlsafe(48)
+        self.sync_standbys = ""  # the primary's synchronous_standby_names, once it runs
         self._torn_down = False
         for sub in ("pg", "home", "home/run", "sock", "logs", "redis", "nginx/logs", "nginx/tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -180,7 +181,8 @@ class Topology:
             timeout=180,
             check=False,
         )
-        (self.root / "logs" / "setup.log").open("a").write(result.stdout + result.stderr)
+        with open(self.root / "logs" / "setup.log", "a") as setup_log:
+            setup_log.write(result.stdout + result.stderr)
         if result.returncode != 0:
             raise RuntimeError(f"pg_auto_failover.sh {args[0]} failed:\n{result.stderr[-3000:]}")
 

@@ -1,5 +1,6 @@
-"""docs/api.md stays the whole contract: a heading per route of the app and of its spec, the
-statuses each route documents, and every setting the code reads in docs/configuration.md."""
+"""docs/api.md stays the whole contract: a heading per route of the app and of its spec, and
+under it the statuses, parameters and body fields the spec documents; every setting the code
+reads is in docs/configuration.md."""
 
 import re
 from pathlib import Path
@@ -97,6 +98,34 @@ def test_each_route_section_names_its_documented_statuses(build_app):
         for (method, path), operation in spec_operations(spec).items()
     }
     assert {route: codes for route, codes in missing.items() if codes} == {}
+
+
+def request_fields(spec: dict, operation: dict) -> set[str]:
+    """Names of an operation's query and header parameters and of its JSON body's fields."""
+    names = {p["name"] for p in operation.get("parameters", []) if p["in"] in ("query", "header")}
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    schema = body.get("schema", {})
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return names | set(schema.get("properties", {}))
+
+
+def test_each_route_section_names_its_parameters_and_body_fields(build_app):
+    spec = served_app(build_app).test_client().get("/openapi.json").get_json()
+    sections = route_sections(API_DOC.read_text())
+    operations = spec_operations(spec)
+    missing = {
+        f"{method} {path}": sorted(
+            name
+            for name in request_fields(spec, operation)
+            if f"`{name}`" not in sections[(method, path)]
+        )
+        for (method, path), operation in operations.items()
+    }
+    assert {route: names for route, names in missing.items() if names} == {}
+    # The check sees what it must: the task list's query and a body's fields.
+    assert {"cursor", "page_size"} <= request_fields(spec, operations[("GET", "/tasks")])
+    assert request_fields(spec, operations[("POST", "/signup")]) == {"email", "password"}
 
 
 def test_a_route_added_without_docs_fails_the_check(build_app):

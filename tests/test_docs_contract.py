@@ -5,7 +5,8 @@ reads is in docs/configuration.md."""
 import re
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from conftest import PROJECT
+
 API_DOC = PROJECT / "docs" / "api.md"
 CONFIG_DOC = PROJECT / "docs" / "configuration.md"
 

@@ -218,7 +218,16 @@ class Config:
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_env_int("ACCESS_TOKEN_MINUTES", 15))
         self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_env_int("REFRESH_TOKEN_DAYS", 30))
+        # A session not refreshed for this long can no longer refresh (idle expiry).
+        self.REFRESH_IDLE_DAYS = _env_int("REFRESH_IDLE_DAYS", 7)
+        # Hashes of a lower cost are redone at the user's next successful login.
         self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", self.DEFAULT_BCRYPT_ROUNDS)
+        # Tasks one user may own; 0 for no limit. Checked against the kept counts (free).
+        self.MAX_TASKS_PER_USER = _env_int("MAX_TASKS_PER_USER", 100_000)
+        if self.REFRESH_IDLE_DAYS <= 0 or self.MAX_TASKS_PER_USER < 0:
+            raise RuntimeError(
+                "REFRESH_IDLE_DAYS must be positive and MAX_TASKS_PER_USER not negative"
+            )
 
         self.REDIS_URL = env.get(self.REDIS_URL_VAR) or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
@@ -236,6 +245,11 @@ class Config:
         # Per submitted email, from any address: slows credential stuffing of one account.
         self.RATELIMIT_LOGIN_EMAIL = _env_limit("RATELIMIT_LOGIN_EMAIL", "10 per hour")
         self.RATELIMIT_REFRESH = _env_limit("RATELIMIT_REFRESH", "10 per minute")
+        # Per client address, across the routes that check the caller's password (which also
+        # spend the account's RATELIMIT_LOGIN_EMAIL count): as strict as /login.
+        self.RATELIMIT_PASSWORD_CHECK = _env_limit("RATELIMIT_PASSWORD_CHECK", "5 per minute")
+        # Per user, across every route that creates, changes or deletes tasks.
+        self.RATELIMIT_TASK_WRITES = _env_limit("RATELIMIT_TASK_WRITES", "120 per minute")
         self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
         # The routes that send mail: per client address, and per target address (any client).
         self.RATELIMIT_EMAIL_SEND = _env_limit("RATELIMIT_EMAIL_SEND", "5 per minute")

@@ -13,6 +13,7 @@ from config import Config, config_from_env
 from taskapp import account, admin, auth, cli, database, health, tasks
 from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
+from taskapp.clientaddr import canonical_client_address
 from taskapp.errors import register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 from taskapp.mail import register_mail
@@ -31,6 +32,8 @@ def create_app(config: Config | None = None) -> Flask:
     configure_logging()
     os.makedirs(app.instance_path, exist_ok=True)
     _check_jwt_secret(app)
+    # Inside ProxyFix: whatever address it takes from X-Forwarded-For is canonicalised too.
+    app.wsgi_app = canonical_client_address(app.wsgi_app)
     if app.config["TRUSTED_PROXIES"] > 0:
         # Only then is X-Forwarded-For believed, and only the last N hops of it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])

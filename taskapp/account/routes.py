@@ -12,7 +12,8 @@ from taskapp.account.schemas import (
 )
 from taskapp.api import ID, Blueprint
 from taskapp.auth.tokens import SESSION_CLAIM
-from taskapp.security import authenticated
+from taskapp.extensions import api
+from taskapp.security import authenticated, password_check_limited
 
 blp = Blueprint("account", __name__, description="The signed-in user's account and sessions")
 
@@ -28,9 +29,13 @@ class Me(MethodView):
         return current_user
 
     @authenticated(blp)
+    @password_check_limited(blp)
     @blp.arguments(PasswordConfirmSchema)
     @blp.response(204)
     @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(
+        409, schema=api.ERROR_SCHEMA, description="Conflict: the caller is the last active admin"
+    )
     def delete(self, body):
         """Delete the account with its tasks and sessions (password required)"""
         service.delete_account(current_user.id, password=body["password"])
@@ -39,6 +44,7 @@ class Me(MethodView):
 @blp.route("/me/password")
 class Password(MethodView):
     @authenticated(blp)
+    @password_check_limited(blp)
     @blp.arguments(PasswordChangeSchema)
     @blp.response(204)
     @blp.alt_response(403, response="FORBIDDEN")

@@ -44,7 +44,7 @@ class Signup(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    @rate_limited(blp, "RATELIMIT_LOGIN", per_email="RATELIMIT_LOGIN_EMAIL")
+    @rate_limited(blp, "RATELIMIT_LOGIN", per_email="RATELIMIT_LOGIN_EMAIL", account_password=True)
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")

@@ -13,7 +13,12 @@ from taskapp.recovery.schemas import (
     PasswordResetConfirmSchema,
     PasswordResetRequestSchema,
 )
-from taskapp.security import authenticated, rate_limited, submitted_email
+from taskapp.security import (
+    authenticated,
+    password_check_limited,
+    rate_limited,
+    submitted_email,
+)
 
 blp = Blueprint(
     "recovery",
@@ -92,6 +97,7 @@ class MyEmailVerify(MethodView):
 @blp.route("/me/email")
 class MyEmail(MethodView):
     @authenticated(blp)
+    @password_check_limited(blp)
     @rate_limited(
         blp, "RATELIMIT_EMAIL_SEND", target=lambda: submitted_email("new_email"), **SEND_LIMITS
     )

@@ -6,7 +6,8 @@ from flask_jwt_extended import current_user
 from marshmallow import RAISE
 
 from taskapp.api import ID, Blueprint
-from taskapp.security import authenticated
+from taskapp.extensions import api
+from taskapp.security import authenticated, task_write_limited
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (
     TaskCreateSchema,
@@ -71,8 +72,12 @@ class TaskList(MethodView):
         return service.list_tasks(current_user.id, **query)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
+    @blp.alt_response(
+        409, schema=api.ERROR_SCHEMA, description="Conflict: the user has MAX_TASKS_PER_USER tasks"
+    )
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
@@ -94,6 +99,7 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(TaskPatchSchema)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(200, TaskSchema, headers=ETAG)
@@ -105,6 +111,7 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(200, TaskSchema, headers=ETAG)
@@ -116,6 +123,7 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(204)
     @item_write_errors

@@ -4,6 +4,7 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import Select, bindparam, func, or_, select, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -18,6 +19,7 @@ STALE = "The task has changed since that ETag was read; fetch it again"
 # up after this many tries (409), rather than retrying for ever.
 WRITE_ATTEMPTS = 5
 CONTENDED = "The task is being changed by other requests; retry"
+QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
 LIKE_ESCAPE = "/"
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
@@ -167,11 +169,30 @@ def task_etag(task: Task) -> etags.EntityTag:
 
 
 def create_task(user_id: int, *, fields: dict) -> Task:
-    """Create a task owned by the user."""
+    """Create a task owned by the user, within MAX_TASKS_PER_USER."""
     task = Task(user_id=user_id, **fields)
     db.session.add(task)
+    db.session.flush()
+    check_task_quota(user_id)
     _commit_keeping(task)
     return task
+
+
+def check_task_quota(user_id: int) -> None:
+    """Call after flushing a user's new tasks: Conflict, rolled back, if the user now owns
+    more than MAX_TASKS_PER_USER (0: no limit).
+
+    The count is the kept one (TaskCount), which the insert's trigger already raised under
+    the count row's lock: concurrent creators for one user queue on it, and each sees the
+    others' tasks, so no race gets past the quota.
+    """
+    limit = current_app.config["MAX_TASKS_PER_USER"]
+    if not limit:
+        return
+    total = db.session.scalar(select(TaskCount.total).where(TaskCount.user_id == user_id))
+    if total is not None and total > limit:
+        db.session.rollback()
+        raise Conflict(QUOTA.format(limit=limit))
 
 
 def update_task(user_id: int, task_id: int, *, changes: dict, if_match: str | None = None) -> Task:

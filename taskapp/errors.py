@@ -7,9 +7,10 @@ from http import HTTPStatus
 
 import flask_smorest
 from flask import Flask, jsonify, request
+from marshmallow import missing
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,41 @@ def error_response(code: int, message: str, *, errors=None, headers=None):
     return response
 
 
+# A 422 lists what was wrong, never the whole request again: the errors object of a body with
+# a million unknown fields, or one with a megabyte-long name, would be as large as the body.
+MAX_ERROR_ENTRIES = 20
+MAX_ERROR_TEXT = 100
+
+
+def bound_errors(errors) -> tuple[object, bool]:
+    """``errors`` with at most MAX_ERROR_ENTRIES entries per object or list and every name and
+    message cut to MAX_ERROR_TEXT characters; and whether entries were left out."""
+    if isinstance(errors, str):
+        return errors[:MAX_ERROR_TEXT], False
+    if isinstance(errors, dict):
+        entries = list(errors.items())
+    elif isinstance(errors, list | tuple):
+        entries = list(enumerate(errors))
+    else:
+        return errors, False
+    cut = len(entries) > MAX_ERROR_ENTRIES
+    bounded = {}
+    for key, value in entries[:MAX_ERROR_ENTRIES]:
+        bounded[key[:MAX_ERROR_TEXT] if isinstance(key, str) else key], inner = bound_errors(value)
+        cut = cut or inner
+    return (bounded if isinstance(errors, dict) else list(bounded.values())), cut
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api with a message on every error and 405's Allow header kept."""
 
     def handle_http_exception(self, error: HTTPException):
         payload, code, headers = super().handle_http_exception(error)
         payload.setdefault("message", error.description)
+        if "errors" in payload:
+            payload["errors"], cut = bound_errors(payload["errors"])
+            if cut:
+                payload["message"] += f" (at most {MAX_ERROR_ENTRIES} errors listed per object)"
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
         if code == 429:
@@ -95,15 +125,26 @@ class Api(flask_smorest.Api):
         return payload, code, headers
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 class JSONBodyParser(FlaskParser):
-    """webargs' parser, answering a body nested too deep for the JSON decoder as malformed."""
+    """webargs' parser, answering as malformed (400) any body the JSON decoder refuses."""
 
     def _raw_load_json(self, req):
+        if not is_json_request(req):
+            return missing
+        body = req.get_data(cache=True)
         try:
-            return super()._raw_load_json(req)
-        except RecursionError:
-            # Else a RecursionError: a 500 any client could provoke with a few KB of "[".
-            raise json.JSONDecodeError("JSON nested too deeply", "<request body>", 0) from None
+            # UTF-8 only (RFC 8259); NaN and Infinity are not JSON either.
+            return json.loads(body.decode(), parse_constant=_refuse_constant)
+        except json.JSONDecodeError:
+            raise  # webargs answers it (or takes an empty body for none)
+        except (ValueError, RecursionError):
+            # Bad UTF-8, an integer of over 4,300 digits (a plain ValueError), NaN, or nesting
+            # deeper than the decoder's stack: each would else be a 500 any client can provoke.
+            raise json.JSONDecodeError("Not a JSON document", "<request body>", 0) from None
 
 
 class Blueprint(flask_smorest.Blueprint):

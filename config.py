@@ -66,9 +66,14 @@ def ratelimit_storage_options(redis_url: str | None) -> dict:
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
+def _env_list(name: str) -> list[str]:
+    """A comma-separated list, blanks dropped."""
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
 def _env_origins(name: str) -> list[str]:
     """Comma-separated browser origins (``https://app.example.com``), or ``*`` for any."""
-    origins = [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+    origins = _env_list(name)
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise RuntimeError(f"{name}: {origin!r} is not an origin like https://app.example.com")
@@ -162,6 +167,9 @@ class Config:
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
         self.CORS_ORIGINS = _env_origins("CORS_ORIGINS")
+        # Host names the app answers to (".example.com" for every subdomain); any other Host
+        # is a 400. Unset: any Host (the app never builds a URL from it).
+        self.TRUSTED_HOSTS = _env_list("TRUSTED_HOSTS") or None
         self.METRICS_ENABLED = _env_bool("METRICS_ENABLED", False)
         # Read only by `flask users create-admin` (automation); it prompts when unset.
         self.ADMIN_PASSWORD = env.get("TASKAPP_ADMIN_PASSWORD") or None

@@ -15,6 +15,7 @@ from taskapp.browser import register_cors, register_security_headers
 from taskapp.database import register_connection_events, register_read_only_requests
 from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
+from taskapp.methods import register_known_methods
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,11 @@ MIN_JWT_SECRET_BYTES = 32
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (default: the class chosen by TASKAPP_ENV)."""
-    app = Flask(__name__, instance_relative_config=True)
+    # No /static route: the API serves no files of its own (Swagger UI's come from a package).
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    # Else "//tasks" redirects to a URL built from the client's Host header. Set before any
+    # rule is added: each rule takes the map's setting when added.
+    app.url_map.merge_slashes = False
     app.config.from_object(config or config_from_env())
     configure_logging()
     os.makedirs(app.instance_path, exist_ok=True)
@@ -39,6 +44,8 @@ def create_app(config: Config | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    # Last, so it knows every route's methods, and outermost: it answers before all else.
+    register_known_methods(app)
     return app
 
 

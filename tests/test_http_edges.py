@@ -1,0 +1,78 @@
+"""HTTP edges: made-up methods (501 before the app), 405's Allow, `//` paths, trusted hosts."""
+
+import pytest
+from test_observability_metrics import samples
+
+import config
+from conftest import assert_error
+
+MADE_UP_METHODS = ["FOO", "TRACE", "CONNECT", "PROPFIND", "M-SEARCH", "X" * 200]
+SLASHED_PATHS = ["//tasks", "/tasks//1", "/admin//users", "///healthz", "/docs//static/x.js"]
+
+
+@pytest.mark.parametrize("method", MADE_UP_METHODS)
+@pytest.mark.parametrize("path", ["/tasks", "/healthz", "/no/such/path"])
+def test_a_method_the_api_never_serves_is_501_in_the_envelope(client, method, path):
+    response = client.open(path, method=method)
+    assert_error(response, 501)
+    assert response.headers["X-Request-ID"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_lower_case_methods_stay_served(client):
+    # Werkzeug has always upper-cased the method: "get" is GET.
+    assert client.open("/healthz", method="get").status_code == 200
+
+
+def test_every_405_names_the_allowed_methods(client, app):
+    # Every route, including flask-smorest's own (/openapi.json, /docs) and the assets.
+    for rule in app.url_map.iter_rules():
+        path = rule.rule.replace("<int(max=2147483647):", "<").replace("<path:", "<")
+        path = path.replace("<filename>", "x.js").replace("<task_id>", "1")
+        path = path.replace("<user_id>", "1").replace("<session_id>", "1")
+        method = next(m for m in ("PUT", "POST", "DELETE") if m not in rule.methods)
+        response = client.open(path, method=method)
+        assert_error(response, 405)
+        allowed = {name.strip() for name in response.headers["Allow"].split(",")}
+        assert allowed == set(rule.methods), rule.rule
+
+
+def test_made_up_methods_create_no_metric_series(build_app):
+    client = build_app(METRICS_ENABLED=True).test_client()
+    client.get("/healthz")
+    before = set(samples(client.get("/metrics").get_data(as_text=True)))
+    for number in range(30):
+        for path in ("/healthz", "/tasks", f"/nowhere/{number}"):
+            assert client.open(path, method=f"BREW{number}").status_code == 501
+    after = set(samples(client.get("/metrics").get_data(as_text=True)))
+    assert after == before
+    # The check itself sees a new series when one is made.
+    client.put("/healthz")
+    assert set(samples(client.get("/metrics").get_data(as_text=True))) > before
+
+
+@pytest.mark.parametrize("path", SLASHED_PATHS)
+def test_a_doubled_slash_never_redirects_to_the_clients_host(client, path):
+    # As gunicorn passes it: the test client would read "//tasks" as a URL with a host.
+    response = client.get(
+        "/", headers={"Host": "evil.example"}, environ_overrides={"PATH_INFO": path}
+    )
+    # Leading slashes Werkzeug drops in routing; doubled ones inside a path match no route.
+    expected = {200, 401} if path.startswith("//") else {404}
+    assert response.status_code in expected
+    assert "Location" not in response.headers
+
+
+def test_hosts_outside_trusted_hosts_are_400(build_app):
+    client = build_app(TRUSTED_HOSTS=["api.example.com", ".internal.example"]).test_client()
+    for host in ("api.example.com", "api.example.com:8443", "pod-1.internal.example"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "api.example.com.evil.example", "127.0.0.1"):
+        assert_error(client.get("/healthz", headers={"Host": host}), 400)
+
+
+def test_trusted_hosts_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRUSTED_HOSTS", " api.example.com, .internal.example ,, ")
+    assert config.Config().TRUSTED_HOSTS == ["api.example.com", ".internal.example"]
+    monkeypatch.setenv("TRUSTED_HOSTS", "")
+    assert config.Config().TRUSTED_HOSTS is None

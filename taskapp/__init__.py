@@ -13,9 +13,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import Config, config_from_env
 from taskapp.browser import register_cors, register_security_headers
 from taskapp.database import register_connection_events, register_read_only_requests
+from taskapp.edges import register_edges
 from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
-from taskapp.methods import register_known_methods
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ def create_app(config: Config | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
-    # Last, so it knows every route's methods, and outermost: it answers before all else.
-    register_known_methods(app)
+    # Last, so they know every route's methods, and outermost: they act before all else.
+    register_edges(app)
     return app
 
 

@@ -1,12 +1,20 @@
-"""HTTP edges: made-up methods (501 before the app), 405's Allow, `//` paths, trusted hosts."""
+"""HTTP edges: made-up methods (501 before the app), 405's Allow, `//` paths, trusted hosts,
+chunked bodies over the limit."""
+
+import io
+import json
+import socket
 
 import pytest
 from test_observability_metrics import samples
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import config
-from conftest import assert_error
+from conftest import assert_error, requires_postgres, requires_redis
+from servers import gunicorn
 
 MADE_UP_METHODS = ["FOO", "TRACE", "CONNECT", "PROPFIND", "M-SEARCH", "X" * 200]
+MAX_BODY = 1024 * 1024
 SLASHED_PATHS = ["//tasks", "/tasks//1", "/admin//users", "///healthz", "/docs//static/x.js"]
 
 
@@ -76,3 +84,68 @@ def test_trusted_hosts_is_read_from_the_environment(monkeypatch):
     assert config.Config().TRUSTED_HOSTS == ["api.example.com", ".internal.example"]
     monkeypatch.setenv("TRUSTED_HOSTS", "")
     assert config.Config().TRUSTED_HOSTS is None
+
+
+def chunked_body(size: int) -> bytes:
+    """A JSON body of exactly ``size`` bytes: a signup with a long (invalid) email."""
+    start, end = b'{"email": "', b'", "password": "x"}'
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+def post_chunked(app, body: bytes):
+    """POST /signup with ``body`` as gunicorn hands a chunked one on: no Content-Length, the
+    stream ended by the server (the test client would add a Content-Length)."""
+    environ = EnvironBuilder(
+        path="/signup",
+        method="POST",
+        input_stream=io.BytesIO(body),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+    ).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    app_iter, status, headers = run_wsgi_app(app, environ, buffered=True)
+    return app.response_class(b"".join(app_iter), status, headers)
+
+
+@pytest.mark.parametrize("size", [MAX_BODY + 1, 4 * MAX_BODY])
+def test_a_chunked_body_over_the_limit_is_413_not_cut_to_it(app, size):
+    assert_error(post_chunked(app, chunked_body(size)), 413)
+
+
+@pytest.mark.parametrize("size", [MAX_BODY, 1000])
+def test_a_chunked_body_within_the_limit_is_read_whole(app, size):
+    assert_error(post_chunked(app, chunked_body(size)), 422, field="email")
+
+
+def send_chunked(port: int, path: str, body: bytes) -> tuple[int, dict]:
+    """POST ``body`` in 64 KiB chunks over a raw socket; returns the status and JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+        )
+        try:
+            for start in range(0, len(body), 64 * 1024):
+                part = body[start : start + 64 * 1024]
+                sock.sendall(b"%x\r\n%b\r\n" % (len(part), part))
+            sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server answered and closed before reading it all
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload)
+
+
+@requires_postgres
+@requires_redis
+@pytest.mark.gunicorn
+@pytest.mark.committing
+def test_gunicorn_answers_a_chunked_body_over_the_limit_with_413(app, tmp_path):
+    with gunicorn(tmp_path, workers=1, env={"RATELIMIT_ENABLED": "false"}) as server:
+        for size in (MAX_BODY + 1, 3 * MAX_BODY):
+            status, body = send_chunked(server.port, "/signup", chunked_body(size))
+            assert (status, body["code"]) == (413, 413)
+        status, body = send_chunked(server.port, "/signup", chunked_body(MAX_BODY))
+        assert status == 422 and "email" in body["errors"]["json"]

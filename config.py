@@ -183,7 +183,14 @@ class Config:
         # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself.
         self.OPENAPI_SWAGGER_UI_URL = "/docs/static/"
         self.API_SPEC_OPTIONS = {
-            "info": {"description": "Multi-user task manager. See README.md for the flows."},
+            "info": {
+                "description": "Multi-user task manager. See README.md for the flows.\n\n"
+                "Every error is the JSON envelope {code, status, message?, errors?}. A method "
+                "no route serves (anything but GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE) "
+                "is a 501; a method another route of the path serves, a 405 with Allow. With "
+                "TRUSTED_HOSTS set, a request for any other Host is a 400. A 422 lists at most "
+                "20 errors per object, names cut to 100 characters."
+            },
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

@@ -3,6 +3,7 @@ chunked bodies over the limit."""
 
 import io
 import json
+import logging
 import socket
 
 import pytest
@@ -25,6 +26,14 @@ def test_a_method_the_api_never_serves_is_501_in_the_envelope(client, method, pa
     assert_error(response, 501)
     assert response.headers["X-Request-ID"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_made_up_method_is_logged_as_one_access_line(client, caplog):
+    caplog.set_level(logging.INFO, logger="taskapp.access")
+    response = client.open("/tasks", method="X" * 500)
+    (record,) = [r for r in caplog.records if r.name == "taskapp.access"]
+    assert (record.method, record.path, record.status) == ("X" * 32, "/tasks", 501)
+    assert record.request_id == response.headers["X-Request-ID"]
 
 
 def test_lower_case_methods_stay_served(client):

@@ -142,3 +142,15 @@ def test_a_cursor_with_a_page_is_422(client, admin_headers, make_user, make_task
     cursor = first_cursor(client, path, admin_headers)
     query = {"cursor": cursor, "page": 1}
     assert_error(client.get(path, query_string=query, headers=admin_headers), 422, field="cursor")
+
+
+def test_the_longest_title_makes_a_cursor_the_api_reads(client, admin_headers, make_task):
+    # 200 characters outside the BMP: each is 12 characters of JSON escapes in the payload.
+    for _ in range(2):
+        make_task(admin_headers, title="\U0001f600" * 200)
+    query = {"sort": "title", "order": "asc", "page_size": 1}
+    first = client.get("/tasks", query_string=query, headers=admin_headers).json
+    cursor = first["meta"]["next_cursor"]
+    second = client.get("/tasks", query_string={**query, "cursor": cursor}, headers=admin_headers)
+    assert second.status_code == 200, second.json
+    assert second.json["data"][0]["id"] != first["data"][0]["id"]

@@ -1,17 +1,13 @@
 """The one JSON error envelope, the domain errors, and every handler that produces it."""
 
-import functools
-import json
 import logging
 from http import HTTPStatus
 
-import flask_smorest
-from flask import Flask, jsonify, request
-from marshmallow import missing
+from flask import Flask, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
+
+from taskapp.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -89,106 +85,8 @@ def error_response(code: int, message: str, *, errors=None, headers=None):
     return response
 
 
-# A 422 lists what was wrong, never the whole request again: the errors object of a body with
-# a million unknown fields, or one with a megabyte-long name, would be as large as the body.
-MAX_ERROR_ENTRIES = 20
-MAX_ERROR_TEXT = 100
-
-
-def bound_errors(errors) -> tuple[object, bool]:
-    """``errors`` with at most MAX_ERROR_ENTRIES entries per object or list and every name and
-    message cut to MAX_ERROR_TEXT characters; and whether entries were left out."""
-    if isinstance(errors, str):
-        return errors[:MAX_ERROR_TEXT], False
-    if isinstance(errors, dict):
-        entries = list(errors.items())
-    elif isinstance(errors, list | tuple):
-        entries = list(enumerate(errors))
-    else:
-        return errors, False
-    cut = len(entries) > MAX_ERROR_ENTRIES
-    bounded = {}
-    for key, value in entries[:MAX_ERROR_ENTRIES]:
-        bounded[key[:MAX_ERROR_TEXT] if isinstance(key, str) else key], inner = bound_errors(value)
-        cut = cut or inner
-    return (bounded if isinstance(errors, dict) else list(bounded.values())), cut
-
-
-class Api(flask_smorest.Api):
-    """flask-smorest's Api with a message on every error and 405's Allow header kept."""
-
-    def handle_http_exception(self, error: HTTPException):
-        payload, code, headers = super().handle_http_exception(error)
-        payload.setdefault("message", error.description)
-        if "errors" in payload:
-            payload["errors"], cut = bound_errors(payload["errors"])
-            if cut:
-                payload["message"] += f" (at most {MAX_ERROR_ENTRIES} errors listed per object)"
-        if isinstance(error, MethodNotAllowed) and error.valid_methods:
-            headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
-        if code == 429:
-            # Flask-Limiter adds Retry-After and X-RateLimit-* in after_request.
-            payload["message"] = "Rate limit exceeded: " + error.description
-        return payload, code, headers
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-class JSONBodyParser(FlaskParser):
-    """webargs' parser, answering as malformed (400) any body the JSON decoder refuses."""
-
-    def _raw_load_json(self, req):
-        if not is_json_request(req):
-            return missing
-        body = req.get_data(cache=True)
-        try:
-            # UTF-8 only (RFC 8259); NaN and Infinity are not JSON either.
-            return json.loads(body.decode(), parse_constant=_refuse_constant)
-        except json.JSONDecodeError:
-            raise  # webargs answers it (or takes an empty body for none)
-        except (ValueError, RecursionError):
-            # Bad UTF-8, an integer of over 4,300 digits (a plain ValueError), NaN, or nesting
-            # deeper than the decoder's stack: each would else be a 500 any client can provoke.
-            raise json.JSONDecodeError("Not a JSON document", "<request body>", 0) from None
-
-
-class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint whose bodies are read by JSONBodyParser (so 400, not 500), and
-    must be JSON: 415 for a body of another type, or none where one is required."""
-
-    ARGUMENTS_PARSER = JSONBodyParser()
-
-    def arguments(self, schema, *, location="json", required=True, **kwargs):
-        if isinstance(schema, type):
-            # One instance for all requests: webargs would build one per request from a class.
-            schema = schema()
-        parse = super().arguments(schema, location=location, required=required, **kwargs)
-        if location != "json":
-            return parse
-
-        def decorator(view):
-            parsed = parse(view)
-
-            # webargs reads a body that is not JSON as no body at all, so a form or a body
-            # without a Content-Type would be taken for an empty object.
-            @functools.wraps(parsed)
-            def require_json(*args, **kwargs):
-                carries_body = request.content_length or "Transfer-Encoding" in request.headers
-                if not request.is_json and (required or carries_body):
-                    raise UnsupportedMediaType("The request body must be JSON (application/json)")
-                return parsed(*args, **kwargs)
-
-            return require_json
-
-        return decorator
-
-
 def register_error_handlers(app: Flask) -> None:
-    """Domain errors and database outages into the envelope (HTTP errors: see Api); a session
-    whose connection died after the response is dropped quietly."""
-    from taskapp.extensions import db
+    """Domain errors and database outages into the envelope (HTTP errors: ``taskapp.api.Api``)."""
 
     @app.errorhandler(AppError)
     def handle_app_error(error: AppError):
@@ -213,64 +111,3 @@ def register_error_handlers(app: Flask) -> None:
             "The database is unavailable; retry later",
             headers=Unavailable.headers,
         )
-
-    # Registered after Flask-SQLAlchemy's own teardown, so it runs before it (Flask runs them
-    # in reverse), leaving that one an empty session.
-    @app.teardown_appcontext
-    def discard_session(_error: BaseException | None) -> None:
-        try:
-            db.session.remove()
-        except SQLAlchemyError as error:
-            # The connection died after the response was made (PostgreSQL stopped, or killed
-            # the backend): the final rollback fails. The response stands; SQLAlchemy has
-            # invalidated the connection; the session is dropped all the same. Raised from a
-            # teardown, this would replace the response with gunicorn's HTML 500 page.
-            log.warning("database connection lost after the response: %s", type(error).__name__)
-            db.session.registry.clear()
-
-
-def register_jwt_callbacks(jwt) -> None:
-    """Every flask-jwt-extended failure is a 401 in the envelope (its default is 422 {"msg"})."""
-
-    def unauthorized(message: str):
-        return error_response(401, message, headers=Unauthorized.headers)
-
-    jwt.unauthorized_loader(lambda _reason: unauthorized("Missing or malformed bearer token"))
-    jwt.invalid_token_loader(lambda _reason: unauthorized("Invalid token or wrong token type"))
-    jwt.expired_token_loader(lambda _header, _data: unauthorized("Token has expired"))
-    jwt.revoked_token_loader(lambda _header, _data: unauthorized("Token has been revoked"))
-    jwt.user_lookup_error_loader(lambda _header, _data: unauthorized("Session is no longer valid"))
-    jwt.needs_fresh_token_loader(lambda _header, _data: unauthorized("Fresh token required"))
-    jwt.token_verification_failed_loader(
-        lambda _header, _data: unauthorized("Token verification failed")
-    )
-
-
-def document_error_responses(spec, *, without_database=("/healthz",)) -> None:
-    """Add the errors every route shares to the spec: 400/413/415 for JSON bodies, 503 for
-    outages.
-
-    The per-route errors (401, 404, 409, 422, 429) are declared on the views themselves.
-    """
-
-    def ref(name: str) -> dict:
-        return spec.components.get_ref("response", name)
-
-    for path, operations in spec._paths.items():
-        for method, operation in operations.items():
-            if method == "parameters":
-                continue
-            responses = operation.setdefault("responses", {})
-            if "requestBody" in operation:
-                responses.setdefault("400", ref("BAD_REQUEST"))
-                responses.setdefault("413", ref("REQUEST_ENTITY_TOO_LARGE"))
-                responses.setdefault("415", ref("UNSUPPORTED_MEDIA_TYPE"))
-            if path not in without_database:
-                responses.setdefault("503", ref("SERVICE_UNAVAILABLE"))
-    # Referenced above, so registered: every 503 says when to come back.
-    unavailable = spec.components.responses.get("SERVICE_UNAVAILABLE")
-    if unavailable is not None:
-        unavailable.setdefault("headers", {})["Retry-After"] = {
-            "description": "Seconds to wait before retrying",
-            "schema": {"type": "integer"},
-        }

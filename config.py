@@ -99,9 +99,14 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _BASE_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 
 
+def _env_list(name: str) -> list[str]:
+    """A comma-separated list, blanks dropped."""
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
 def _env_origins(name: str) -> list[str]:
     """Comma-separated browser origins (``https://app.example.com``), or ``*`` for any."""
-    origins = [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+    origins = _env_list(name)
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise RuntimeError(f"{name}: {origin!r} is not an origin like https://app.example.com")
@@ -262,6 +267,9 @@ class Config:
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
         self.CORS_ORIGINS = _env_origins("CORS_ORIGINS")
+        # Host names the app answers to (".example.com" for every subdomain); any other Host
+        # is a 400. Unset: any Host (the app never builds a URL from it).
+        self.TRUSTED_HOSTS = _env_list("TRUSTED_HOSTS") or None
         self.METRICS_ENABLED = _env_bool("METRICS_ENABLED", False)
         # Read only by `flask users create-admin` (automation); it prompts when unset.
         self.ADMIN_PASSWORD = env.get("TASKAPP_ADMIN_PASSWORD") or None
@@ -275,7 +283,14 @@ class Config:
         # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself.
         self.OPENAPI_SWAGGER_UI_URL = "/docs/static/"
         self.API_SPEC_OPTIONS = {
-            "info": {"description": "Multi-user task manager. The contract: docs/api.md."},
+            "info": {
+                "description": "Multi-user task manager. The contract: docs/api.md.\n\n"
+                "Every error is the JSON envelope {code, status, message?, errors?}. A method "
+                "no route serves (anything but GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE) "
+                "is a 501; a method another route of the path serves, a 405 with Allow. With "
+                "TRUSTED_HOSTS set, a request for any other Host is a 400. A 422 lists at most "
+                "20 errors per object, names cut to 100 characters."
+            },
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

@@ -14,6 +14,7 @@ from taskapp import account, admin, auth, cli, database, health, tasks
 from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
 from taskapp.clientaddr import canonical_client_address
+from taskapp.edges import register_edges
 from taskapp.errors import register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 from taskapp.mail import register_mail
@@ -27,7 +28,11 @@ MIN_JWT_SECRET_BYTES = 32
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (default: the class chosen by TASKAPP_ENV)."""
-    app = Flask(__name__, instance_relative_config=True)
+    # No /static route: the API serves no files of its own (Swagger UI's come from a package).
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    # Else "//tasks" redirects to a URL built from the client's Host header. Set before any
+    # rule is added: each rule takes the map's setting when added.
+    app.url_map.merge_slashes = False
     app.config.from_object(config or config_from_env())
     configure_logging()
     os.makedirs(app.instance_path, exist_ok=True)
@@ -47,6 +52,8 @@ def create_app(config: Config | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    # Last, so they know every route's methods, and outermost: they act before all else.
+    register_edges(app)
     return app
 
 

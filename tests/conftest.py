@@ -244,6 +244,16 @@ def auth(make_user, login):
 
 
 @pytest.fixture
+def admin_headers(make_user, login) -> dict:
+    """Authorization headers of a fresh active admin."""
+    from taskapp.admin.service import make_admin
+
+    email, password = make_user()
+    make_admin(email=email)
+    return {"Authorization": f"Bearer {login(email, password)['access_token']}"}
+
+
+@pytest.fixture
 def make_task(client):
     """Create a task through the API for the given headers; returns its JSON."""
 

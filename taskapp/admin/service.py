@@ -2,7 +2,7 @@
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from taskapp import audit
@@ -11,20 +11,38 @@ from taskapp.auth.passwords import hash_password
 from taskapp.auth.service import revoke_sessions
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
-from taskapp.pagination import paginate
+from taskapp.pagination import after_keys, keyset_page
 
+USER_LIST = "admin-users"  # the cursor_list of AdminUserQuerySchema
 LAST_ADMIN = "The last active admin cannot be deactivated or demoted"
 
 log = logging.getLogger(__name__)
 
 
-def list_users(*, search: str | None = None, page: int = 1, page_size: int = 10) -> dict:
-    """One page of every user, by id, optionally those whose email contains ``search``."""
+def list_users(
+    *, search: str | None = None, page: int = 1, page_size: int = 10, cursor: dict | None = None
+) -> dict:
+    """One page of every user, by id, optionally those whose email contains ``search``; by
+    offset (``page``) or after a cursor, as the task list pages."""
     query = select(User)
     if search:
         # autoescape: %, _ and the escape character match literally.
         query = query.where(User.email.icontains(search, autoescape=True))
-    return paginate(query.order_by(User.id), page=page, page_size=page_size)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    if cursor is not None:
+        query = query.where(after_keys([User.id], cursor["keys"], descending=False))
+    else:
+        query = query.offset((page - 1) * page_size)
+    users = list(db.session.scalars(query.order_by(User.id).limit(page_size)))
+    return keyset_page(
+        USER_LIST,
+        users,
+        sort="id",
+        order="asc",
+        page=None if cursor is not None else page,
+        page_size=page_size,
+        total=total,
+    )
 
 
 def active_admin_ids_locked() -> list[int]:

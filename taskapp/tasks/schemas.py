@@ -1,10 +1,8 @@
 """Request and response schemas of the task routes."""
 
-from datetime import UTC, datetime
+from marshmallow import Schema, fields, validate
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
-
-from taskapp.pagination import CursorField, CursorPageMetaSchema, PageQuerySchema, check_cursor
+from taskapp.pagination import PageMetaSchema, PageQuerySchema
 from taskapp.schemas import QueryBoolean, StoredString, StrictBoolean, TrimmedString
 
 TITLE = {"validate": validate.Length(min=1, max=200)}
@@ -41,6 +39,8 @@ class TaskPatchSchema(Schema):
 class TaskQuerySchema(PageQuerySchema):
     """GET /tasks query string."""
 
+    cursor_list = "tasks"
+
     completed = QueryBoolean(metadata={"description": "true or false; both when absent"})
     search = StoredString(
         validate=validate.Length(min=1, max=200),
@@ -51,36 +51,10 @@ class TaskQuerySchema(PageQuerySchema):
         validate=validate.OneOf(["created_at", "updated_at", "title"]),
     )
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
-    cursor = CursorField(
-        metadata={
-            "description": "meta.next_cursor of the previous page: continues the walk by "
-            "keyset, at the same cost at any depth. Not with `page`."
-        }
-    )
-
-    @validates_schema(pass_original=True)
-    def _cursor_continues_its_walk(self, data, original, **kwargs):
-        if "cursor" not in data:
-            return
-        if "page" in original:
-            raise ValidationError("Give either page or cursor, not both.", field_name="cursor")
-        check_cursor(data["cursor"], sort=data["sort"], order=data["order"])
-
-    @post_load
-    def _cursor_value_as_column_type(self, data, **kwargs):
-        """A timestamp cursor's value as an aware datetime, as the column holds it."""
-        if "cursor" in data and data["sort"] != "title":
-            text = data["cursor"]["k"][0]
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                raise ValidationError("Not a cursor this API issued.", "cursor") from None
-            data["cursor"]["k"][0] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return data
 
 
 class TaskPageSchema(Schema):
     """A page of tasks."""
 
     data = fields.List(fields.Nested(TaskSchema), required=True)
-    meta = fields.Nested(CursorPageMetaSchema, required=True)
+    meta = fields.Nested(PageMetaSchema, required=True)

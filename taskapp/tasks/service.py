@@ -2,16 +2,15 @@
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, func, or_, select, tuple_
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from taskapp import etags
 from taskapp.errors import Conflict, NotFound, NotModified, PreconditionFailed
 from taskapp.extensions import db
-from taskapp.pagination import encode_cursor, page_meta
+from taskapp.pagination import after_keys, keyset_page
 from taskapp.tasks.models import Task, TaskCount
 
 STALE = "The task has changed since that ETag was read; fetch it again"
@@ -21,6 +20,7 @@ WRITE_ATTEMPTS = 5
 CONTENDED = "The task is being changed by other requests; retry"
 QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
 LIKE_ESCAPE = "/"
+TASK_LIST = "tasks"  # the cursor_list of TaskQuerySchema
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
 DEFERRED_JOIN_OFFSET = 1_000
@@ -49,7 +49,7 @@ def list_tasks(
         params["pattern"] = "%" + _escape_like(search) + "%"
     if cursor is not None:
         paging = "keyset"
-        params["after_value"], params["after_id"] = cursor["k"]
+        params["after_value"], params["after_id"] = cursor["keys"]
     else:
         params["offset"] = (page - 1) * page_size
         deep = not search and params["offset"] >= DEFERRED_JOIN_OFFSET
@@ -62,17 +62,15 @@ def list_tasks(
     rows = [row._asdict() for row in db.session.execute(statement, params)]
     # Past the end there is no row to carry the total: ask for it alone.
     count = rows[0]["total"] if rows else db.session.scalar(total, params)
-    next_cursor = None
-    if len(rows) == page_size:
-        last = rows[-1]
-        next_cursor = encode_cursor(sort, order, _cursor_text(last[sort]), last["id"])
-    meta = page_meta(
+    return keyset_page(
+        TASK_LIST,
+        rows,
+        sort=sort,
+        order=order,
         page=None if cursor is not None else page,
         page_size=page_size,
         total=count,
-        next_cursor=next_cursor,
     )
-    return {"data": rows, "meta": meta}
 
 
 @functools.cache
@@ -110,9 +108,8 @@ def _page_statement(
     descending = order == "desc"
     ordering = (column.desc(), row_id.desc()) if descending else (column.asc(), row_id.asc())
     if paging == "keyset":
-        after = tuple_(column, row_id)
-        bound = tuple_(bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id"))
-        query = query.where(after < bound if descending else after > bound)
+        bound = [bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id")]
+        query = query.where(after_keys([column, row_id], bound, descending=descending))
     elif paging == "deferred":
         # The rows an offset skips are counted off in the list index alone (an index-only
         # scan: the index holds the filter, the sort key and the id), and only the page's own
@@ -149,10 +146,6 @@ def _escape_like(text: str) -> str:
     for char in (LIKE_ESCAPE, "%", "_"):
         text = text.replace(char, LIKE_ESCAPE + char)
     return text
-
-
-def _cursor_text(value) -> str:
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def get_task(user_id: int, task_id: int, *, if_none_match: str | None = None) -> Task:

@@ -23,6 +23,7 @@ SESSION_URL = "/sessions/<int(max=2147483647):session_id>"
 class Me(MethodView):
     @authenticated(blp)
     @blp.response(200, MeSchema)
+    @blp.doc(operationId="get_me")
     def get(self):
         """Get the caller's account"""
         return current_user
@@ -31,6 +32,7 @@ class Me(MethodView):
     @blp.arguments(PasswordConfirmSchema)
     @blp.response(204)
     @blp.alt_response(403, response="FORBIDDEN")
+    @blp.doc(operationId="delete_me")
     def delete(self, body):
         """Delete the account with its tasks and sessions (password required)"""
         service.delete_account(current_user, password=body["password"])
@@ -42,6 +44,7 @@ class Password(MethodView):
     @blp.arguments(PasswordChangeSchema)
     @blp.response(204)
     @blp.alt_response(403, response="FORBIDDEN")
+    @blp.doc(operationId="change_password")
     def post(self, body):
         """Change the password; every session, this one included, is revoked"""
         service.change_password(current_user, **body)
@@ -61,7 +64,8 @@ REVOKE_LINK = {
 class Sessions(MethodView):
     @authenticated(blp)
     @blp.response(200, SessionSchema(many=True))
-    @blp.doc(responses={"200": {"links": REVOKE_LINK}})
+    @blp.doc(responses={200: {"links": REVOKE_LINK}})
+    @blp.doc(operationId="list_sessions")
     def get(self):
         """List the caller's active sessions"""
         return service.list_sessions(current_user.id, current_session_id=get_jwt()[SESSION_CLAIM])
@@ -72,6 +76,7 @@ class SessionItem(MethodView):
     @authenticated(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="revoke_session")
     def delete(self, session_id):
         """Revoke one of the caller's sessions"""
         service.revoke_session(current_user.id, session_id)
@@ -81,6 +86,7 @@ class SessionItem(MethodView):
 class LogoutAll(MethodView):
     @authenticated(blp)
     @blp.response(204)
+    @blp.doc(operationId="logout_all")
     def post(self):
         """Revoke every session of the caller"""
         service.revoke_all_sessions(current_user.id)

@@ -67,6 +67,7 @@ class TaskList(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, TaskPageSchema)
+    @blp.doc(operationId="list_tasks")
     def get(self, query):
         """List tasks: filter, search, sort and paginate"""
         return service.list_tasks(current_user.id, **query)
@@ -74,6 +75,7 @@ class TaskList(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
+    @blp.doc(operationId="create_task")
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
@@ -88,6 +90,7 @@ class TaskItem(MethodView):
     @blp.response(200, TaskSchema, headers=ETAG)
     @blp.alt_response(304, description="Not Modified: If-None-Match matched", headers=ETAG)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="get_task")
     def get(self, task_id):
         """Get a task"""
         if_none_match = request.headers.get("If-None-Match")
@@ -99,6 +102,7 @@ class TaskItem(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(200, TaskSchema, headers=ETAG)
     @item_write_errors
+    @blp.doc(operationId="update_task")
     def patch(self, body, task_id):
         """Update some fields of a task"""
         if_match = request.headers.get("If-Match")
@@ -110,6 +114,7 @@ class TaskItem(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(200, TaskSchema, headers=ETAG)
     @item_write_errors
+    @blp.doc(operationId="replace_task")
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
         if_match = request.headers.get("If-Match")
@@ -120,6 +125,7 @@ class TaskItem(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(204)
     @item_write_errors
+    @blp.doc(operationId="delete_task")
     def delete(self, task_id):
         """Delete a task"""
         service.delete_task(current_user.id, task_id, if_match=request.headers.get("If-Match"))

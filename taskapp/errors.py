@@ -3,6 +3,7 @@
 import functools
 import json
 import logging
+from copy import deepcopy
 from http import HTTPStatus
 
 import flask_smorest
@@ -133,6 +134,19 @@ class Blueprint(flask_smorest.Blueprint):
                 return parsed(*args, **kwargs)
 
             return require_json
+
+        return decorator
+
+    @staticmethod
+    def header_parameter(parameter: dict):
+        """Document a header the view reads itself (an OpenAPI parameter object), next to the
+        parameters of ``arguments``: ``doc(parameters=...)`` would replace those."""
+
+        def decorator(view):
+            view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+            arguments = view._apidoc.setdefault("arguments", {})
+            arguments.setdefault("parameters", []).append(parameter)
+            return view
 
         return decorator
 

@@ -83,7 +83,7 @@ def idempotent(blp: Blueprint) -> Callable:
             service.store_response(claim, stored)
             return response
 
-        with_key = blp.doc(parameters=[KEY_PARAMETER])(with_key)
+        with_key = blp.header_parameter(KEY_PARAMETER)(with_key)
         replayed = {code: {"headers": REPLAYED_HEADER} for code in success_codes}
         with_key = blp.doc(responses=replayed)(with_key)
         with_key = blp.alt_response(400, response="BAD_REQUEST")(with_key)

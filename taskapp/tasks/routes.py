@@ -98,7 +98,7 @@ def not_modified(etag: str):
 
 def conditional_list(view):
     """Documents If-None-Match, the list ETag and the 304 of a list view."""
-    view = blp.doc(parameters=[LIST_IF_NONE_MATCH])(view)
+    view = blp.header_parameter(LIST_IF_NONE_MATCH)(view)
     not_modified_doc = "Not Modified: If-None-Match matched"
     return blp.alt_response(304, description=not_modified_doc, headers=LIST_ETAG)(view)
 

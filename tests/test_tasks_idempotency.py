@@ -1,5 +1,6 @@
 """Idempotency-Key on POST /tasks: replays, conflicts, per-user keys, expiry and the purge."""
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -173,3 +174,14 @@ def test_concurrent_attempts_on_two_workers_create_once(app, tmp_path):
         assert again.json() == created[0].json()
     with app.app_context():
         assert task_count() == 1
+
+
+KEYS = ["a", "k" * 255, "k" * 256, "with space", '"quoted"', '"esc\\"aped"', '"', '""', "", "é"]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=repr)
+def test_the_key_pattern_in_the_spec_is_the_rule(client, auth, key):
+    parameters = client.get("/openapi.json").json["paths"]["/tasks"]["post"]["parameters"]
+    (rule,) = [p["schema"]["pattern"] for p in parameters if p["name"] == "Idempotency-Key"]
+    response = post(client, auth(), key)
+    assert response.status_code == (201 if re.search(rule, key) else 400)

@@ -20,10 +20,12 @@ from taskapp.extensions import db
 from taskapp.idempotency import service
 
 HEADER = "Idempotency-Key"
-# The draft's key is a Structured Field string ("..."); a bare token is taken too, as most
-# clients send one. Either way 1 to 255 printable ASCII characters.
-_BARE_KEY = re.compile(r"[\x20-\x7e]{1,255}")
-_QUOTED_KEY = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255})"')
+# The draft's key is a Structured Field string ("..."); a bare value is taken too, as most
+# clients send one. Either way 1 to 255 printable ASCII characters; a bare one neither starts
+# with a quote nor has white space at its ends (HTTP strips it).
+_BARE_KEY = r"[\x21\x23-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"
+_QUOTED_KEY = r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255})"'
+KEY_PATTERN = re.compile(f"{_BARE_KEY}|{_QUOTED_KEY}")
 # What a replay gives back of the first response; the rest (request id, rate limits, security
 # headers) belongs to each response of its own.
 REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "Content-Location")
@@ -38,7 +40,7 @@ KEY_PARAMETER = {
     "response again, with Idempotent-Replayed: true, and nothing is done twice; with another "
     "request it is a 422; while the first is still in flight, a 409. Keys are per user and "
     "kept IDEMPOTENCY_KEY_HOURS (24 by default). A request that fails keeps no key.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 257},
+    "schema": {"type": "string", "pattern": f"^(?:{KEY_PATTERN.pattern})$"},
 }
 REPLAYED_HEADER = {
     "Idempotent-Replayed": {
@@ -97,11 +99,10 @@ def _parsed_key(value: str | None) -> str | None:
     """The key of the header (None without one); 400 for a malformed one."""
     if value is None:
         return None
-    quoted = _QUOTED_KEY.fullmatch(value)
-    if quoted:
-        return re.sub(r"\\(.)", r"\1", quoted.group(1))
-    if _BARE_KEY.fullmatch(value) and not value.startswith('"'):
-        return value
+    match = KEY_PATTERN.fullmatch(value)
+    if match:
+        quoted = match.group(1)
+        return value if quoted is None else re.sub(r"\\(.)", r"\1", quoted)
     abort(
         400,
         message="Malformed Idempotency-Key",

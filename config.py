@@ -35,6 +35,22 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        return float(value) if value not in (None, "") else default
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number") from None
+
+
+def _env_base_url(name: str, default: str) -> str:
+    """An absolute http(s) URL without a trailing slash (the front end's, for email links)."""
+    value = (os.environ.get(name) or "").strip().rstrip("/") or default
+    if not _BASE_URL.fullmatch(value):
+        raise RuntimeError(f"{name}: {value!r} is not a URL like https://app.example.com")
+    return value
+
+
 def _env_limit(name: str, default: str) -> str:
     """A rate-limit string ("5 per minute"), checked now: a typo must stop the start-up.
 
@@ -64,6 +80,7 @@ def ratelimit_storage_options(redis_url: str | None) -> dict:
 
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_BASE_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 
 
 def _env_origins(name: str) -> list[str]:
@@ -158,6 +175,13 @@ class Config:
         self.RATELIMIT_LOGIN_EMAIL = _env_limit("RATELIMIT_LOGIN_EMAIL", "10 per hour")
         self.RATELIMIT_REFRESH = _env_limit("RATELIMIT_REFRESH", "10 per minute")
         self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+        # The routes that send mail: per client address, and per target address (any client).
+        self.RATELIMIT_EMAIL_SEND = _env_limit("RATELIMIT_EMAIL_SEND", "5 per minute")
+        self.RATELIMIT_EMAIL_SEND_TARGET = _env_limit("RATELIMIT_EMAIL_SEND_TARGET", "3 per hour")
+        # The routes that take an emailed token, per client address.
+        self.RATELIMIT_EMAIL_CONFIRM = _env_limit("RATELIMIT_EMAIL_CONFIRM", "10 per minute")
+
+        self.init_mail(env)
 
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
         # How long an Idempotency-Key is remembered (and its response replayed) for its user.
@@ -187,6 +211,40 @@ class Config:
                 }
             },
         }
+
+    def init_mail(self, env) -> None:
+        """Account email (links, token lifetimes) and SMTP delivery settings."""
+        # The front end's address: every link in an email starts with it, never with the
+        # request's Host header (which a client chooses).
+        self.PUBLIC_BASE_URL = _env_base_url("PUBLIC_BASE_URL", "http://localhost:3000")
+        self.PUBLIC_BASE_URL_SET = bool((env.get("PUBLIC_BASE_URL") or "").strip())
+        self.PASSWORD_RESET_MINUTES = _env_int("PASSWORD_RESET_MINUTES", 30)
+        self.EMAIL_TOKEN_HOURS = _env_int("EMAIL_TOKEN_HOURS", 48)
+        self.REQUIRE_VERIFIED_EMAIL = _env_bool("REQUIRE_VERIFIED_EMAIL", False)
+        # No MAIL_SERVER: messages are written to the log instead (development).
+        self.MAIL_SERVER = (env.get("MAIL_SERVER") or "").strip() or None
+        self.MAIL_USE_SSL = _env_bool("MAIL_USE_SSL", False)
+        self.MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
+        if self.MAIL_USE_SSL and self.MAIL_USE_TLS:
+            raise RuntimeError("MAIL_USE_SSL and MAIL_USE_TLS exclude each other")
+        default_port = 465 if self.MAIL_USE_SSL else 587 if self.MAIL_USE_TLS else 25
+        self.MAIL_PORT = _env_int("MAIL_PORT", default_port)
+        self.MAIL_USERNAME = env.get("MAIL_USERNAME") or None
+        self.MAIL_PASSWORD = env.get("MAIL_PASSWORD") or None
+        self.MAIL_FROM = (env.get("MAIL_FROM") or "").strip() or "taskapp <no-reply@localhost>"
+        if "@" not in self.MAIL_FROM or any(char in self.MAIL_FROM for char in "\r\n"):
+            raise RuntimeError("MAIL_FROM must be an address such as 'taskapp <no-reply@...>'")
+        self.MAIL_TIMEOUT = _env_float("MAIL_TIMEOUT", 10.0)
+        # Right after the response, one attempt with a short timeout; the worker retries.
+        self.MAIL_SEND_IMMEDIATELY = _env_bool("MAIL_SEND_IMMEDIATELY", True)
+        self.MAIL_IMMEDIATE_TIMEOUT = _env_float("MAIL_IMMEDIATE_TIMEOUT", 3.0)
+        # Retry n waits MAIL_RETRY_SECONDS * 2**(n-1), at most MAIL_RETRY_MAX_SECONDS.
+        self.MAIL_RETRY_SECONDS = _env_float("MAIL_RETRY_SECONDS", 30.0)
+        self.MAIL_RETRY_MAX_SECONDS = _env_float("MAIL_RETRY_MAX_SECONDS", 3600.0)
+        if min(self.MAIL_TIMEOUT, self.MAIL_IMMEDIATE_TIMEOUT) <= 0:
+            raise RuntimeError("MAIL_TIMEOUT and MAIL_IMMEDIATE_TIMEOUT must be positive")
+        if self.PASSWORD_RESET_MINUTES <= 0 or self.EMAIL_TOKEN_HOURS <= 0:
+            raise RuntimeError("PASSWORD_RESET_MINUTES and EMAIL_TOKEN_HOURS must be positive")
 
     @staticmethod
     def _engine_options(url: str) -> dict:

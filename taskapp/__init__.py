@@ -15,6 +15,7 @@ from taskapp.browser import register_cors, register_security_headers
 from taskapp.database import register_connection_events, register_read_only_requests
 from taskapp.errors import document_error_responses, register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
+from taskapp.mail import register_mail
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     register_read_only_requests(app, db)
+    register_mail(app)
     with app.app_context():
         register_connection_events(db.engine)
         if db.engine.dialect.name == "sqlite":
@@ -118,8 +120,9 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
     from taskapp import account, admin, auth, health, tasks
+    from taskapp.recovery.routes import blp as recovery_blp
 
-    for blueprint in (auth.blp, account.blp, tasks.blp, admin.blp, health.blp):
+    for blueprint in (auth.blp, account.blp, recovery_blp, tasks.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     document_error_responses(api.spec)
     app.register_blueprint(

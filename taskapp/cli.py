@@ -1,5 +1,7 @@
 """Flask CLI commands (``flask --app wsgi ...``)."""
 
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -14,10 +16,13 @@ from taskapp.auth import service as auth_service
 from taskapp.auth.schemas import SignupSchema
 from taskapp.errors import AppError
 from taskapp.idempotency import service as idempotency_service
+from taskapp.mail import service as mail_service
+from taskapp.recovery import service as recovery_service
 from taskapp.sync import service as sync_service
 
 tokens = AppGroup("tokens", help="Refresh-token housekeeping.")
 users = AppGroup("users", help="User administration.")
+mail = AppGroup("mail", help="Outgoing mail (the outbox).")
 idempotency = AppGroup("idempotency", help="Idempotency-Key housekeeping.")
 sync = AppGroup("sync", help="Incremental-sync housekeeping.")
 PASSWORD_ATTEMPTS = 3
@@ -130,10 +135,56 @@ def seed_command(user_count: int, task_count: int, prefix: str, password: str) -
     click.echo(f"seeded {len(user_ids)} user(s) with {task_count} task(s) each")
 
 
+@mail.command("deliver")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (cron, tests).")
+@click.option(
+    "--interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between looks at the outbox when nothing is due.",
+)
+def deliver(once: bool, interval: float) -> None:
+    """Send the outbox's due messages over SMTP, retrying failures with backoff.
+
+    Run one or more beside gunicorn: each message is claimed by one worker only (FOR UPDATE
+    SKIP LOCKED on PostgreSQL). SIGTERM or Ctrl-C stops it after the message in hand.
+    """
+    stopping = threading.Event()
+    if not once:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+    while not stopping.is_set():
+        report = mail_service.deliver_due(stop=stopping)
+        if report.total or once:
+            counts = ", ".join(f"{count} {outcome}" for outcome, count in report.counts.items())
+            click.echo(f"delivered: {counts}")
+        if once:
+            return
+        stopping.wait(interval)
+
+
+@mail.command("purge")
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Keep sent and refused messages, and expired emailed tokens, this many days.",
+)
+def purge_mail(days: int) -> None:
+    """Delete old sent or refused messages (their envelopes) and expired emailed tokens."""
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    messages = mail_service.purge_outbox(older_than=cutoff)
+    tokens_deleted = recovery_service.purge_email_tokens(older_than=cutoff)
+    click.echo(f"purged {messages} message(s) and {tokens_deleted} emailed token(s)")
+
+
 def register(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(tokens)
     app.cli.add_command(users)
+    app.cli.add_command(mail)
     app.cli.add_command(idempotency)
     app.cli.add_command(sync)
     app.cli.add_command(seed_command)

@@ -42,6 +42,13 @@ class Conflict(AppError):
     message = "Conflict"
 
 
+class InvalidToken(AppError):
+    """An emailed token that is unknown, expired, replaced or already used: one answer."""
+
+    code = HTTPStatus.BAD_REQUEST
+    message = "The link is invalid, expired or already used"
+
+
 class Unauthorized(AppError):
     code = HTTPStatus.UNAUTHORIZED
     message = "Authentication required"

@@ -57,8 +57,9 @@ def admin_required(blp: Blueprint) -> Callable:
     return decorator
 
 
-def submitted_email() -> str | None:
-    """The JSON body's email, normalised as the schemas do (trimmed, lower-cased), or None."""
+def submitted_email(field: str = "email") -> str | None:
+    """The JSON body's ``field`` (an email), normalised as the schemas do (trimmed,
+    lower-cased), or None."""
     try:
         body = request.get_json(silent=True)
     except (RecursionError, HTTPException):
@@ -66,19 +67,20 @@ def submitted_email() -> str | None:
         # Never raise here: Flask-Limiter takes any error for a storage outage and would drop
         # this worker to per-process counting.
         return None
-    email = body.get("email") if isinstance(body, dict) else None
+    email = body.get(field) if isinstance(body, dict) else None
     if not isinstance(email, str):
         return None
     return email.strip().lower() or None
 
 
-def email_key() -> str:
-    """The submitted email's rate-limit key: a keyed digest, so no email reaches Redis.
+def email_key(email: str | None = None) -> str:
+    """An email's rate-limit key (default: the submitted one): a keyed digest, so no email
+    reaches Redis.
 
     Keyed with the signing key, which every worker and instance shares: a bare hash of an
     address is reversed by hashing candidate addresses.
     """
-    email = submitted_email() or ""
+    email = email or submitted_email() or ""
     digest = hmac.new(
         current_app.config["JWT_SECRET_KEY"].encode(),
         # surrogatepass: a lone surrogate is for the schema to refuse (422), not to raise here.
@@ -93,9 +95,16 @@ def _configured(config_key: str) -> Callable[[], str]:
     return lambda: current_app.config[config_key]
 
 
-def rate_limited(blp: Blueprint, config_key: str, *, per_email: str | None = None) -> Callable:
+def rate_limited(
+    blp: Blueprint,
+    config_key: str,
+    *,
+    per_email: str | None = None,
+    target: Callable[[], str | None] = submitted_email,
+) -> Callable:
     """Limit per client address (the limit under ``config_key``) and, with ``per_email``, per
-    submitted email too; documents 429 and the rate-limit headers of the success response.
+    target email too (``target``: by default the body's ``email``); documents 429 and the
+    rate-limit headers of the success response.
 
     Goes above ``blp.response``, whose success status it documents.
     """
@@ -118,8 +127,8 @@ def rate_limited(blp: Blueprint, config_key: str, *, per_email: str | None = Non
             # A body without a usable email logs no one in: the address limit suffices.
             view = limiter.limit(
                 _configured(per_email),
-                key_func=email_key,
-                exempt_when=lambda: submitted_email() is None,
+                key_func=lambda: email_key(target()),
+                exempt_when=lambda: target() is None,
             )(view)
         return limiter.limit(_configured(config_key))(view)
 

@@ -204,3 +204,16 @@ def assert_error(response, status: int, *, field: str | None = None) -> dict:
         locations = body["errors"]
         assert any(field in errors for errors in locations.values()), body
     return body
+
+
+@pytest.fixture
+def smtp(app):
+    """A real SMTP server (aiosmtpd, free port) the app delivers to; stopped after the test."""
+    from smtpserver import SmtpSink
+
+    sink = SmtpSink().start()
+    saved = {key: app.config[key] for key in ("MAIL_SERVER", "MAIL_PORT")}
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=sink.port)
+    yield sink
+    sink.stop()
+    app.config.update(saved)

@@ -24,7 +24,7 @@ def test_me_returns_the_account(client, user):
     email, tokens, _ = user
     response = client.get("/me", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
-    assert set(response.json) == {"id", "email", "role", "created_at"}
+    assert set(response.json) == {"id", "email", "email_verified", "role", "created_at"}
     assert response.json["email"] == email
     assert response.json["role"] == "user"
 

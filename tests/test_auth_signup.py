@@ -11,7 +11,7 @@ from conftest import PASSWORD, assert_error, requires_postgres
 from taskapp.auth.models import User
 from taskapp.extensions import db
 
-USER_KEYS = {"id", "email", "created_at"}
+USER_KEYS = {"id", "email", "email_verified", "created_at"}
 
 
 def signup(client, email="someone@example.com", password=PASSWORD, **kwargs):

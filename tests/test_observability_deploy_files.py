@@ -54,7 +54,7 @@ def test_no_local_state_goes_into_the_image():
 def test_compose_parses_and_wires_postgresql_and_redis():
     compose = yaml.safe_load((PROJECT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"db", "redis", "api"}
+    assert set(services) == {"db", "redis", "api", "mailer"}
     assert services["db"]["image"] == "postgres:15"
     assert services["redis"]["image"].startswith("redis:")
     api = services["api"]
@@ -72,3 +72,16 @@ def test_compose_parses_and_wires_postgresql_and_redis():
     for name in ("db", "redis"):
         assert services[name]["healthcheck"]["test"]
         assert "ports" not in services[name]  # reachable by the API only
+
+
+def test_compose_runs_the_mail_worker_beside_the_api():
+    services = yaml.safe_load((PROJECT / "compose.yaml").read_text())["services"]
+    api, mailer = services["api"], services["mailer"]
+    assert mailer["build"] == "."
+    assert mailer["command"] == ["flask", "--app", "wsgi", "mail", "deliver"]
+    assert mailer["environment"]["DATABASE_URL"] == api["environment"]["DATABASE_URL"]
+    assert mailer["environment"]["JWT_SECRET_KEY"].startswith("${JWT_SECRET_KEY:?")
+    assert mailer["depends_on"] == {"api": {"condition": "service_healthy"}}  # migrated
+    assert "ports" not in mailer
+    for name in ("MAIL_SERVER", "MAIL_PORT", "MAIL_FROM", "PUBLIC_BASE_URL"):
+        assert api["environment"][name] == mailer["environment"][name], name

@@ -1,7 +1,7 @@
 """Idempotency keys; the change log for incremental sync; a per-user change stamp.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0007
 Create Date: 2026-12-02
 
 sync_changes holds one row per task (and later list, label: ``kind``) with the id of the
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -10,21 +10,26 @@ from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import revoke_sessions
 from taskapp.errors import Forbidden, NotFound
 from taskapp.extensions import db
+from taskapp.recovery.tokens import invalidate_tokens
 
 WRONG_PASSWORD = "Password is incorrect"
 
 
-def _check_password(user: User, password: str) -> None:
+def check_password(user: User, password: str) -> None:
+    """Forbidden unless ``password`` is the user's (a route's confirmation of intent)."""
     rounds = current_app.config["BCRYPT_ROUNDS"]
     if not verify_password(password, user.password_hash, rounds=rounds):
         raise Forbidden(WRONG_PASSWORD)
 
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
-    """Set a new password and revoke every session of the user (this one included)."""
-    _check_password(user, current_password)
+    """Set a new password, revoke every session of the user (this one included) and retire
+    any password-reset link."""
+    check_password(user, current_password)
     user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
     revoke_sessions(user_id=user.id)
+    # A reset link sent earlier must not undo the password just chosen.
+    invalidate_tokens(user.id, "password_reset")
     db.session.commit()
 
 
@@ -68,6 +73,6 @@ def revoke_all_sessions(user_id: int) -> None:
 
 def delete_account(user: User, *, password: str) -> None:
     """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
-    _check_password(user, password)
+    check_password(user, password)
     db.session.execute(delete(User).where(User.id == user.id))
     db.session.commit()

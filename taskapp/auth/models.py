@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func, true
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, false, func, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from taskapp.extensions import db
@@ -22,6 +22,8 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(60))
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Set when the user follows a link sent to ``email`` (verification, reset, change).
+    email_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
     sessions: Mapped[list["Session"]] = relationship(

@@ -13,6 +13,7 @@ from taskapp.auth.schemas import (
     UserSchema,
 )
 from taskapp.errors import Blueprint
+from taskapp.extensions import api
 from taskapp.security import rate_limited
 
 blp = Blueprint("auth", __name__, description="Sign up, log in, refresh and log out")
@@ -48,6 +49,12 @@ class Login(MethodView):
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(
+        403,
+        schema=api.ERROR_SCHEMA,
+        description="REQUIRE_VERIFIED_EMAIL is on and the address is not verified yet"
+        " (a new verification link is sent)",
+    )
     @blp.doc(operationId="login")
     def post(self, body):
         """Log in: open a session and get a token pair"""

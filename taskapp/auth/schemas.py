@@ -80,6 +80,9 @@ class UserSchema(Schema):
 
     id = fields.Integer(dump_only=True)
     email = fields.String(dump_only=True)
+    email_verified = fields.Boolean(
+        dump_only=True, metadata={"description": "true once a link sent to email was followed"}
+    )
     created_at = fields.DateTime(dump_only=True)
 
 

@@ -9,11 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
-from taskapp.errors import Conflict, Unauthorized
+from taskapp.errors import Conflict, Forbidden, Unauthorized
 from taskapp.extensions import db
+from taskapp.recovery.tokens import queue_verification
 
 BAD_CREDENTIALS = "Invalid email or password"
 BAD_REFRESH_TOKEN = "Refresh token is invalid, expired or revoked"
+UNVERIFIED = "Email address not verified: a new verification link has been sent to it"
 
 
 def _now() -> datetime:
@@ -25,10 +27,13 @@ def _rounds() -> int:
 
 
 def create_user(*, email: str, password: str) -> User:
-    """Register a user; the unique index settles concurrent signups of one email."""
+    """Register a user and email a verification link; the unique index settles concurrent
+    signups of one email."""
     user = User(email=email, password_hash=hash_password(password, rounds=_rounds()))
     db.session.add(user)
     try:
+        db.session.flush()
+        queue_verification(user)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -54,6 +59,11 @@ def login(*, email: str, password: str, user_agent: str | None, ip_address: str 
     valid = verify_password(password, user.password_hash if user else None, rounds=_rounds())
     if not (valid and user.is_active):
         raise Unauthorized(BAD_CREDENTIALS)
+    if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.email_verified:
+        # Only the password's owner gets here: the address is not disclosed to anyone else.
+        queue_verification(user)
+        db.session.commit()
+        raise Forbidden(UNVERIFIED)
     session = Session(
         user_id=user.id,
         expires_at=_now() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],

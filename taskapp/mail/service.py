@@ -1,0 +1,218 @@
+"""The outbox: queue a message in the caller's transaction; claim, send and record it later.
+
+A message is written in the same transaction as whatever it announces (a token), so it
+exists exactly when that commits. Delivery claims one due message at a time with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and keeps the row locked while the SMTP server takes
+it, so two deliverers (workers, or a worker and the attempt after a response) never send the
+same message. It is sent twice only if the process dies after the server accepted it and
+before the outbox recorded that.
+"""
+
+import functools
+import logging
+import smtplib
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask, current_app, render_template
+from sqlalchemy import delete, event, func, select
+
+from taskapp.extensions import db
+from taskapp.mail import transport
+from taskapp.mail.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# Session.info keys: ids queued in the open transaction, and ids it committed.
+_QUEUED = "mail_queued"
+_COMMITTED = "mail_committed"
+
+
+def queue_mail(recipient: str, template: str, *, subject: str, **context) -> OutboxMessage:
+    """Render ``mail/<template>.txt`` and ``.html`` and add the message to the outbox; the
+    caller commits it with the rest of its transaction."""
+    message = OutboxMessage(
+        recipient=recipient,
+        subject=subject,
+        text_body=render_template(f"mail/{template}.txt", subject=subject, **context),
+        html_body=render_template(f"mail/{template}.html", subject=subject, **context),
+    )
+    db.session.add(message)
+    db.session.flush()
+    db.session.info.setdefault(_QUEUED, []).append(message.id)
+    return message
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th failed attempt: doubling, capped, and at
+    least a second (so one pass over the due messages tries each once, even on SQLite)."""
+    config = current_app.config
+    seconds = config["MAIL_RETRY_SECONDS"] * 2 ** min(attempts - 1, 32)
+    return timedelta(seconds=max(min(seconds, config["MAIL_RETRY_MAX_SECONDS"]), 1))
+
+
+def deliver_one(
+    message_id: int | None = None,
+    *,
+    due_before: datetime | None = None,
+    timeout: float | None = None,
+) -> str | None:
+    """Claim a message (``message_id``, if unsent; else the oldest one due by ``due_before``,
+    default now), send it and record the outcome; commits. Returns "sent", "retry",
+    "failed", or None if none was free.
+    """
+    config = current_app.config
+    now = due_before or datetime.now(UTC)
+    query = select(OutboxMessage).where(
+        OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)
+    )
+    if message_id is not None:
+        query = query.where(OutboxMessage.id == message_id)
+    else:
+        query = query.where(OutboxMessage.next_attempt_at <= now).order_by(
+            OutboxMessage.next_attempt_at, OutboxMessage.id
+        )
+    # SKIP LOCKED: a message another deliverer holds is being sent; take the next one.
+    message = db.session.scalar(query.limit(1).with_for_update(skip_locked=True))
+    if message is None:
+        db.session.rollback()
+        return None
+    outcome = _send(message, config=config, timeout=timeout or config["MAIL_TIMEOUT"])
+    if outcome != "retry":
+        # The bodies carry live links (tokens are stored only as digests elsewhere): once
+        # the server has the message, or never will, the outbox keeps only its envelope.
+        message.text_body = message.html_body = ""
+    db.session.commit()
+    return outcome
+
+
+def _send(message: OutboxMessage, *, config, timeout: float) -> str:
+    message.attempts += 1
+    now = datetime.now(UTC)
+    try:
+        email = transport.build_message(
+            sender=config["MAIL_FROM"],
+            recipient=message.recipient,
+            subject=message.subject,
+            text_body=message.text_body,
+            html_body=message.html_body,
+        )
+        transport.send(email, config=config, timeout=timeout)
+    except transport.PermanentFailure as error:
+        message.failed_at = now
+        message.last_error = f"refused: {error}"[:255]
+        log.error("mail %s refused for good after %d attempt(s)", message.id, message.attempts)
+        return "failed"
+    except Exception as error:
+        # OSError and SMTPException: the server is down, slow or says "later". Anything else
+        # is unexpected: it is logged in full, and this message waits its backoff as well, so
+        # that it never stands in the way of the others.
+        expected = isinstance(error, OSError | smtplib.SMTPException)
+        # The exception text may carry the server's reply; the class is what the row keeps.
+        message.last_error = type(error).__name__
+        message.next_attempt_at = now + retry_delay(message.attempts)
+        log.log(
+            logging.WARNING if expected else logging.ERROR,
+            "mail %s not delivered (attempt %d, %s); retrying at %s",
+            message.id,
+            message.attempts,
+            type(error).__name__,
+            message.next_attempt_at.isoformat(timespec="seconds"),
+            exc_info=not expected,
+        )
+        return "retry"
+    message.sent_at = now
+    message.last_error = None
+    return "sent"
+
+
+@dataclass
+class DeliveryReport:
+    """What one pass over the due messages did."""
+
+    counts: dict[str, int] = field(default_factory=lambda: {"sent": 0, "retry": 0, "failed": 0})
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def deliver_due(*, stop: threading.Event | None = None) -> DeliveryReport:
+    """Deliver due messages, one transaction each, until none is due (or ``stop`` is set)."""
+    report = DeliveryReport()
+    # Due by the start of the pass: a message that fails now is retried in a later pass.
+    started = datetime.now(UTC)
+    while stop is None or not stop.is_set():
+        outcome = deliver_one(due_before=started)
+        if outcome is None:
+            break
+        report.counts[outcome] += 1
+    return report
+
+
+def purge_outbox(*, older_than: datetime, batch_size: int = 1000) -> int:
+    """Delete messages sent or refused before ``older_than``, in batches (each commits)."""
+    done = OutboxMessage.sent_at.is_not(None) | OutboxMessage.failed_at.is_not(None)
+    finished = func.coalesce(OutboxMessage.sent_at, OutboxMessage.failed_at)
+    deleted = 0
+    while True:
+        batch = (
+            select(OutboxMessage.id)
+            .where(done, finished < older_than)
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        count = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(batch)))
+        db.session.commit()
+        deleted += count.rowcount
+        if count.rowcount < batch_size:
+            return deleted
+
+
+def _send_after_response(app: Flask, message_ids: list[int]) -> None:
+    """One attempt per message, with the short timeout; the worker retries what fails."""
+    with app.app_context():  # its teardown discards the session, even a broken one
+        for message_id in message_ids:
+            try:
+                deliver_one(message_id, timeout=app.config["MAIL_IMMEDIATE_TIMEOUT"])
+            except Exception:
+                # Never out of a response's close: the messages wait in the outbox for the
+                # worker (the database itself may be what failed).
+                log.exception("mail %s: immediate attempt failed", message_id)
+                return
+
+
+def _committed(session) -> None:
+    queued = session.info.pop(_QUEUED, None)
+    if queued:
+        session.info.setdefault(_COMMITTED, []).extend(queued)
+
+
+def _rolled_back(session, *_args) -> None:
+    session.info.pop(_QUEUED, None)
+
+
+def register_mail(app: Flask) -> None:
+    """After a response whose request committed mail: try to send it at once, once the
+    client has the response (so an SMTP server's delay never reaches the client)."""
+    if app.config["ENV_NAME"] == "production":
+        if app.config["MAIL_SERVER"] is None:
+            log.warning("MAIL_SERVER is not set: emails, links included, go to the log unsent")
+        if not app.config["PUBLIC_BASE_URL_SET"]:
+            log.warning(
+                "PUBLIC_BASE_URL is not set: links in emails point to %s",
+                app.config["PUBLIC_BASE_URL"],
+            )
+    if not event.contains(db.session, "after_commit", _committed):
+        event.listen(db.session, "after_commit", _committed)
+        event.listen(db.session, "after_rollback", _rolled_back)
+
+    @app.after_request
+    def send_after_response(response):
+        if not db.session.registry.has():
+            return response
+        message_ids = db.session.info.pop(_COMMITTED, None)
+        if message_ids and app.config["MAIL_SEND_IMMEDIATELY"]:
+            response.call_on_close(functools.partial(_send_after_response, app, message_ids))
+        return response

@@ -1,0 +1,146 @@
+"""Account recovery and address rules: password reset, address verification, address change.
+
+Every request that sends mail writes the token and the outbox message in one transaction.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from taskapp.account.service import check_password
+from taskapp.auth.models import User
+from taskapp.auth.passwords import hash_password
+from taskapp.auth.service import revoke_sessions
+from taskapp.errors import Conflict, InvalidToken
+from taskapp.extensions import db
+from taskapp.mail import queue_mail
+from taskapp.recovery.tokens import (
+    invalidate_tokens,
+    issue_token,
+    new_token,
+    purge_tokens,
+    queue_verification,
+    spend_token,
+)
+
+log = logging.getLogger(__name__)
+
+EMAIL_TAKEN = "Email already registered"
+
+
+def request_password_reset(*, email: str) -> None:
+    """Email a reset link to the account at ``email``; with no active account there, a note
+    saying so. The same work either way (a user lookup, a token drawn, a message rendered,
+    written and committed, then sent after the response), so neither the answer nor its
+    timing tells whether the account exists; an account only adds the token row's write.
+    """
+    user = db.session.scalar(select(User).where(User.email == email))
+    token = new_token()
+    minutes = current_app.config["PASSWORD_RESET_MINUTES"]
+    if user is not None and user.is_active:
+        url = issue_token(
+            user.id, "password_reset", token=token, lifetime=timedelta(minutes=minutes)
+        )
+        queue_mail(
+            email,
+            "password_reset",
+            subject="Reset your taskapp password",
+            link=url,
+            minutes=minutes,
+        )
+    else:
+        queue_mail(email, "password_reset_unknown", subject="Reset your taskapp password")
+    db.session.commit()
+
+
+def _spend(token: str, purpose: str) -> tuple[User, str | None]:
+    """Spend the token: its active user and (for an address change) the new address."""
+    spent = spend_token(token, purpose)
+    user = db.session.get(User, spent.user_id) if spent is not None else None
+    if user is None or not user.is_active:
+        db.session.rollback()
+        raise InvalidToken()
+    return user, spent.new_email
+
+
+def reset_password(*, token: str, new_password: str) -> None:
+    """Set a new password with a reset token: the token is spent, every session revoked, and
+    the address counts as verified (the link reached it)."""
+    user, _ = _spend(token, "password_reset")
+    user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
+    user.email_verified = True
+    revoke_sessions(user_id=user.id)
+    db.session.commit()
+    log.info("password reset by email link", extra={"user_id": user.id})
+
+
+def request_verification(user: User) -> None:
+    """Email a new verification link to the user's address (replacing any older one)."""
+    if user.email_verified:
+        raise Conflict("Email address is already verified")
+    queue_verification(user)
+    db.session.commit()
+
+
+def verify_email(*, token: str) -> None:
+    """Mark the address the token was sent to as verified; the token is spent."""
+    user, _ = _spend(token, "verify_email")
+    user.email_verified = True
+    db.session.commit()
+
+
+def request_email_change(user: User, *, password: str, new_email: str) -> None:
+    """Email a confirmation link to ``new_email`` and a notice to the current address; the
+    address changes only when the link is followed."""
+    check_password(user, password)
+    if new_email == user.email:
+        raise Conflict("This is already the account's address")
+    hours = current_app.config["EMAIL_TOKEN_HOURS"]
+    url = issue_token(
+        user.id,
+        "change_email",
+        token=new_token(),
+        lifetime=timedelta(hours=hours),
+        new_email=new_email,
+    )
+    queue_mail(
+        new_email,
+        "email_change_confirm",
+        subject="Confirm your new taskapp address",
+        link=url,
+        hours=hours,
+        new_email=new_email,
+    )
+    queue_mail(
+        user.email,
+        "email_change_notice",
+        subject="Your taskapp address is about to change",
+        new_email=new_email,
+    )
+    db.session.commit()
+
+
+def change_email(*, token: str) -> None:
+    """Move the account to the address the token was sent to, now verified. Every other
+    outstanding token (sent to the old address) is retired; the unique index settles an
+    address taken meanwhile (409)."""
+    user, new_email = _spend(token, "change_email")
+    invalidate_tokens(user.id)
+    user.email = new_email
+    user.email_verified = True
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(EMAIL_TAKEN) from None
+    log.info("email address changed by email link", extra={"user_id": user.id})
+
+
+def purge_email_tokens(*, older_than: datetime) -> int:
+    """Delete emailed tokens that expired before ``older_than``."""
+    deleted = purge_tokens(older_than=older_than)
+    db.session.commit()
+    return deleted

@@ -249,7 +249,7 @@ class Config:
     @staticmethod
     def _engine_options(url: str) -> dict:
         if not url.startswith("postgresql"):
-            return {"pool_pre_ping": True}
+            return {}  # SQLite: a file or memory, no server to drop a connection
         timeouts = database_timeouts()
         return {
             # A pooled connection the server dropped (restart, pg_terminate_backend) is found

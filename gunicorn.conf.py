@@ -8,7 +8,7 @@ from http import HTTPStatus
 from gunicorn import util
 
 from config import database_timeouts
-from taskapp.observability import gunicorn_logconfig, prepare_multiprocess_metrics, worker_exited
+from taskapp.observability import logging_config, prepare_multiprocess_metrics, worker_exited
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -37,7 +37,7 @@ control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 
 # One JSON log format for gunicorn and the app; with METRICS_ENABLED, a fresh
 # PROMETHEUS_MULTIPROC_DIR so /metrics adds up every worker.
-logconfig_dict = gunicorn_logconfig()
+logconfig_dict = logging_config()  # gunicorn applies it in the master
 prepare_multiprocess_metrics()
 
 

@@ -6,17 +6,18 @@ import secrets
 import tempfile
 
 from flask import Blueprint, Flask
-from sqlalchemy import event
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
+from taskapp import account, admin, auth, cli, database, health, tasks
+from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
-from taskapp.database import register_connection_events, register_read_only_requests
-from taskapp.errors import document_error_responses, register_error_handlers
+from taskapp.errors import register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 from taskapp.mail import register_mail
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
+from taskapp.recovery import routes as recovery_routes
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ def create_app(config: Config | None = None) -> Flask:
     # and the access line and headers are added last, to the final response.
     register_request_hooks(app)
     register_extensions(app)
+    database.init_app(app)
+    register_mail(app)
+    register_jwt_callbacks(jwt)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
@@ -86,45 +90,17 @@ def _instance_secret(app: Flask) -> str:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extension instances to the app."""
-    from taskapp.auth import service as auth_service
-    from taskapp.auth.tokens import token_ids
-    from taskapp.errors import register_jwt_callbacks
-
     db.init_app(app)
-    register_read_only_requests(app, db)
-    register_mail(app)
-    with app.app_context():
-        register_connection_events(db.engine)
-        if db.engine.dialect.name == "sqlite":
-            # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
-            event.listen(db.engine, "connect", _enable_sqlite_foreign_keys)
     migrate.init_app(app, db)
     jwt.init_app(app)
     limiter.init_app(app)
     api.init_app(app)
 
-    register_jwt_callbacks(jwt)
-
-    @jwt.user_lookup_loader
-    def load_user(_header: dict, claims: dict):
-        ids = token_ids(claims)
-        return auth_service.load_session_user(*ids) if ids else None
-
-
-def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
 
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    from taskapp import account, admin, auth, health, tasks
-    from taskapp.recovery.routes import blp as recovery_blp
-
-    for blueprint in (auth.blp, account.blp, recovery_blp, tasks.blp, admin.blp, health.blp):
+    for blueprint in (auth.blp, account.blp, recovery_routes.blp, tasks.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
-    document_error_responses(api.spec)
     app.register_blueprint(
         Blueprint(
             "swagger_ui_assets",
@@ -137,6 +113,4 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     """Flask CLI commands."""
-    from taskapp.cli import register
-
-    register(app)
+    cli.register(app)

@@ -1,26 +1,45 @@
-"""How the app uses its database connections: autocommit reads and a liveness check at
-checkout that costs no round trip.
+"""How the app uses its database connections: autocommit reads, a liveness check at
+checkout that costs no round trip, SQLite's foreign keys, and the session's end.
 
-Both exist for the same reason: on a request that reads a page, each round trip to
+The first two exist for the same reason: on a request that reads a page, each round trip to
 PostgreSQL cost about as much as the query itself (BENCHMARKS.md). A read-only request
 needs no transaction (under READ COMMITTED every statement takes its own snapshot anyway),
 so it runs in autocommit and saves the BEGIN and the ROLLBACK; and a pooled connection is
 checked for a server-side close by polling its socket instead of by ``SELECT 1``.
 """
 
+import logging
 import select
 
 from flask import Flask, request
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+
+from taskapp.extensions import db
+
+log = logging.getLogger(__name__)
 
 # Requests that must not change anything (RFC 9110 safe methods).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY = "taskapp.read_only"
 
 
-def register_read_only_requests(app: Flask, db) -> None:
+def init_app(app: Flask) -> None:
+    """Wire ``db`` (already initialised on ``app``) into the app's requests and connections."""
+    _register_read_only_requests(app)
+    _register_session_teardown(app)
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "checkout", drop_connection_if_closed)
+        event.listen(engine, "checkin", leave_autocommit)
+    elif engine.dialect.name == "sqlite":
+        # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
+        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+
+
+def _register_read_only_requests(app: Flask) -> None:
     """Run the statements of safe-method requests in autocommit: no BEGIN, no ROLLBACK.
 
     Such requests must not write (HTTP says so, and none here does): in autocommit each
@@ -77,9 +96,27 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
         raise DisconnectionError("the server closed the connection")
 
 
-def register_connection_events(engine: Engine) -> None:
-    """The checkout check, and leaving autocommit at check-in, on PostgreSQL (SQLite has no
-    round trips to save)."""
-    if engine.dialect.name == "postgresql":
-        event.listen(engine, "checkout", drop_connection_if_closed)
-        event.listen(engine, "checkin", leave_autocommit)
+def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _register_session_teardown(app: Flask) -> None:
+    """End each app context's session, surviving a connection that died after the response.
+
+    Registered after Flask-SQLAlchemy's own teardown, so it runs before it (Flask runs them
+    in reverse), leaving that one an empty session.
+    """
+
+    @app.teardown_appcontext
+    def discard_session(_error: BaseException | None) -> None:
+        try:
+            db.session.remove()
+        except SQLAlchemyError as error:
+            # The connection died after the response was made (PostgreSQL stopped, or killed
+            # the backend): the final rollback fails. The response stands; SQLAlchemy has
+            # invalidated the connection; the session is dropped all the same. Raised from a
+            # teardown, this would replace the response with gunicorn's HTML 500 page.
+            log.warning("database connection lost after the response: %s", type(error).__name__)
+            db.session.registry.clear()

@@ -7,7 +7,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
-from taskapp.errors import Api
+from taskapp.api import Api
 
 # Named constraints so Alembic migrations are reviewable and portable.
 NAMING_CONVENTION = {

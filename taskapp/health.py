@@ -8,7 +8,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from taskapp.errors import Blueprint
+from taskapp.api import Blueprint
 from taskapp.extensions import db, limiter
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Request ids, the one-line JSON access log, JSON logging for the app and gunicorn, metrics.
 
-Logging is configured once per process: gunicorn applies ``gunicorn_logconfig()`` (from
+Logging is configured once per process: gunicorn applies ``logging_config()`` (from
 ``gunicorn.conf.py``) before it loads the app; ``flask`` commands get the same JSON handler
 from ``configure_logging()``; a host that already set up logging (pytest) is left alone.
 """
@@ -17,16 +17,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from flask import Flask, Response, has_request_context, request
+from flask import Flask, Response, g, has_request_context, request
 from flask_jwt_extended import get_jwt
 
 from config import config_from_env
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# Per-request state lives in the WSGI environ, not in ``g``: an app context (and so ``g``)
-# outlives the request when one was pushed before it.
-_REQUEST_ID_KEY = "taskapp.request_id"
-_STARTED_KEY = "taskapp.request_started"
 # Short and printable (visible ASCII): anything else is replaced, never logged as sent.
 _SANE_REQUEST_ID = re.compile(r"[!-~]{1,128}")
 
@@ -59,8 +55,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        if has_request_context() and _REQUEST_ID_KEY in request.environ:
-            entry["request_id"] = request.environ[_REQUEST_ID_KEY]
+        if has_request_context() and "request_id" in g:
+            entry["request_id"] = g.request_id
         for name, value in vars(record).items():
             if name not in _RECORD_ATTRIBUTES and not name.startswith("_"):
                 entry[name] = redact(value) if isinstance(value, str) else value
@@ -94,11 +90,6 @@ def logging_config() -> dict:
     }
 
 
-def gunicorn_logconfig() -> dict:
-    """``logconfig_dict`` for gunicorn.conf.py (gunicorn applies it in the master)."""
-    return logging_config()
-
-
 def configure_logging() -> None:
     """JSON logging on stderr, unless the process already configured logging (gunicorn, pytest)."""
     if not logging.getLogger().handlers:
@@ -107,11 +98,10 @@ def configure_logging() -> None:
 
 def _request_id() -> str:
     """The client's X-Request-ID when sane, else a new one; fixed for the request."""
-    environ = request.environ
-    if _REQUEST_ID_KEY not in environ:
+    if "request_id" not in g:
         sent = request.headers.get(REQUEST_ID_HEADER, "")
-        environ[_REQUEST_ID_KEY] = sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-    return environ[_REQUEST_ID_KEY]
+        g.request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    return g.request_id
 
 
 def _user_id() -> int | None:
@@ -131,14 +121,14 @@ def register_request_logging(app: Flask) -> None:
 
     @app.before_request
     def start_request() -> None:
-        request.environ[_STARTED_KEY] = time.perf_counter()
+        g.request_started = time.perf_counter()
         _request_id()
 
     @app.after_request
     def finish_request(response: Response) -> Response:
         request_id = _request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
-        started = request.environ.get(_STARTED_KEY)
+        started = g.get("request_started")
         duration = (time.perf_counter() - started) * 1000 if started is not None else None
         access_log.info(
             "%s %s %s",

@@ -4,7 +4,6 @@ import io
 import random
 from datetime import UTC, datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import insert, select
 
 from taskapp.auth.models import User
@@ -51,19 +50,19 @@ def _rows(user_id: int, count: int, rng: random.Random):
 def seed(*, users: int, tasks: int, prefix: str, password: str, rng_seed: int = 42) -> list[int]:
     """Create ``users`` users named ``<prefix>-<n>@example.com`` with ``tasks`` tasks each."""
     rng = random.Random(rng_seed)
-    password_hash = hash_password(password, rounds=current_app.config["BCRYPT_ROUNDS"])
+    password_hash = hash_password(password)
     emails = [f"{prefix}-{n}@example.com" for n in range(users)]
     db.session.execute(
         insert(User), [{"email": email, "password_hash": password_hash} for email in emails]
     )
     user_ids = list(db.session.scalars(select(User.id).where(User.email.in_(emails))))
     for user_id in user_ids:
-        _load_tasks(user_id, _rows(user_id, tasks, rng))
+        _load_tasks(_rows(user_id, tasks, rng))
     db.session.commit()
     return user_ids
 
 
-def _load_tasks(user_id: int, rows) -> None:
+def _load_tasks(rows) -> None:
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         # statement_timeout guards request paths; a bulk load is meant to run long.

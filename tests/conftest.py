@@ -1,11 +1,14 @@
 """Fixtures: one schema per run (built by the migrations), a clean database per test."""
 
+import contextvars
 import itertools
 import os
+from pathlib import Path
 
 import flask_migrate
 import psycopg2
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -13,6 +16,7 @@ from config import TestingConfig
 from taskapp import create_app
 from taskapp.extensions import db, limiter
 
+PROJECT = Path(__file__).resolve().parents[1]
 TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PASSWORD = "correct horse battery"
 _emails = itertools.count()
@@ -39,6 +43,24 @@ def own_connection():
     )
     connection.autocommit = True
     return connection
+
+
+class RequestClient(FlaskClient):
+    """Flask's test client, each request run in a fresh ``contextvars`` context.
+
+    So a request never joins a context the test holds: it pushes its own app context (its
+    own ``g`` and ``db.session``) and runs its teardown, as under gunicorn.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
+def build_test_app(config: TestingConfig):
+    """``create_app(config)`` whose test clients are RequestClients."""
+    app = create_app(config)
+    app.test_client_class = RequestClient
+    return app
 
 
 def make_config(**overrides) -> TestingConfig:
@@ -73,7 +95,7 @@ def truncate_all() -> None:
 
 @pytest.fixture(scope="session")
 def _app():
-    app = create_app(make_config())
+    app = build_test_app(make_config())
     with app.app_context():
         reset_schema()
     return app
@@ -81,32 +103,48 @@ def _app():
 
 @pytest.fixture
 def app(_app, request):
-    """The app, inside an app context, on a clean database, with fresh rate-limit counters."""
+    """The app on a clean database, with fresh rate-limit counters.
+
+    The fixture's own context is pushed only around setup and teardown (flaskr's fixture);
+    the test body runs in ``test_context``.
+    """
+    isolated = on_postgres() and not request.node.get_closest_marker("committing")
     with _app.app_context():
         limiter.reset()
-        isolated = db.engine.dialect.name == "postgresql" and not request.node.get_closest_marker(
-            "committing"
-        )
-        if not isolated:
-            yield _app
-            truncate_all()
-            return
-        # Everything the test commits lands in a savepoint of one outer transaction.
-        engines = db._app_engines[_app]
-        engine = engines[None]
-        connection = engine.connect()
-        transaction = connection.begin()
-        engines[None] = connection
+        if isolated:
+            # Everything the test commits lands in a savepoint of one outer transaction:
+            # every session of the app, each request's included, is bound to this connection.
+            engine = db.engines[None]
+            connection = engine.connect()
+            transaction = connection.begin()
+            db.engines[None] = connection
+            db.session.session_factory.kw["join_transaction_mode"] = "create_savepoint"
+    try:
+        yield _app
+    finally:
+        with _app.app_context():
+            if isolated:
+                db.session.remove()
+                db.session.session_factory.kw.pop("join_transaction_mode", None)
+                db.engines[None] = engine
+                transaction.rollback()
+                connection.close()
+            else:
+                truncate_all()
+
+
+@pytest.fixture(autouse=True)
+def test_context(request):
+    """For a test using ``app``: a context of the test's own, for reading the database.
+
+    Requests never share it (see RequestClient): each has its own context and session.
+    """
+    if "app" not in request.fixturenames:
+        yield
+        return
+    with request.getfixturevalue("app").app_context():
+        yield
         db.session.remove()
-        db.session.session_factory.kw["join_transaction_mode"] = "create_savepoint"
-        try:
-            yield _app
-        finally:
-            db.session.remove()
-            db.session.session_factory.kw.pop("join_transaction_mode", None)
-            engines[None] = engine
-            transaction.rollback()
-            connection.close()
 
 
 @pytest.fixture
@@ -115,7 +153,7 @@ def build_app():
     built = []
 
     def build(**overrides):
-        app = create_app(make_config(**overrides))
+        app = build_test_app(make_config(**overrides))
         built.append(app)
         with app.app_context():
             # The limiter's storage is shared with the other apps: start from zero.
@@ -136,6 +174,11 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+def bearer(token: str) -> dict:
+    """The Authorization header of an access token."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def unique_email() -> str:

@@ -23,7 +23,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from servers import PROJECT, free_port
+from conftest import PROJECT
+from servers import free_port
+from taskapp.extensions import db
 
 DATABASE = "taskapp"
 
@@ -134,7 +136,8 @@ class Cluster:
 
     def truncate(self) -> None:
         """Empty the app's tables (a clean slate for the next test)."""
-        self.sql("TRUNCATE users, sessions, refresh_tokens, tasks RESTART IDENTITY CASCADE")
+        tables = ", ".join(table.name for table in db.metadata.sorted_tables)
+        self.sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 def _as_postgres(

@@ -27,7 +27,8 @@ import redis
 import requests
 from requests.structures import CaseInsensitiveDict
 
-PROJECT = Path(__file__).resolve().parents[1]
+from conftest import PROJECT
+
 ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$")
 
 
@@ -73,6 +74,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def accept_queue(port: int) -> int | None:
+    """Connections waiting in the accept queue of the socket listening on 127.0.0.1:``port``
+    (Linux: a listening socket's rx_queue in /proc/net/tcp), or None if none listens."""
+    local = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def wait_until_accepted(port: int, timeout: float = 10) -> None:
+    """Wait until every connection made to ``port`` has been accepted by a worker."""
+    deadline = time.monotonic() + timeout
+    while accept_queue(port) != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no worker accepted a connection on port {port}")
+        time.sleep(0.005)
 
 
 def clear_limiter_keys(url: str | None = None) -> None:
@@ -226,8 +247,8 @@ class Held:
         self.response = HeldResponse()
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
         self.sock.sendall("\r\n".join(lines).encode() + b"\r\n")
-        # Give a worker time to accept it and block reading the rest of the head.
-        time.sleep(0.3)
+        # Held only once a worker has accepted it (and so is busy reading the rest of it).
+        wait_until_accepted(server.port)
 
     def release(self) -> HeldResponse:
         """Send the rest; the worker serves it. Returns (and fills in) the response."""

@@ -3,14 +3,10 @@
 import pytest
 from sqlalchemy import func, select
 
-from conftest import PASSWORD, assert_error
+from conftest import PASSWORD, assert_error, bearer
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

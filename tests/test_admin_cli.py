@@ -5,17 +5,15 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 import config
-from conftest import PASSWORD, assert_error
+from conftest import PASSWORD, PROJECT, assert_error
 from taskapp.auth.models import User
 from taskapp.extensions import db
 
-PROJECT = Path(__file__).resolve().parents[1]
 NEW_PASSWORD = "a strong admin password"
 
 

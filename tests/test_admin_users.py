@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
-from conftest import assert_error, requires_postgres
+from conftest import assert_error, bearer, own_connection, requires_postgres
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import Session, User
 from taskapp.extensions import db
@@ -18,10 +18,6 @@ def generous_limits(app, monkeypatch):
     """These tests sign up and log in more users than the per-address limits allow."""
     for name in ("RATELIMIT_SIGNUP", "RATELIMIT_LOGIN"):
         monkeypatch.setitem(app.config, name, "1000 per minute")
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -315,6 +311,25 @@ def test_changes_that_keep_the_admin_are_allowed_for_the_last_one(client, make_a
         assert (response.json["role"], response.json["is_active"]) == ("admin", True)
 
 
+def wait_for_lock_waiter(holder_pid: int, timeout: float = 10) -> bool:
+    """Whether, within ``timeout``, some backend waits on a lock held by ``holder_pid``."""
+    watcher = own_connection()
+    deadline = time.monotonic() + timeout
+    try:
+        with watcher.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (holder_pid,),
+                )
+                if cursor.fetchone()[0]:
+                    return True
+                time.sleep(0.01)  # poll interval, bounded by the deadline
+        return False
+    finally:
+        watcher.close()
+
+
 @requires_postgres
 @pytest.mark.committing
 def test_two_admins_demoting_each_other_at_once_leave_one(app, client, make_admin):
@@ -342,8 +357,9 @@ def test_two_admins_demoting_each_other_at_once_leave_one(app, client, make_admi
         other.execute(text("UPDATE users SET role = 'user' WHERE id = :id"), {"id": b_id})
         worker = threading.Thread(target=demote_a)
         worker.start()
-        time.sleep(0.5)
-        assert worker.is_alive(), "the demotion should wait for the other transaction's locks"
+        # Observed, not assumed: the demotion's transaction queues behind the row locks.
+        assert wait_for_lock_waiter(other.connection.driver_connection.get_backend_pid())
+        assert worker.is_alive()
         other.commit()
     worker.join(timeout=10)
     assert not worker.is_alive()

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import PROJECT
 from servers import Server, free_port, stop, wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
-PROJECT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--headless",

@@ -6,18 +6,16 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from flask_jwt_extended import create_access_token
 
 import config
 from config import ProductionConfig, normalise_database_url
-from conftest import assert_error
+from conftest import PROJECT, assert_error
 from taskapp import create_app
 from taskapp.extensions import db
 
-PROJECT = Path(__file__).resolve().parents[1]
 MAX_BODY = 1024 * 1024
 # Nothing listens on port 1: connections are refused at once.
 UNREACHABLE_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/none"

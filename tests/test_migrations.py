@@ -4,17 +4,15 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import requires_postgres
+from conftest import PROJECT, requires_postgres
 
 pytestmark = requires_postgres
 
-PROJECT = Path(__file__).resolve().parents[1]
 TABLES = {"users", "sessions", "refresh_tokens", "tasks"}
 
 

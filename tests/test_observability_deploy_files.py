@@ -3,11 +3,11 @@ the steps the suite runs for real (pip install ., flask db upgrade, gunicorn wit
 
 import json
 import re
-from pathlib import Path
 
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
+from conftest import PROJECT
+
 MIGRATE = "flask --app wsgi db upgrade"
 SERVE = "gunicorn -c gunicorn.conf.py wsgi:app"
 

@@ -265,3 +265,19 @@ def test_the_formatter_redacts_credentials_it_is_given_anyway(text, kept):
     assert redact(text) == kept
     record = logging.makeLogRecord({"msg": "%s", "args": (text,), "levelname": "INFO"})
     assert json.loads(JsonFormatter().format(record))["message"] == kept
+
+
+def test_each_request_has_its_own_context_even_while_the_test_holds_one(build_app):
+    # As under gunicorn: a request never joins a context pushed before it, so its request id
+    # (kept in g), its session and its teardown are its own.
+    app = build_app()
+    ended = []
+    app.teardown_appcontext(lambda _error: ended.append(True))
+    client = app.test_client()
+    with app.app_context():
+        first = client.get("/healthz").headers["X-Request-ID"]
+        second = client.get("/healthz").headers["X-Request-ID"]
+        assert len(ended) == 2  # each request's teardown ran, the test's context still open
+
+    assert first != second
+    assert GENERATED_ID.fullmatch(first) and GENERATED_ID.fullmatch(second)

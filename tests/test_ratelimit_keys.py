@@ -5,17 +5,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import redis
 
 import config
-from conftest import PASSWORD, assert_error, requires_redis
+from conftest import PASSWORD, PROJECT, assert_error, requires_redis
 from taskapp.auth.models import Session
 from taskapp.extensions import db
 
-PROJECT = Path(__file__).resolve().parents[1]
 EMAIL_LIMIT = 10  # RATELIMIT_LOGIN_EMAIL's default: 10 per hour
 ADDRESS_LIMIT = 5  # RATELIMIT_LOGIN's default: 5 per minute
 

@@ -10,13 +10,13 @@ from taskapp.account.schemas import (
     PasswordConfirmSchema,
     SessionSchema,
 )
+from taskapp.api import ID, Blueprint
 from taskapp.auth.tokens import SESSION_CLAIM
-from taskapp.errors import Blueprint
 from taskapp.security import authenticated
 
 blp = Blueprint("account", __name__, description="The signed-in user's account and sessions")
 
-SESSION_URL = "/sessions/<int(max=2147483647):session_id>"
+SESSION_URL = f"/sessions/<{ID}:session_id>"
 
 
 @blp.route("/me")
@@ -35,7 +35,7 @@ class Me(MethodView):
     @blp.doc(operationId="delete_me")
     def delete(self, body):
         """Delete the account with its tasks and sessions (password required)"""
-        service.delete_account(current_user, password=body["password"])
+        service.delete_account(current_user.id, password=body["password"])
 
 
 @blp.route("/me/password")
@@ -47,7 +47,7 @@ class Password(MethodView):
     @blp.doc(operationId="change_password")
     def post(self, body):
         """Change the password; every session, this one included, is revoked"""
-        service.change_password(current_user, **body)
+        service.change_password(current_user.id, **body)
 
 
 # For clients and the fuzzer: the ids listed are the ones DELETE /sessions/{session_id} takes.

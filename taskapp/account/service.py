@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime
 
-from flask import current_app
 from sqlalchemy import delete, select
 
 from taskapp.auth.models import Session, User
@@ -15,21 +14,23 @@ from taskapp.recovery.tokens import invalidate_tokens
 WRONG_PASSWORD = "Password is incorrect"
 
 
-def check_password(user: User, password: str) -> None:
-    """Forbidden unless ``password`` is the user's (a route's confirmation of intent)."""
-    rounds = current_app.config["BCRYPT_ROUNDS"]
-    if not verify_password(password, user.password_hash, rounds=rounds):
+def check_password(user_id: int, password: str) -> User:
+    """The user, unless ``password`` is not theirs: Forbidden (a route's confirmation of intent)."""
+    # Already in the session's identity map when the route's current_user loaded it.
+    user = db.session.get(User, user_id)
+    if not verify_password(password, user.password_hash):
         raise Forbidden(WRONG_PASSWORD)
+    return user
 
 
-def change_password(user: User, *, current_password: str, new_password: str) -> None:
+def change_password(user_id: int, *, current_password: str, new_password: str) -> None:
     """Set a new password, revoke every session of the user (this one included) and retire
     any password-reset link."""
-    check_password(user, current_password)
-    user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
-    revoke_sessions(user_id=user.id)
+    user = check_password(user_id, current_password)
+    user.password_hash = hash_password(new_password)
+    revoke_sessions(user_id=user_id)
     # A reset link sent earlier must not undo the password just chosen.
-    invalidate_tokens(user.id, "password_reset")
+    invalidate_tokens(user_id, "password_reset")
     db.session.commit()
 
 
@@ -71,8 +72,8 @@ def revoke_all_sessions(user_id: int) -> None:
     db.session.commit()
 
 
-def delete_account(user: User, *, password: str) -> None:
+def delete_account(user_id: int, *, password: str) -> None:
     """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
-    check_password(user, password)
-    db.session.execute(delete(User).where(User.id == user.id))
+    check_password(user_id, password)
+    db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()

@@ -11,12 +11,12 @@ from taskapp.admin.schemas import (
     AdminUserQuerySchema,
     AdminUserSchema,
 )
-from taskapp.errors import Blueprint
+from taskapp.api import ID, Blueprint
 from taskapp.security import admin_required
 
 blp = Blueprint("admin", __name__, description="User administration (admins only)")
 
-USER_URL = "/admin/users/<int(max=2147483647):user_id>"
+USER_URL = f"/admin/users/<{ID}:user_id>"
 
 
 @blp.route("/admin/users")
@@ -27,7 +27,7 @@ class AdminUsers(MethodView):
     @blp.doc(operationId="list_users")
     def get(self, query):
         """List users, optionally searching by email"""
-        return service.list_users(current_user, **query)
+        return service.list_users(**query)
 
 
 @blp.route(USER_URL)
@@ -40,4 +40,4 @@ class AdminUser(MethodView):
     @blp.doc(operationId="update_user")
     def patch(self, body, user_id):
         """Activate, deactivate (revoking every session), promote or demote a user"""
-        return service.update_user(current_user, user_id, changes=body)
+        return service.update_user(current_user.id, user_id, changes=body)

@@ -2,26 +2,22 @@
 
 import logging
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from taskapp.auth.models import User
+from taskapp.auth.models import ADMIN, User
 from taskapp.auth.passwords import hash_password
 from taskapp.auth.service import revoke_sessions
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.pagination import paginate
 
-ADMIN = "admin"
 LAST_ADMIN = "The last active admin cannot be deactivated or demoted"
 
 log = logging.getLogger(__name__)
 
 
-def list_users(
-    actor: User, *, search: str | None = None, page: int = 1, page_size: int = 10
-) -> dict:
+def list_users(*, search: str | None = None, page: int = 1, page_size: int = 10) -> dict:
     """One page of every user, by id, optionally those whose email contains ``search``."""
     query = select(User)
     if search:
@@ -46,7 +42,7 @@ def _active_admin_ids_locked() -> list[int]:
     )
 
 
-def update_user(actor: User, user_id: int, *, changes: dict) -> User:
+def update_user(actor_id: int, user_id: int, *, changes: dict) -> User:
     """Set a user's ``is_active`` and/or ``role``; deactivation revokes every session.
 
     Refused with Conflict when it would leave no active admin.
@@ -66,7 +62,7 @@ def update_user(actor: User, user_id: int, *, changes: dict) -> User:
         setattr(user, name, value)
     if changes.get("is_active") is False:
         revoke_sessions(user_id=user.id)
-    audit = {"actor_id": actor.id, "target_id": user.id, "changes": changes}
+    audit = {"actor_id": actor_id, "target_id": user.id, "changes": changes}
     db.session.commit()
     log.info("admin changed a user", extra=audit)
     return user
@@ -87,8 +83,7 @@ def make_admin(*, email: str, password: str | None = None) -> tuple[User, bool]:
     if created:
         if password is None:
             raise NotFound("User not found")
-        rounds = current_app.config["BCRYPT_ROUNDS"]
-        user = User(email=email, password_hash=hash_password(password, rounds=rounds))
+        user = User(email=email, password_hash=hash_password(password))
         db.session.add(user)
     user.role = ADMIN
     user.is_active = True

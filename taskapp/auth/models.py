@@ -8,19 +8,23 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from taskapp.extensions import db
 from taskapp.sqltypes import UTCDateTime
 
-ROLES = ("user", "admin")
+USER = "user"
+ADMIN = "admin"
+ROLES = (USER, ADMIN)
 
 
 class User(db.Model):
     """An account. ``email`` is stored normalised (trimmed, lower-cased)."""
 
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint(f"role IN ({', '.join(repr(role) for role in ROLES)})", name="role"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(60))
-    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    role: Mapped[str] = mapped_column(String(16), default=USER, server_default=USER)
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     # Set when the user follows a link sent to ``email`` (verification, reset, change).
     email_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
@@ -29,6 +33,10 @@ class User(db.Model):
     sessions: Mapped[list["Session"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
 
 
 class Session(db.Model):

@@ -3,14 +3,20 @@
 import functools
 
 import bcrypt
+from flask import current_app
 
 # bcrypt's input limit: longer passwords are refused at signup, never truncated.
 MAX_PASSWORD_BYTES = 72
 
 
-def hash_password(password: str, *, rounds: int) -> str:
+def _rounds() -> int:
+    """The bcrypt cost (BCRYPT_ROUNDS): read here only."""
+    return current_app.config["BCRYPT_ROUNDS"]
+
+
+def hash_password(password: str) -> str:
     """Hash a password that the schema already limited to 72 UTF-8 bytes."""
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(_rounds())).decode()
 
 
 @functools.cache
@@ -18,7 +24,7 @@ def _dummy_hash(rounds: int) -> bytes:
     return bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(rounds))
 
 
-def verify_password(password: str, password_hash: str | None, *, rounds: int) -> bool:
+def verify_password(password: str, password_hash: str | None) -> bool:
     """Check a password in about the same time whether or not the user exists.
 
     With no hash (unknown user) or a password bcrypt cannot take (over 72 bytes: bcrypt 5
@@ -30,6 +36,6 @@ def verify_password(password: str, password_hash: str | None, *, rounds: int) ->
     except UnicodeEncodeError:
         candidate = None
     if password_hash is None or candidate is None or len(candidate) > MAX_PASSWORD_BYTES:
-        bcrypt.checkpw(b"dummy-password", _dummy_hash(rounds))
+        bcrypt.checkpw(b"dummy-password", _dummy_hash(_rounds()))
         return False
     return bcrypt.checkpw(candidate, password_hash.encode())

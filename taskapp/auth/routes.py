@@ -4,6 +4,7 @@ from flask import request
 from flask.views import MethodView
 from flask_jwt_extended.exceptions import NoAuthorizationError
 
+from taskapp.api import Blueprint
 from taskapp.auth import service
 from taskapp.auth.schemas import (
     LoginSchema,
@@ -12,7 +13,6 @@ from taskapp.auth.schemas import (
     TokenPairSchema,
     UserSchema,
 )
-from taskapp.errors import Blueprint
 from taskapp.extensions import api
 from taskapp.security import rate_limited
 

@@ -22,14 +22,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _rounds() -> int:
-    return current_app.config["BCRYPT_ROUNDS"]
-
-
 def create_user(*, email: str, password: str) -> User:
     """Register a user and email a verification link; the unique index settles concurrent
     signups of one email."""
-    user = User(email=email, password_hash=hash_password(password, rounds=_rounds()))
+    user = User(email=email, password_hash=hash_password(password))
     db.session.add(user)
     try:
         db.session.flush()
@@ -56,7 +52,7 @@ def _store_refresh_token(pair: dict, user_id: int, session: Session) -> dict:
 def login(*, email: str, password: str, user_agent: str | None, ip_address: str | None) -> dict:
     """Check credentials and open a session; one answer for every kind of failure."""
     user = db.session.scalar(select(User).where(User.email == email))
-    valid = verify_password(password, user.password_hash if user else None, rounds=_rounds())
+    valid = verify_password(password, user.password_hash if user else None)
     if not (valid and user.is_active):
         raise Unauthorized(BAD_CREDENTIALS)
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.email_verified:

@@ -14,8 +14,9 @@ from datetime import timedelta
 
 from flask import current_app, request
 from flask_jwt_extended import current_user
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
+from taskapp.api import Blueprint
 from taskapp.extensions import db
 from taskapp.idempotency import service
 

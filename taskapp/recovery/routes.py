@@ -3,7 +3,7 @@
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from taskapp.errors import Blueprint
+from taskapp.api import Blueprint
 from taskapp.extensions import api
 from taskapp.recovery import service
 from taskapp.recovery.schemas import (

@@ -70,7 +70,7 @@ def reset_password(*, token: str, new_password: str) -> None:
     """Set a new password with a reset token: the token is spent, every session revoked, and
     the address counts as verified (the link reached it)."""
     user, _ = _spend(token, "password_reset")
-    user.password_hash = hash_password(new_password, rounds=current_app.config["BCRYPT_ROUNDS"])
+    user.password_hash = hash_password(new_password)
     user.email_verified = True
     revoke_sessions(user_id=user.id)
     db.session.commit()
@@ -95,7 +95,7 @@ def verify_email(*, token: str) -> None:
 def request_email_change(user: User, *, password: str, new_email: str) -> None:
     """Email a confirmation link to ``new_email`` and a notice to the current address; the
     address changes only when the link is followed."""
-    check_password(user, password)
+    check_password(user.id, password)
     if new_email == user.email:
         raise Conflict("This is already the account's address")
     hours = current_app.config["EMAIL_TOKEN_HOURS"]

@@ -8,7 +8,7 @@ from flask_jwt_extended import current_user
 from marshmallow import RAISE
 from werkzeug.http import quote_etag
 
-from taskapp.errors import Blueprint
+from taskapp.api import ID, Blueprint
 from taskapp.extensions import api
 from taskapp.idempotency import idempotent
 from taskapp.security import authenticated
@@ -25,8 +25,7 @@ from taskapp.tasks.schemas import (
 
 blp = Blueprint("tasks", __name__, description="The caller's own tasks")
 
-# Ids beyond int4 cannot exist: the converter answers 404 instead of an overflow.
-TASK_URL = "/tasks/<int(max=2147483647):task_id>"
+TASK_URL = f"/tasks/<{ID}:task_id>"
 
 # Conditional requests are optional here (the contract: requests without If-Match behave as
 # before), so flask-smorest's @blp.etag, which answers 428 to a write without If-Match, does

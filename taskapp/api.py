@@ -1,0 +1,141 @@
+"""flask-smorest, fitted to taskapp: the ``Api`` and ``Blueprint`` subclasses, the JSON-only
+body parser, and the OpenAPI additions every route shares."""
+
+import functools
+from copy import deepcopy
+
+import flask_smorest
+from apispec import BasePlugin
+from flask import request
+from webargs.flaskparser import FlaskParser, abort
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
+
+# Path ids are PostgreSQL integers: beyond int4 the converter answers 404, not an overflow.
+ID = "int(max=2147483647)"
+
+# Flask-Limiter sends these on every response of a limited route, about the limit the request
+# was counted against: the one it exceeded, else the one with the shortest window.
+RATE_LIMIT_HEADERS = {
+    name: {"description": text, "schema": {"type": "integer"}}
+    for name, text in (
+        ("X-RateLimit-Limit", "Requests allowed in the window"),
+        ("X-RateLimit-Remaining", "Requests left in the window, after this one"),
+        ("X-RateLimit-Reset", "When the window next frees a request (Unix time)"),
+        ("Retry-After", "Seconds until the window next frees a request"),
+    )
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+class SharedResponsesPlugin(BasePlugin):
+    """Documents what every route shares: 400/413/415 where a JSON body is read, 503 (with
+    Retry-After) where the database is used, and the rate-limit headers on the success
+    responses of every route that documents a 429."""
+
+    def __init__(self, *, without_database=("/healthz",)):
+        self.without_database = without_database
+        self.spec = None
+
+    def init_spec(self, spec) -> None:
+        self.spec = spec
+
+    def _ref(self, name: str) -> dict:
+        # Referencing one of flask-smorest's lazy responses registers it.
+        return self.spec.components.get_ref("response", name)
+
+    def operation_helper(self, path=None, operations=None, **_kwargs) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("400", self._ref("BAD_REQUEST"))
+                responses.setdefault("413", self._ref("REQUEST_ENTITY_TOO_LARGE"))
+                responses.setdefault("415", self._ref("UNSUPPORTED_MEDIA_TYPE"))
+            if path not in self.without_database:
+                responses.setdefault("503", self._ref("SERVICE_UNAVAILABLE"))
+                unavailable = self.spec.components.responses["SERVICE_UNAVAILABLE"]
+                unavailable.setdefault("headers", {}).update(RETRY_AFTER)
+            if "429" in map(str, responses):
+                for code, response in responses.items():
+                    if str(code).startswith("2"):
+                        response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api with a message on every error, 405's Allow header kept, and the
+    shared responses documented."""
+
+    def init_app(self, app, *, spec_kwargs=None):
+        # A plugin per spec: the unbound ``api`` is initialised once per app built.
+        spec_kwargs = {**(spec_kwargs or {}), "extra_plugins": [SharedResponsesPlugin()]}
+        super().init_app(app, spec_kwargs=spec_kwargs)
+
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        payload.setdefault("message", error.description)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
+        if code == 429:
+            # Flask-Limiter adds Retry-After and X-RateLimit-* in after_request.
+            payload["message"] = "Rate limit exceeded: " + error.description
+        return payload, code, headers
+
+
+class JSONBodyParser(FlaskParser):
+    """webargs' parser, answering a body nested too deep for the JSON decoder as malformed."""
+
+    def load_json(self, req, schema):
+        try:
+            return super().load_json(req, schema)
+        except RecursionError:
+            # Else a 500 any client could provoke with a few KB of "[": the same 400 as for
+            # any other body the decoder refuses.
+            abort(400, messages={"json": ["Invalid JSON body."]})
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint whose bodies are read by JSONBodyParser (so 400, not 500), and
+    must be JSON: 415 for a body of another type, or none where one is required."""
+
+    ARGUMENTS_PARSER = JSONBodyParser()
+
+    def arguments(self, schema, *, location="json", required=True, **kwargs):
+        if isinstance(schema, type):
+            # One instance for all requests: webargs would build one per request from a class.
+            schema = schema()
+        parse = super().arguments(schema, location=location, required=required, **kwargs)
+        if location != "json":
+            return parse
+
+        def decorator(view):
+            parsed = parse(view)
+
+            # webargs reads a body that is not JSON as no body at all, so a form or a body
+            # without a Content-Type would be taken for an empty object.
+            @functools.wraps(parsed)
+            def require_json(*args, **kwargs):
+                carries_body = request.content_length or "Transfer-Encoding" in request.headers
+                if not request.is_json and (required or carries_body):
+                    raise UnsupportedMediaType("The request body must be JSON (application/json)")
+                return parsed(*args, **kwargs)
+
+            return require_json
+
+        return decorator
+
+    @staticmethod
+    def header_parameter(parameter: dict):
+        """Document a header the view reads itself (an OpenAPI parameter object), next to the
+        parameters of ``arguments``: ``doc(parameters=...)`` would replace those."""
+
+        def decorator(view):
+            view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+            arguments = view._apidoc.setdefault("arguments", {})
+            arguments.setdefault("parameters", []).append(parameter)
+            return view
+
+        return decorator

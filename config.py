@@ -12,12 +12,28 @@ from redis.retry import Retry
 _POSTGRES_PREFIXES = ("postgres://", "postgresql://")
 
 
+# libpq's multi-host form: scheme://[userinfo@]host1:port1,host2:port2/database[?query]
+_MULTI_HOST = re.compile(r"(?P<head>[^:/]+://(?:[^@/?#]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<rest>.*)")
+
+
 def normalise_database_url(url: str) -> str:
-    """Map the URLs users paste (``postgres://``, ``postgresql://``) to our psycopg2 driver."""
+    """Map the URLs users paste (``postgres://``, ``postgresql://``) to our psycopg2 driver.
+
+    libpq's multi-host form (``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=
+    read-write``, as ``pg_autoctl show uri`` prints it) becomes SQLAlchemy's spelling of the
+    same thing (``postgresql+psycopg2://u@/db?host=h1:5432&host=h2:5432&...``): SQLAlchemy's
+    URL parser takes ``h1:5432,h2`` for one host with a port that is not a number.
+    """
     for prefix in _POSTGRES_PREFIXES:
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
-    return url
+            url = "postgresql+psycopg2://" + url[len(prefix) :]
+            break
+    match = _MULTI_HOST.fullmatch(url)
+    if match is None or not url.startswith("postgresql"):
+        return url
+    path, _, query = match["rest"].partition("?")
+    hosts = "&".join(f"host={host.strip()}" for host in match["hosts"].split(",") if host.strip())
+    return f"{match['head']}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -100,17 +116,48 @@ class DatabaseTimeouts:
     outlasts a statement of the request holding it. All of them < gunicorn's worker timeout
     (checked by gunicorn.conf.py against ``longest_wait``): a stuck query is answered with a
     503, never cut short by a killed worker (a 502 at the proxy).
+
+    The keepalive and tcp_user_timeout values bound the wait on a server that vanished
+    without closing its sockets (a host lost, a partition): statement_timeout cannot, since
+    it is the server that enforces it.
     """
 
     connect: int  # seconds to open a connection (DB_CONNECT_TIMEOUT)
     statement_ms: int  # DB_STATEMENT_TIMEOUT_MS
     lock_ms: int  # DB_LOCK_TIMEOUT_MS; 0 leaves lock waits to statement_timeout
     pool: int  # seconds to wait for a pooled connection (DB_POOL_TIMEOUT)
+    keepalives_idle: int = 5  # DB_KEEPALIVES_IDLE: seconds of silence before the first probe
+    keepalives_interval: int = 2  # DB_KEEPALIVES_INTERVAL: seconds between probes
+    keepalives_count: int = 3  # DB_KEEPALIVES_COUNT: unanswered probes that end it
+    tcp_user_timeout_ms: int = 10000  # DB_TCP_USER_TIMEOUT_MS: unacknowledged data
+
+    @property
+    def dead_server(self) -> float:
+        """Seconds until a connection to a server that vanished is given up, at most."""
+        probes = self.keepalives_idle + self.keepalives_interval * self.keepalives_count
+        return max(probes, self.tcp_user_timeout_ms / 1000)
 
     @property
     def longest_wait(self) -> float:
-        """Seconds one request can wait on the database before it fails: pool, connect, query."""
-        return self.pool + self.connect + self.statement_ms / 1000
+        """Seconds one request can wait on the database before it fails: pool, connect, query
+        (or a server gone silent)."""
+        return self.pool + self.connect + max(self.statement_ms / 1000, self.dead_server)
+
+    def connect_args(self) -> dict:
+        """libpq connection parameters: the connect timeout, TCP keepalives, tcp_user_timeout.
+
+        No ``options`` (startup ``-c`` settings): PgBouncer refuses them, and they would be
+        session state; the statement and lock timeouts are set per transaction instead
+        (taskapp.database).
+        """
+        return {
+            "connect_timeout": self.connect,
+            "keepalives": 1,
+            "keepalives_idle": self.keepalives_idle,
+            "keepalives_interval": self.keepalives_interval,
+            "keepalives_count": self.keepalives_count,
+            "tcp_user_timeout": self.tcp_user_timeout_ms,
+        }
 
 
 def database_timeouts() -> DatabaseTimeouts:
@@ -120,6 +167,10 @@ def database_timeouts() -> DatabaseTimeouts:
         statement_ms=_env_int("DB_STATEMENT_TIMEOUT_MS", 5000),
         lock_ms=_env_int("DB_LOCK_TIMEOUT_MS", 3000),
         pool=_env_int("DB_POOL_TIMEOUT", 6),
+        keepalives_idle=_env_int("DB_KEEPALIVES_IDLE", 5),
+        keepalives_interval=_env_int("DB_KEEPALIVES_INTERVAL", 2),
+        keepalives_count=_env_int("DB_KEEPALIVES_COUNT", 3),
+        tcp_user_timeout_ms=_env_int("DB_TCP_USER_TIMEOUT_MS", 10000),
     )
     # 0 would mean "wait for ever" to libpq (connect) and PostgreSQL (statement_timeout).
     if timeouts.connect <= 0 or timeouts.statement_ms <= 0 or timeouts.lock_ms < 0:
@@ -127,6 +178,13 @@ def database_timeouts() -> DatabaseTimeouts:
     if max(timeouts.statement_ms, timeouts.lock_ms) >= timeouts.pool * 1000:
         raise RuntimeError(
             "DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS must be below DB_POOL_TIMEOUT"
+        )
+    # 0 would leave the kernel's defaults: two hours of silence before the first probe.
+    probes = (timeouts.keepalives_idle, timeouts.keepalives_interval, timeouts.keepalives_count)
+    if min(probes) <= 0 or timeouts.tcp_user_timeout_ms <= 0:
+        raise RuntimeError(
+            "DB_KEEPALIVES_IDLE, DB_KEEPALIVES_INTERVAL, DB_KEEPALIVES_COUNT and "
+            "DB_TCP_USER_TIMEOUT_MS must be positive"
         )
     return timeouts
 
@@ -150,6 +208,10 @@ class Config:
             env.get(self.DATABASE_URL_VAR) or self.DEFAULT_DATABASE_URL
         )
         self.SQLALCHEMY_ENGINE_OPTIONS = self._engine_options(self.SQLALCHEMY_DATABASE_URI)
+        # Set per transaction on PostgreSQL (taskapp.database); None on SQLite.
+        self.DATABASE_TIMEOUTS = (
+            database_timeouts() if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql") else None
+        )
 
         self.JWT_SECRET_KEY = env.get("JWT_SECRET_KEY") or None
         self.JWT_ALGORITHM = "HS256"
@@ -204,7 +266,7 @@ class Config:
         # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself.
         self.OPENAPI_SWAGGER_UI_URL = "/docs/static/"
         self.API_SPEC_OPTIONS = {
-            "info": {"description": "Multi-user task manager. See README.md for the flows."},
+            "info": {"description": "Multi-user task manager. The contract: docs/api.md."},
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -260,14 +322,7 @@ class Config:
             "max_overflow": _env_int("DB_MAX_OVERFLOW", 5),
             "pool_timeout": timeouts.pool,
             "pool_recycle": 1800,
-            "connect_args": {
-                "connect_timeout": timeouts.connect,
-                "application_name": "taskapp",
-                "options": (
-                    f"-c statement_timeout={timeouts.statement_ms}"
-                    f" -c lock_timeout={timeouts.lock_ms}"
-                ),
-            },
+            "connect_args": {**timeouts.connect_args(), "application_name": "taskapp"},
         }
 
 

@@ -460,6 +460,13 @@ def test_unknown_environment_name_refuses_to_start(monkeypatch):
         ("postgresql://postgres@127.0.0.1/test", "postgresql+psycopg2://postgres@127.0.0.1/test"),
         ("postgresql+psycopg2://u@db/app", "postgresql+psycopg2://u@db/app"),
         ("sqlite:///:memory:", "sqlite:///:memory:"),
+        # libpq's multi-host form (pg_autoctl show uri), in SQLAlchemy's spelling
+        (
+            "postgres://u:p@n1:5611,n2:5612/app?target_session_attrs=read-write&sslmode=require",
+            "postgresql+psycopg2://u:p@/app"
+            "?host=n1:5611&host=n2:5612&target_session_attrs=read-write&sslmode=require",
+        ),
+        ("postgresql://u@n1,n2/app", "postgresql+psycopg2://u@/app?host=n1&host=n2"),
     ],
 )
 def test_normalise_database_url(url, expected):

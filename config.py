@@ -265,6 +265,11 @@ class Config:
         self.init_mail(env)
 
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+        # How long an Idempotency-Key is remembered (and its response replayed) for its user.
+        self.IDEMPOTENCY_KEY_HOURS = _env_int("IDEMPOTENCY_KEY_HOURS", 24)
+        # How long deleted tasks are kept as tombstones for GET /tasks/changes; a sync token
+        # older than this is refused (410) and the client resynchronises in full.
+        self.SYNC_RETENTION_DAYS = _env_int("SYNC_RETENTION_DAYS", 30)
 
         self.CORS_ORIGINS = _env_origins("CORS_ORIGINS")
         # Host names the app answers to (".example.com" for every subdomain); any other Host

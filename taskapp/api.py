@@ -3,6 +3,7 @@ body parser, and the OpenAPI additions every route shares."""
 
 import functools
 import json
+from copy import deepcopy
 
 import flask_smorest
 from apispec import BasePlugin
@@ -163,5 +164,18 @@ class Blueprint(flask_smorest.Blueprint):
                 return parsed(*args, **kwargs)
 
             return require_json
+
+        return decorator
+
+    @staticmethod
+    def header_parameter(parameter: dict):
+        """Document a header the view reads itself (an OpenAPI parameter object), next to the
+        parameters of ``arguments``: ``doc(parameters=...)`` would replace those."""
+
+        def decorator(view):
+            view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+            arguments = view._apidoc.setdefault("arguments", {})
+            arguments.setdefault("parameters", []).append(parameter)
+            return view
 
         return decorator

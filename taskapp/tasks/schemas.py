@@ -58,3 +58,38 @@ class TaskPageSchema(Schema):
 
     data = fields.List(fields.Nested(TaskSchema), required=True)
     meta = fields.Nested(PageMetaSchema, required=True)
+
+
+class TaskChangesQuerySchema(Schema):
+    """GET /tasks/changes query string."""
+
+    since = fields.String(
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "sync_token of the previous answer; without it, no changes and a "
+            "token for now (list GET /tasks first, then sync from that token)",
+            "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+        },
+    )
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=500),
+        metadata={"description": "Changes per answer, 1 to 500"},
+    )
+
+
+class TaskChangesSchema(Schema):
+    """What changed since a sync token."""
+
+    changed = fields.List(
+        fields.Nested(TaskSchema),
+        required=True,
+        metadata={"description": "Tasks created or changed, each as GET /tasks/{id} shows it now"},
+    )
+    deleted = fields.List(
+        fields.Integer(), required=True, metadata={"description": "Ids of tasks deleted"}
+    )
+    sync_token = fields.String(required=True, metadata={"description": "Pass as `since` next time"})
+    has_more = fields.Boolean(
+        required=True, metadata={"description": "More changes wait: call again at once"}
+    )

@@ -2,7 +2,7 @@
 recurrence.
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0006
 Create Date: 2026-12-02
 
 Safe on a live tasks table of millions of rows: the new task columns are nullable or have a
@@ -14,14 +14,17 @@ every existing task is in the inbox (list_id NULL), top-level, has no due date, 
 "none", and completed_at NULL (tasks completed before this migration have no completion time).
 """
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
+from taskapp.database import TRANSACTION_SETTINGS_OPTION
+
 revision = "0005"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -118,7 +121,7 @@ def upgrade():
                 f"REFERENCES {table} (id) ON DELETE CASCADE NOT VALID"
             )
             op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {key}")
-        with op.get_context().autocommit_block():
+        with _outside_transactions():
             for name, columns in [*TASK_INDEXES.items(), DUE_DESC]:
                 op.create_index(
                     name, "tasks", columns, postgresql_concurrently=True, if_not_exists=True
@@ -137,9 +140,23 @@ def backfill_positions():
         f"UPDATE tasks SET position = {POSITION_FROM_ID[bind.dialect.name]} "
         "WHERE id > :low AND id <= :high AND position IS NULL"
     )
-    with op.get_context().autocommit_block():
+    with _outside_transactions():
         for low in range(0, last, BACKFILL_BATCH):
             bind.execute(statement, {"low": low, "high": low + BACKFILL_BATCH})
+
+
+@contextlib.contextmanager
+def _outside_transactions():
+    """Autocommit, each statement sent alone: without the app's per-transaction SET LOCAL
+    timeouts (taskapp.database), which would put CREATE INDEX CONCURRENTLY in a transaction
+    block and cut a long index build or batch short."""
+    bind = op.get_bind()
+    with op.get_context().autocommit_block():
+        bind.execution_options(**{TRANSACTION_SETTINGS_OPTION: False})
+        try:
+            yield
+        finally:
+            bind.execution_options(**{TRANSACTION_SETTINGS_OPTION: True})
 
 
 def downgrade():
@@ -149,7 +166,8 @@ def downgrade():
     for name in names:
         op.drop_index(name, table_name="tasks")
     # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,
-    # which drops its triggers: the count triggers of 0003 are made again after it.
+    # which drops its triggers: the count triggers of 0003 and the sync triggers of 0006 are
+    # made again after it.
     with op.batch_alter_table("tasks") as batch:
         if op.get_bind().dialect.name == "postgresql":
             for _column, key, _table in REFERENCES:
@@ -157,17 +175,18 @@ def downgrade():
         for column in ("recurrence", "position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
             batch.drop_column(column)
     if op.get_bind().dialect.name == "sqlite":
-        for statement in _revision_0003().SQLITE_UP:
-            op.execute(statement)
+        for revision in ("0003_task_counts", "0006_idempotency_sync"):
+            for statement in _revision(revision).SQLITE_UP:
+                op.execute(statement)
     op.drop_table("task_labels")
     op.drop_table("labels")
     op.drop_table("lists")
 
 
-def _revision_0003():
-    """Migration 0003's module (its file name is no Python module name)."""
-    path = Path(__file__).with_name("0003_task_counts.py")
-    spec = importlib.util.spec_from_file_location("taskapp_migration_0003", path)
+def _revision(name: str):
+    """The module of an earlier migration (its file name is no Python module name)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"taskapp_migration_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

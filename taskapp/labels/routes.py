@@ -18,6 +18,7 @@ LABEL_URL = "/labels/<path:name>"
 class Labels(MethodView):
     @authenticated(blp)
     @blp.response(200, LabelPageSchema)
+    @blp.doc(operationId="list_labels")
     def get(self):
         """List the caller's labels with their task counts"""
         return service.list_labels(current_user.id)
@@ -30,6 +31,7 @@ class LabelItem(MethodView):
     @blp.response(200, LabelSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="Another label has the new name")
+    @blp.doc(operationId="rename_label")
     def patch(self, body, name):
         """Rename a label on every task (the name is matched case-insensitively)"""
         return service.rename_label(current_user.id, name, new_name=body["name"])
@@ -37,6 +39,7 @@ class LabelItem(MethodView):
     @authenticated(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="delete_label")
     def delete(self, name):
         """Delete a label: remove it from every task"""
         service.delete_label(current_user.id, name)

@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.tasks.models import Label, Task, task_labels
+from taskapp.tasks.service import lock_user_tasks
 
 NOT_FOUND = "Label not found"
 
@@ -26,6 +27,7 @@ def list_labels(user_id: int) -> dict:
 def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
     """Rename the user's label on every task; Conflict if another label has the new name."""
     labels = Label.__table__
+    lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
     statement = (
         update(labels)
         .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
@@ -47,6 +49,7 @@ def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
 def delete_label(user_id: int, name: str) -> None:
     """Delete the user's label, and so remove it from every task."""
     labels = Label.__table__
+    lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
     label_id = db.session.scalar(
         select(labels.c.id)
         .where(labels.c.user_id == user_id, labels.c.key == name.casefold())

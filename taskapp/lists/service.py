@@ -8,6 +8,7 @@ from taskapp.auth.models import User
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.tasks.models import TaskList
+from taskapp.tasks.service import lock_user_tasks
 
 NOT_FOUND = "List not found"
 TAKEN = "You already have a list with that name"
@@ -69,6 +70,7 @@ def delete_list(user_id: int, list_id: int) -> None:
     """Delete the user's list and, in the same transaction, its tasks (ON DELETE CASCADE;
     the kept task counts follow, by their triggers)."""
     lists = TaskList.__table__
+    lock_user_tasks(user_id)  # it deletes the user's tasks: their lock order
     statement = (
         delete(lists).where(lists.c.id == list_id, lists.c.user_id == user_id).returning(lists.c.id)
     )

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -146,7 +147,8 @@ class TaskCount(db.Model):
     """How many tasks a user has, in all and completed: kept by triggers (migration 0003).
 
     Every insert, update and delete of tasks adjusts it in the same transaction, so a list
-    without a search reads its total here instead of counting the user's rows.
+    without a search reads its total here instead of counting the user's rows. ``stamp``
+    grows with every write of the user's tasks (migration 0006): the ETag of their lists.
     """
 
     __tablename__ = "task_counts"
@@ -156,3 +158,4 @@ class TaskCount(db.Model):
     )
     total: Mapped[int] = mapped_column(server_default="0")
     completed: Mapped[int] = mapped_column(server_default="0")
+    stamp: Mapped[int] = mapped_column(BigInteger, server_default="0")

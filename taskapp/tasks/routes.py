@@ -1,19 +1,24 @@
 """HTTP routes of the tasks blueprint: parse, call the service, respond."""
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
-from flask import make_response, request, url_for
+from flask import current_app, make_response, request, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from marshmallow import RAISE
 from werkzeug.http import quote_etag
 
 from taskapp.api import ID, Blueprint
-from taskapp.security import authenticated
+from taskapp.extensions import api
+from taskapp.idempotency import idempotent
+from taskapp.security import authenticated, task_write_limited
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (
     TaskBulkResultSchema,
     TaskBulkSchema,
+    TaskChangesQuerySchema,
+    TaskChangesSchema,
     TaskCreateSchema,
     TaskMoveSchema,
     TaskPageSchema,
@@ -50,6 +55,17 @@ IF_MATCH = {
 ETAG = {
     "ETag": {
         "description": "The task's version, for If-Match and If-None-Match",
+        "schema": {"type": "string"},
+    }
+}
+LIST_IF_NONE_MATCH = {
+    **IF_NONE_MATCH,
+    "description": "The ETag of an earlier answer to the same URL, or *: 304 Not Modified "
+    "while none of the caller's tasks has changed since (weak comparison)",
+}
+LIST_ETAG = {
+    "ETag": {
+        "description": "Changes whenever one of the caller's tasks does, for If-None-Match",
         "schema": {"type": "string"},
     }
 }
@@ -103,19 +119,54 @@ def etag_header(task: dict) -> dict:
     return {"ETag": quote_etag(task_etag(task))}
 
 
+def list_etag() -> str:
+    """The ETag of a list answer: the caller, their change stamp, and the URL asked."""
+    stamp = service.change_stamp(current_user.id)
+    seen = f"{current_user.id}:{stamp}:{request.full_path}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:32]
+
+
+def not_modified(etag: str):
+    """The 304 of a list whose If-None-Match still holds, else None (read the list)."""
+    if not request.if_none_match.contains_weak(etag):
+        return None
+    response = current_app.response_class(status=304)
+    response.set_etag(etag)
+    return response
+
+
+def conditional_list(view):
+    """Documents If-None-Match, the list ETag and the 304 of a list view."""
+    view = blp.header_parameter(LIST_IF_NONE_MATCH)(view)
+    not_modified_doc = "Not Modified: If-None-Match matched"
+    return blp.alt_response(304, description=not_modified_doc, headers=LIST_ETAG)(view)
+
+
 @blp.route("/tasks")
 class TaskList(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskQuerySchema, location="query", unknown=RAISE)
-    @blp.response(200, TaskPageSchema)
+    @blp.response(200, TaskPageSchema, headers=LIST_ETAG)
+    @conditional_list
+    @blp.doc(operationId="list_tasks")
     def get(self, query):
         """List tasks: filter, search, sort and paginate"""
-        return service.list_tasks(current_user.id, **query)
+        etag = list_etag()
+        return not_modified(etag) or (
+            service.list_tasks(current_user.id, **query),
+            {"ETag": quote_etag(etag)},
+        )
 
     @authenticated(blp)
+    @task_write_limited(blp)
+    @idempotent(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
     @blp.alt_response(404, response="NOT_FOUND", description="The list or parent is not found")
+    @blp.alt_response(
+        409, schema=api.ERROR_SCHEMA, description="Conflict: the user has MAX_TASKS_PER_USER tasks"
+    )
+    @blp.doc(operationId="create_task")
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
@@ -123,14 +174,38 @@ class TaskList(MethodView):
         return task, 201, {"Location": location, **etag_header(task)}
 
 
+@blp.route("/tasks/changes")
+class TaskChanges(MethodView):
+    @authenticated(blp)
+    @blp.doc(operationId="list_task_changes")
+    @blp.arguments(TaskChangesQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, TaskChangesSchema, headers=LIST_ETAG)
+    @conditional_list
+    @blp.alt_response(
+        410,
+        schema=api.ERROR_SCHEMA,
+        description="The token is older than SYNC_RETENTION_DAYS: list everything again",
+    )
+    def get(self, query):
+        """Tasks changed and deleted since a sync token (incremental sync)"""
+        etag = list_etag()
+        return not_modified(etag) or (
+            service.list_task_changes(current_user.id, **query),
+            {"ETag": quote_etag(etag)},
+        )
+
+
 @blp.route("/tasks/bulk")
 class TaskBulk(MethodView):
     @authenticated(blp)
+    @task_write_limited(blp)
+    @idempotent(blp)
     @blp.arguments(TaskBulkSchema)
     @blp.response(200, TaskBulkResultSchema)
     @blp.alt_response(
         404, response="NOT_FOUND", description="An id is not the caller's: nothing changed"
     )
+    @blp.doc(operationId="bulk_update_tasks")
     def post(self, body):
         """Complete, reopen, delete, move, label or unlabel up to 100 tasks, all or nothing"""
         return service.bulk_update(current_user.id, **body)
@@ -143,6 +218,7 @@ class TaskItem(MethodView):
     @blp.response(200, TaskSchema, headers=ETAG)
     @blp.alt_response(304, description="Not Modified: If-None-Match matched", headers=ETAG)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="get_task")
     def get(self, task_id):
         """Get a task"""
         task = service.get_task(current_user.id, task_id)
@@ -154,7 +230,9 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @conditional_write(TaskPatchSchema)
+    @blp.doc(operationId="update_task")
     def patch(self, body, task_id):
         """Update some fields of a task"""
         task = service.update_task(
@@ -163,7 +241,9 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @conditional_write(TaskCreateSchema)
+    @blp.doc(operationId="replace_task")
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
         task = service.update_task(
@@ -172,9 +252,11 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(204)
     @item_write_errors
+    @blp.doc(operationId="delete_task")
     def delete(self, task_id):
         """Delete a task"""
         service.delete_task(current_user.id, task_id, expected=expected_versions(task_id))
@@ -183,7 +265,10 @@ class TaskItem(MethodView):
 @blp.route(TASK_URL + "/move")
 class TaskMove(MethodView):
     @authenticated(blp)
+    @task_write_limited(blp)
+    @idempotent(blp)
     @conditional_write(TaskMoveSchema)
+    @blp.doc(operationId="move_task")
     def post(self, body, task_id):
         """Place a task after or before another (or at the end of a list), renumbering none"""
         task = service.move_task(

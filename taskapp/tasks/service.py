@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, NoReturn
 
+from flask import current_app
 from fractional_indexing import generate_key_between
 from sqlalchemy import (
     Select,
@@ -18,19 +19,21 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from taskapp.errors import NotFound, PreconditionFailed, Unprocessable
+from taskapp.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
-from taskapp.pagination import encode_cursor, page_meta
+from taskapp.pagination import after_keys, keyset_page
+from taskapp.sync import service as sync
 from taskapp.tasks import recurrence
 from taskapp.tasks.models import Label, Task, TaskCount, TaskList, task_labels
 
 STALE = "The task has changed since that ETag was read; fetch it again"
 NOT_FOUND = "Task not found"
+QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
+TASK_LIST = "tasks"  # the cursor_list of TaskQuerySchema
 LIKE_ESCAPE = "/"
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
@@ -98,7 +101,7 @@ def list_tasks(
         shape.append(name)
         params[name] = value
     if cursor is not None:
-        params["after_value"], params["after_id"] = cursor["k"]
+        params["after_value"], params["after_id"] = cursor["keys"]
         paging = "keyset" if params["after_value"] is not None else "keyset_null"
     else:
         params["offset"] = (page - 1) * page_size
@@ -119,17 +122,36 @@ def list_tasks(
         row["labels"] = _split_labels(row["labels"])
     # Past the end there is no row to carry the total: ask for it alone.
     count = rows[0]["total"] if rows else db.session.scalar(total, params)
-    next_cursor = None
-    if len(rows) == page_size:
-        last = rows[-1]
-        next_cursor = encode_cursor(sort, order, _cursor_text(last[sort]), last["id"])
-    meta = page_meta(
+    return keyset_page(
+        TASK_LIST,
+        rows,
+        sort=sort,
+        order=order,
         page=None if cursor is not None else page,
         page_size=page_size,
         total=count,
-        next_cursor=next_cursor,
     )
-    return {"data": rows, "meta": meta}
+
+
+def change_stamp(user_id: int) -> int:
+    """A number that grows with every write of the user's tasks (0 before the first).
+
+    Read before a list's rows, it makes the list's ETag: a write committed in between changes
+    the stamp, so at worst the next conditional request misses, never matches wrongly.
+    """
+    stamp = db.session.scalar(select(TaskCount.stamp).where(TaskCount.user_id == user_id))
+    return stamp or 0
+
+
+def list_task_changes(user_id: int, *, since: str | None = None, limit: int = 100) -> dict:
+    """The user's tasks changed and deleted since the ``since`` sync token, and the next one
+    (each changed task with its labels, as GET /tasks/{id} shows it)."""
+    changed, deleted, token, has_more = sync.read_changes(
+        user_id, kind="task", table=Task.__table__, token=since, limit=limit
+    )
+    names = _labels_of([task["id"] for task in changed])
+    changed = [{**task, "labels": names.get(task["id"], [])} for task in changed]
+    return {"changed": changed, "deleted": deleted, "sync_token": token, "has_more": has_more}
 
 
 @functools.cache
@@ -265,9 +287,8 @@ def _after(column, row_id, descending: bool, *, null: bool, sort: str):
     after_id = bindparam("after_id")
     if null:
         return and_(column.is_(None), row_id < after_id if descending else row_id > after_id)
-    after = tuple_(column, row_id)
-    bound = tuple_(bindparam("after_value", type_=Task.__table__.c[sort].type), after_id)
-    condition = after < bound if descending else after > bound
+    bound = [bindparam("after_value", type_=Task.__table__.c[sort].type), after_id]
+    condition = after_keys([column, row_id], bound, descending=descending)
     return or_(condition, column.is_(None)) if sort == "due_at" else condition
 
 
@@ -307,13 +328,6 @@ def _escape_like(text: str) -> str:
     return text
 
 
-def _cursor_text(value) -> str:
-    """A sort value as a cursor carries it: a date-time in ISO 8601, no due date as ""."""
-    if value is None:
-        return ""
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
 def get_task(user_id: int, task_id: int) -> dict:
     """The user's task (else NotFound)."""
     task = db.session.execute(
@@ -328,16 +342,35 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     """Create a task owned by the user, in its list (NotFound if not the user's)."""
     fields = dict(fields)
     labels = fields.pop("labels", [])
+    lock_user_tasks(user_id)
     _place(user_id, None, fields)
     if fields.get("completed"):
         fields["completed_at"] = func.now()
     fields["position"] = _end_of_list(user_id, fields.get("list_id"))
     statement = insert(_tasks()).values(user_id=user_id, **fields).returning(*_tasks().c)
     task = db.session.execute(statement).one()
+    check_task_quota(user_id)
     _set_labels(user_id, task.id, labels)
     task = _with_labels(task)
     db.session.commit()
     return task
+
+
+def check_task_quota(user_id: int) -> None:
+    """Call after inserting a user's new tasks: Conflict, rolled back, if the user now owns
+    more than MAX_TASKS_PER_USER (0: no limit).
+
+    The count is the kept one (TaskCount), which the insert's trigger already raised under
+    the count row's lock: concurrent creators for one user queue on it, and each sees the
+    others' tasks, so no race gets past the quota.
+    """
+    limit = current_app.config["MAX_TASKS_PER_USER"]
+    if not limit:
+        return
+    total = db.session.scalar(select(TaskCount.total).where(TaskCount.user_id == user_id))
+    if total is not None and total > limit:
+        db.session.rollback()
+        raise Conflict(QUOTA.format(limit=limit))
 
 
 def update_task(
@@ -356,6 +389,7 @@ def update_task(
     tasks = _tasks()
     changes = dict(changes)
     labels = changes.pop("labels", None)
+    lock_user_tasks(user_id)
     _place(user_id, task_id, changes)
     if {"recurrence", "due_at"} & changes.keys() or changes.get("completed"):
         _recur(_lock_task(user_id, task_id), changes)
@@ -411,6 +445,7 @@ def move_task(
     its parent's list; a parent's subtasks follow it to another list.
     """
     tasks = _tasks()
+    lock_user_tasks(user_id)
     current = _lock_task(user_id, task_id)
     anchor_id = after if after is not None else before
     if anchor_id == task_id:
@@ -473,12 +508,13 @@ def bulk_update(
     """One action on many of the user's tasks, all or nothing: NotFound (and no change) if
     one id is not the user's. The answer lists the tasks the action changed.
 
-    The rows are locked in id order first (two bulk requests over the same tasks queue
-    rather than deadlock); each action is then one statement over them all, so the kept
-    counts follow by their statement triggers.
+    The user's writes are serialised first (lock_user_tasks), then the rows are locked in id
+    order; each action is then one statement over them all where it can be, so the kept
+    counts and the change log follow by their triggers.
     """
     tasks = _tasks()
     wanted = sorted(set(ids))
+    lock_user_tasks(user_id)
     rows = db.session.execute(
         select(*(tasks.c[name] for name in LOCKED_COLUMNS))
         .where(tasks.c.user_id == user_id, tasks.c.id.in_(wanted))
@@ -610,6 +646,7 @@ def _bulk_label(user_id: int, ids: list[int], names: Sequence[str], *, remove: b
 
 def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | None = None) -> None:
     """Delete the user's task; with ``expected``, only while it is at one of those versions."""
+    lock_user_tasks(user_id)
     statement = (
         delete(_tasks()).where(*_target(user_id, task_id, expected)).returning(_tasks().c.id)
     )
@@ -635,6 +672,28 @@ def _check_list(user_id: int, list_id: int | None) -> None:
     found = select(lists.c.id).where(lists.c.id == list_id, lists.c.user_id == user_id)
     if db.session.scalar(found) is None:
         raise NotFound("List not found")
+
+
+def lock_user_tasks(user_id: int) -> None:
+    """Take the lock of the user's task_counts row first in every write to the user's tasks
+    (or to rows they reference: lists, labels), until the commit.
+
+    Every write of a task takes that lock anyway, by the count and change-stamp triggers
+    (migrations 0003, 0006), and holds it to the commit; taken after other rows (a task, a
+    parent, a list, a label, a list's order lock), it would wait for a writer that waits for
+    those rows: a deadlock. Taken first, the user's writers queue on it instead. The row is
+    made if missing (a user's first task), so there is always one to queue on. SQLite writes
+    one transaction at a time: nothing to do.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    db.session.execute(
+        postgresql.insert(TaskCount.__table__)
+        .values(user_id=user_id)
+        .on_conflict_do_update(
+            index_elements=["user_id"], set_={"user_id": TaskCount.__table__.c.user_id}
+        )
+    )
 
 
 def _lock_task(user_id: int, task_id: int, *, missing: str = NOT_FOUND):
@@ -791,14 +850,24 @@ def ensure_labels(user_id: int, keys: dict[str, str]) -> dict[str, int]:
 
 def _with_labels(task) -> dict:
     """A task row as a dict with its label names (sorted case-insensitively)."""
+    return {**task._asdict(), "labels": _labels_of([task.id]).get(task.id, [])}
+
+
+def _labels_of(task_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The label names of these tasks (sorted case-insensitively), by task id, in one query."""
+    if not task_ids:
+        return {}
     labels = Label.__table__
-    names = db.session.scalars(
-        select(labels.c.name)
+    rows = db.session.execute(
+        select(task_labels.c.task_id, labels.c.name)
         .join(task_labels, task_labels.c.label_id == labels.c.id)
-        .where(task_labels.c.task_id == task.id)
-        .order_by(labels.c.key)
+        .where(task_labels.c.task_id.in_(task_ids))
+        .order_by(task_labels.c.task_id, labels.c.key)
     )
-    return {**task._asdict(), "labels": list(names)}
+    names: dict[int, list[str]] = {}
+    for task_id, name in rows:
+        names.setdefault(task_id, []).append(name)
+    return names
 
 
 def _tasks():

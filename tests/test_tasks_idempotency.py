@@ -99,7 +99,9 @@ def test_an_attempt_still_in_flight_is_a_409(client, auth):
     db.session.commit()
     response = post(client, headers, "k")
     assert_error(response, 409)
-    assert response.headers["Retry-After"] == "1"
+    # At least the service's 1 s; Flask-Limiter raises it to the task-write window's reset
+    # (it keeps the larger of the two), which is also when a retry cannot be refused for rate.
+    assert int(response.headers["Retry-After"]) >= 1
     assert task_count() == 1
 
 

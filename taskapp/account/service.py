@@ -4,12 +4,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 
+from taskapp.auth.email_tokens import invalidate_tokens
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import revoke_sessions
 from taskapp.errors import Forbidden, NotFound
 from taskapp.extensions import db
-from taskapp.recovery.tokens import invalidate_tokens
 
 WRONG_PASSWORD = "Password is incorrect"
 

@@ -6,12 +6,12 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taskapp.auth.email_tokens import queue_verification
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
 from taskapp.errors import Conflict, Forbidden, Unauthorized
 from taskapp.extensions import db
-from taskapp.recovery.tokens import queue_verification
 
 BAD_CREDENTIALS = "Invalid email or password"
 BAD_REFRESH_TOKEN = "Refresh token is invalid, expired or revoked"

@@ -85,7 +85,7 @@ class MyEmailVerify(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     def post(self):
         """Email a new verification link to the caller's address"""
-        service.request_verification(current_user)
+        service.request_verification(current_user.id)
         return QUEUED
 
 
@@ -102,5 +102,5 @@ class MyEmail(MethodView):
     def post(self, body):
         """Change the address: a confirmation link goes to the new one, a notice to the
         current one; nothing changes until the link is followed (password required)"""
-        service.request_email_change(current_user, **body)
+        service.request_email_change(current_user.id, **body)
         return QUEUED

@@ -30,6 +30,23 @@ BAD_TOKEN = {
 SEND_LIMITS = {"per_email": "RATELIMIT_EMAIL_SEND_TARGET"}
 
 
+def spends_token(schema):
+    """The contract of a route that spends an emailed token: its limit, body, 204 and 400."""
+    decorators = (
+        rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM"),
+        blp.arguments(schema),
+        blp.response(204),
+        blp.alt_response(400, **BAD_TOKEN),
+    )
+
+    def decorate(view):
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return decorate
+
+
 @blp.route("/password-reset")
 class PasswordReset(MethodView):
     @rate_limited(blp, "RATELIMIT_EMAIL_SEND", **SEND_LIMITS)
@@ -44,10 +61,7 @@ class PasswordReset(MethodView):
 
 @blp.route("/password-reset/confirm")
 class PasswordResetConfirm(MethodView):
-    @rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM")
-    @blp.arguments(PasswordResetConfirmSchema)
-    @blp.response(204)
-    @blp.alt_response(400, **BAD_TOKEN)
+    @spends_token(PasswordResetConfirmSchema)
     def post(self, body):
         """Set a new password with the emailed token; every session is revoked"""
         service.reset_password(**body)
@@ -55,10 +69,7 @@ class PasswordResetConfirm(MethodView):
 
 @blp.route("/email/verify/confirm")
 class EmailVerifyConfirm(MethodView):
-    @rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM")
-    @blp.arguments(EmailTokenSchema)
-    @blp.response(204)
-    @blp.alt_response(400, **BAD_TOKEN)
+    @spends_token(EmailTokenSchema)
     def post(self, body):
         """Verify the account's address with the emailed token"""
         service.verify_email(token=body["token"])
@@ -66,10 +77,7 @@ class EmailVerifyConfirm(MethodView):
 
 @blp.route("/email/change/confirm")
 class EmailChangeConfirm(MethodView):
-    @rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM")
-    @blp.arguments(EmailTokenSchema)
-    @blp.response(204)
-    @blp.alt_response(400, **BAD_TOKEN)
+    @spends_token(EmailTokenSchema)
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body):
         """Move the account to its new address with the token emailed there"""

@@ -1,5 +1,7 @@
 """Account and session rules: signup, login, refresh rotation with reuse detection, logout."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flask import current_app
@@ -16,10 +18,22 @@ from taskapp.extensions import db
 BAD_CREDENTIALS = "Invalid email or password"
 BAD_REFRESH_TOKEN = "Refresh token is invalid, expired or revoked"
 UNVERIFIED = "Email address not verified: a new verification link has been sent to it"
+EMAIL_TAKEN = "Email already registered"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def unique_email() -> Iterator[None]:
+    """Around the flush or commit that writes an address: one another account holds (the
+    unique index decides, so concurrent writers too) rolls back and is a Conflict."""
+    try:
+        yield
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(EMAIL_TAKEN) from None
 
 
 def create_user(*, email: str, password: str) -> User:
@@ -27,13 +41,10 @@ def create_user(*, email: str, password: str) -> User:
     signups of one email."""
     user = User(email=email, password_hash=hash_password(password))
     db.session.add(user)
-    try:
+    with unique_email():
         db.session.flush()
         queue_verification(user)
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("Email already registered") from None
     return user
 
 

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from taskapp.account.service import check_password
 from taskapp.auth.email_tokens import (
@@ -21,14 +20,12 @@ from taskapp.auth.email_tokens import (
 )
 from taskapp.auth.models import User
 from taskapp.auth.passwords import hash_password
-from taskapp.auth.service import revoke_sessions
+from taskapp.auth.service import revoke_sessions, unique_email
 from taskapp.errors import Conflict, InvalidToken
 from taskapp.extensions import db
 from taskapp.mail import queue_mail
 
 log = logging.getLogger(__name__)
-
-EMAIL_TAKEN = "Email already registered"
 
 
 def request_password_reset(*, email: str) -> None:
@@ -133,11 +130,8 @@ def change_email(*, token: str) -> None:
     invalidate_tokens(user.id)
     user.email = new_email
     user.email_verified = True
-    try:
+    with unique_email():
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(EMAIL_TAKEN) from None
     log.info("email address changed by email link", extra={"user_id": user.id})
 
 

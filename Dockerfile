@@ -1,4 +1,4 @@
-# taskapp: gunicorn serving wsgi:app, with the migrations applied first (README, "Deploying").
+# taskapp: gunicorn serving wsgi:app, with the migrations applied first (docs/deploying.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,8 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The README's install step (pip install .), from a copy of the source removed afterwards:
-# the app runs from site-packages, so Flask's instance folder is
+# The install step of docs/deploying.md (pip install .), from a copy of the source removed
+# afterwards: the app runs from site-packages, so Flask's instance folder is
 # /usr/local/var/taskapp-instance, the one directory the app's user may write to.
 COPY . /src
 RUN pip install /src \

@@ -200,7 +200,7 @@ class Config:
         # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself.
         self.OPENAPI_SWAGGER_UI_URL = "/docs/static/"
         self.API_SPEC_OPTIONS = {
-            "info": {"description": "Multi-user task manager. See README.md for the flows."},
+            "info": {"description": "Multi-user task manager. The contract: docs/api.md."},
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

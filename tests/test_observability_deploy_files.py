@@ -26,7 +26,7 @@ def test_the_image_installs_like_the_readme_and_runs_as_a_user():
     steps = dockerfile()
     assert steps[0] == ("FROM", "python:3.11-slim")
     runs = " ".join(args for instruction, args in steps if instruction == "RUN")
-    assert "pip install /src" in runs  # the README's `pip install .`, from the copy in /src
+    assert "pip install /src" in runs  # docs/deploying.md's `pip install .`, from /src
     users = [args for instruction, args in steps if instruction == "USER"]
     assert users and users[-1] not in ("root", "0")
     # The one writable place: Flask's instance folder of the installed package.
@@ -37,12 +37,12 @@ def test_the_image_migrates_then_serves_with_the_tested_commands():
     [command] = [json.loads(args) for instruction, args in dockerfile() if instruction == "CMD"]
     assert command[:2] == ["sh", "-c"]
     assert command[2] == f"{MIGRATE} && exec {SERVE}"
-    # The same commands the suite runs against a live server, and the README documents.
+    # The same commands the suite runs against a live server, and docs/deploying.md documents.
     browser_test = (PROJECT / "tests" / "test_browser_docs.py").read_text()
     assert '"flask", "--app", "wsgi", "db", "upgrade"' in browser_test
     assert '"gunicorn", "-c", str(PROJECT / "gunicorn.conf.py")' in browser_test
-    readme = (PROJECT / "README.md").read_text()
-    assert MIGRATE in readme and SERVE in readme
+    deploying = (PROJECT / "docs" / "deploying.md").read_text()
+    assert MIGRATE in deploying and SERVE in deploying
 
 
 def test_no_local_state_goes_into_the_image():

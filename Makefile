@@ -1,10 +1,11 @@
 # make run: install and serve on 127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set).
 # make test: install with the dev extra and run the whole suite, with a coverage report.
+# make drill: the failover drill of deploy/drill.py (root; installs Debian packages if missing).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test lint format clean
+.PHONY: install install-dev run test drill lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -30,6 +31,9 @@ run: install
 # Coverage (setup.cfg) is reported; its floor holds on PostgreSQL only (SQLite skips paths).
 test: install-dev
 	$(BIN)/pytest --cov $(if $(TEST_DATABASE_URL),,--cov-fail-under=0)
+
+drill: install-dev
+	$(BIN)/python deploy/drill.py
 
 lint: install-dev
 	$(BIN)/ruff check .

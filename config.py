@@ -12,12 +12,28 @@ from redis.retry import Retry
 _POSTGRES_PREFIXES = ("postgres://", "postgresql://")
 
 
+# libpq's multi-host form: scheme://[userinfo@]host1:port1,host2:port2/database[?query]
+_MULTI_HOST = re.compile(r"(?P<head>[^:/]+://(?:[^@/?#]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<rest>.*)")
+
+
 def normalise_database_url(url: str) -> str:
-    """Map the URLs users paste (``postgres://``, ``postgresql://``) to our psycopg2 driver."""
+    """Map the URLs users paste (``postgres://``, ``postgresql://``) to our psycopg2 driver.
+
+    libpq's multi-host form (``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=
+    read-write``, as ``pg_autoctl show uri`` prints it) becomes SQLAlchemy's spelling of the
+    same thing (``postgresql+psycopg2://u@/db?host=h1:5432&host=h2:5432&...``): SQLAlchemy's
+    URL parser takes ``h1:5432,h2`` for one host with a port that is not a number.
+    """
     for prefix in _POSTGRES_PREFIXES:
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
-    return url
+            url = "postgresql+psycopg2://" + url[len(prefix) :]
+            break
+    match = _MULTI_HOST.fullmatch(url)
+    if match is None or not url.startswith("postgresql"):
+        return url
+    path, _, query = match["rest"].partition("?")
+    hosts = "&".join(f"host={host.strip()}" for host in match["hosts"].split(",") if host.strip())
+    return f"{match['head']}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
 
 
 def _env_parsed(name: str, default, parse, kind: str):
@@ -84,9 +100,14 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _BASE_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 
 
+def _env_list(name: str) -> list[str]:
+    """A comma-separated list, blanks dropped."""
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
 def _env_origins(name: str) -> list[str]:
     """Comma-separated browser origins (``https://app.example.com``), or ``*`` for any."""
-    origins = [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+    origins = _env_list(name)
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise RuntimeError(f"{name}: {origin!r} is not an origin like https://app.example.com")
@@ -101,17 +122,48 @@ class DatabaseTimeouts:
     outlasts a statement of the request holding it. All of them < gunicorn's worker timeout
     (checked by gunicorn.conf.py against ``longest_wait``): a stuck query is answered with a
     503, never cut short by a killed worker (a 502 at the proxy).
+
+    The keepalive and tcp_user_timeout values bound the wait on a server that vanished
+    without closing its sockets (a host lost, a partition): statement_timeout cannot, since
+    it is the server that enforces it.
     """
 
     connect: int  # seconds to open a connection (DB_CONNECT_TIMEOUT)
     statement_ms: int  # DB_STATEMENT_TIMEOUT_MS
     lock_ms: int  # DB_LOCK_TIMEOUT_MS; 0 leaves lock waits to statement_timeout
     pool: int  # seconds to wait for a pooled connection (DB_POOL_TIMEOUT)
+    keepalives_idle: int = 5  # DB_KEEPALIVES_IDLE: seconds of silence before the first probe
+    keepalives_interval: int = 2  # DB_KEEPALIVES_INTERVAL: seconds between probes
+    keepalives_count: int = 3  # DB_KEEPALIVES_COUNT: unanswered probes that end it
+    tcp_user_timeout_ms: int = 10000  # DB_TCP_USER_TIMEOUT_MS: unacknowledged data
+
+    @property
+    def dead_server(self) -> float:
+        """Seconds until a connection to a server that vanished is given up, at most."""
+        probes = self.keepalives_idle + self.keepalives_interval * self.keepalives_count
+        return max(probes, self.tcp_user_timeout_ms / 1000)
 
     @property
     def longest_wait(self) -> float:
-        """Seconds one request can wait on the database before it fails: pool, connect, query."""
-        return self.pool + self.connect + self.statement_ms / 1000
+        """Seconds one request can wait on the database before it fails: pool, connect, query
+        (or a server gone silent)."""
+        return self.pool + self.connect + max(self.statement_ms / 1000, self.dead_server)
+
+    def connect_args(self) -> dict:
+        """libpq connection parameters: the connect timeout, TCP keepalives, tcp_user_timeout.
+
+        No ``options`` (startup ``-c`` settings): PgBouncer refuses them, and they would be
+        session state; the statement and lock timeouts are set per transaction instead
+        (taskapp.database).
+        """
+        return {
+            "connect_timeout": self.connect,
+            "keepalives": 1,
+            "keepalives_idle": self.keepalives_idle,
+            "keepalives_interval": self.keepalives_interval,
+            "keepalives_count": self.keepalives_count,
+            "tcp_user_timeout": self.tcp_user_timeout_ms,
+        }
 
 
 def database_timeouts() -> DatabaseTimeouts:
@@ -121,6 +173,10 @@ def database_timeouts() -> DatabaseTimeouts:
         statement_ms=_env_int("DB_STATEMENT_TIMEOUT_MS", 5000),
         lock_ms=_env_int("DB_LOCK_TIMEOUT_MS", 3000),
         pool=_env_int("DB_POOL_TIMEOUT", 6),
+        keepalives_idle=_env_int("DB_KEEPALIVES_IDLE", 5),
+        keepalives_interval=_env_int("DB_KEEPALIVES_INTERVAL", 2),
+        keepalives_count=_env_int("DB_KEEPALIVES_COUNT", 3),
+        tcp_user_timeout_ms=_env_int("DB_TCP_USER_TIMEOUT_MS", 10000),
     )
     # 0 would mean "wait for ever" to libpq (connect) and PostgreSQL (statement_timeout).
     if timeouts.connect <= 0 or timeouts.statement_ms <= 0 or timeouts.lock_ms < 0:
@@ -128,6 +184,13 @@ def database_timeouts() -> DatabaseTimeouts:
     if max(timeouts.statement_ms, timeouts.lock_ms) >= timeouts.pool * 1000:
         raise RuntimeError(
             "DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS must be below DB_POOL_TIMEOUT"
+        )
+    # 0 would leave the kernel's defaults: two hours of silence before the first probe.
+    probes = (timeouts.keepalives_idle, timeouts.keepalives_interval, timeouts.keepalives_count)
+    if min(probes) <= 0 or timeouts.tcp_user_timeout_ms <= 0:
+        raise RuntimeError(
+            "DB_KEEPALIVES_IDLE, DB_KEEPALIVES_INTERVAL, DB_KEEPALIVES_COUNT and "
+            "DB_TCP_USER_TIMEOUT_MS must be positive"
         )
     return timeouts
 
@@ -151,13 +214,26 @@ class Config:
             env.get(self.DATABASE_URL_VAR) or self.DEFAULT_DATABASE_URL
         )
         self.SQLALCHEMY_ENGINE_OPTIONS = self._engine_options(self.SQLALCHEMY_DATABASE_URI)
+        # Set per transaction on PostgreSQL (taskapp.database); None on SQLite.
+        self.DATABASE_TIMEOUTS = (
+            database_timeouts() if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql") else None
+        )
 
         self.JWT_SECRET_KEY = env.get("JWT_SECRET_KEY") or None
         self.JWT_ALGORITHM = "HS256"
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_env_int("ACCESS_TOKEN_MINUTES", 15))
         self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_env_int("REFRESH_TOKEN_DAYS", 30))
+        # A session not refreshed for this long can no longer refresh (idle expiry).
+        self.REFRESH_IDLE_DAYS = _env_int("REFRESH_IDLE_DAYS", 7)
+        # Hashes of a lower cost are redone at the user's next successful login.
         self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", self.DEFAULT_BCRYPT_ROUNDS)
+        # Tasks one user may own; 0 for no limit. Checked against the kept counts (free).
+        self.MAX_TASKS_PER_USER = _env_int("MAX_TASKS_PER_USER", 100_000)
+        if self.REFRESH_IDLE_DAYS <= 0 or self.MAX_TASKS_PER_USER < 0:
+            raise RuntimeError(
+                "REFRESH_IDLE_DAYS must be positive and MAX_TASKS_PER_USER not negative"
+            )
 
         self.REDIS_URL = env.get(self.REDIS_URL_VAR) or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
@@ -175,6 +251,11 @@ class Config:
         # Per submitted email, from any address: slows credential stuffing of one account.
         self.RATELIMIT_LOGIN_EMAIL = _env_limit("RATELIMIT_LOGIN_EMAIL", "10 per hour")
         self.RATELIMIT_REFRESH = _env_limit("RATELIMIT_REFRESH", "10 per minute")
+        # Per client address, across the routes that check the caller's password (which also
+        # spend the account's RATELIMIT_LOGIN_EMAIL count): as strict as /login.
+        self.RATELIMIT_PASSWORD_CHECK = _env_limit("RATELIMIT_PASSWORD_CHECK", "5 per minute")
+        # Per user, across every route that creates, changes or deletes tasks.
+        self.RATELIMIT_TASK_WRITES = _env_limit("RATELIMIT_TASK_WRITES", "120 per minute")
         self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
         # The routes that send mail: per client address, and per target address (any client).
         self.RATELIMIT_EMAIL_SEND = _env_limit("RATELIMIT_EMAIL_SEND", "5 per minute")
@@ -185,8 +266,16 @@ class Config:
         self.init_mail(env)
 
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+        # How long an Idempotency-Key is remembered (and its response replayed) for its user.
+        self.IDEMPOTENCY_KEY_HOURS = _env_int("IDEMPOTENCY_KEY_HOURS", 24)
+        # How long deleted tasks are kept as tombstones for GET /tasks/changes; a sync token
+        # older than this is refused (410) and the client resynchronises in full.
+        self.SYNC_RETENTION_DAYS = _env_int("SYNC_RETENTION_DAYS", 30)
 
         self.CORS_ORIGINS = _env_origins("CORS_ORIGINS")
+        # Host names the app answers to (".example.com" for every subdomain); any other Host
+        # is a 400. Unset: any Host (the app never builds a URL from it).
+        self.TRUSTED_HOSTS = _env_list("TRUSTED_HOSTS") or None
         self.METRICS_ENABLED = _env_bool("METRICS_ENABLED", False)
         # Read only by `flask users create-admin` (automation); it prompts when unset.
         self.ADMIN_PASSWORD = env.get("TASKAPP_ADMIN_PASSWORD") or None
@@ -200,7 +289,14 @@ class Config:
         # Swagger UI's assets come from the swagger-ui-bundle package, served by the app itself.
         self.OPENAPI_SWAGGER_UI_URL = "/docs/static/"
         self.API_SPEC_OPTIONS = {
-            "info": {"description": "Multi-user task manager. The contract: docs/api.md."},
+            "info": {
+                "description": "Multi-user task manager. The contract: docs/api.md.\n\n"
+                "Every error is the JSON envelope {code, status, message?, errors?}. A method "
+                "no route serves (anything but GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE) "
+                "is a 501; a method another route of the path serves, a 405 with Allow. With "
+                "TRUSTED_HOSTS set, a request for any other Host is a 400. A 422 lists at most "
+                "20 errors per object, names cut to 100 characters."
+            },
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -256,14 +352,7 @@ class Config:
             "max_overflow": _env_int("DB_MAX_OVERFLOW", 5),
             "pool_timeout": timeouts.pool,
             "pool_recycle": 1800,
-            "connect_args": {
-                "connect_timeout": timeouts.connect,
-                "application_name": "taskapp",
-                "options": (
-                    f"-c statement_timeout={timeouts.statement_ms}"
-                    f" -c lock_timeout={timeouts.lock_ms}"
-                ),
-            },
+            "connect_args": {**timeouts.connect_args(), "application_name": "taskapp"},
         }
 
 

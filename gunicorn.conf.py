@@ -12,7 +12,13 @@ from taskapp.observability import logging_config, prepare_multiprocess_metrics, 
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Threads, so that a client trickling its request holds one thread, not a whole worker (a sync
+# worker serves one connection at a time: two slow clients would stop two workers). gthread
+# waits for a connection's first bytes on its poller, without a thread; gunicorn 27 has no
+# timeout for the rest of a request's head, so the threads are the margin here, and a
+# buffering proxy (deploy/nginx.conf: client_header_timeout) is the cure in production.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Above the longest the database settings let a request wait (pool + connect + statement,
 # config.DatabaseTimeouts), so a stuck query ends as a 503, not as a killed worker and a 502.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))

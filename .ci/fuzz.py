@@ -72,7 +72,8 @@ def server_env(database_url: str) -> dict:
         TASKAPP_ENV="production",
         DATABASE_URL=database_url,
         JWT_SECRET_KEY=secrets.token_urlsafe(48),
-        RATELIMIT_ENABLED="false",
+        RATELIMIT_ENABLED="false",  # the auth limits and RATELIMIT_TASK_WRITES
+        MAX_TASKS_PER_USER="0",
         BCRYPT_ROUNDS="4",
     )
     return env

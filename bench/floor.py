@@ -21,9 +21,9 @@ from taskapp import create_app
 from taskapp.auth.service import _SESSION_USER
 from taskapp.errors import Unauthorized
 from taskapp.extensions import db
-from taskapp.pagination import encode_cursor, page_meta
+from taskapp.pagination import keyset_page
 from taskapp.tasks.schemas import TaskSchema
-from taskapp.tasks.service import _page_statement
+from taskapp.tasks.service import TASK_LIST, _page_statement
 
 PAGE_SIZE = 20
 UNAUTHORIZED = "Token is missing or invalid"
@@ -75,12 +75,11 @@ def floor_tasks():
         for row in rows
     ]
     total = rows[0]["total"] if rows else 0
-    last = data[-1] if len(data) == PAGE_SIZE else None
-    next_cursor = (
-        encode_cursor("created_at", "desc", last["created_at"], last["id"]) if last else None
+    page = keyset_page(
+        TASK_LIST, rows, sort="created_at", order="desc", page=1, page_size=PAGE_SIZE, total=total
     )
-    meta = page_meta(page=1, page_size=PAGE_SIZE, total=total, next_cursor=next_cursor)
-    return app.response_class(json.dumps({"data": data, "meta": meta}), mimetype="application/json")
+    page["data"] = data
+    return app.response_class(json.dumps(page), mimetype="application/json")
 
 
 app.add_url_rule("/floor/tasks", view_func=floor_tasks)

@@ -79,6 +79,7 @@ def main() -> int:
         TASKAPP_ENV="production",
         JWT_SECRET_KEY=os.urandom(32).hex(),
         RATELIMIT_ENABLED="false",
+        MAX_TASKS_PER_USER="0",  # the heavy user is seeded past the default quota
     )
     os.environ.pop("REDIS_URL", None)
     from taskapp import create_app

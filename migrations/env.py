@@ -98,15 +98,15 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # The app's statement_timeout guards request paths; building an index on a large
-            # table may take minutes. (lock_timeout stays: a migration must not queue behind a
-            # long transaction while blocking every request behind it.)
-            connection.exec_driver_sql("SET statement_timeout = 0")
-            connection.commit()  # a session setting: it outlives this transaction
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # The app's statement_timeout guards request paths; building an index on a
+                # large table may take minutes. SET LOCAL, after the app's own (taskapp.database)
+                # and, like it, for this transaction only. (lock_timeout stays: a migration
+                # must not queue behind a long transaction while blocking every request.)
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

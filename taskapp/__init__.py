@@ -13,6 +13,8 @@ from config import Config, config_from_env
 from taskapp import account, admin, auth, cli, database, health, recovery, tasks
 from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
+from taskapp.clientaddr import canonical_client_address
+from taskapp.edges import register_edges
 from taskapp.errors import register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 from taskapp.mail import register_mail
@@ -25,11 +27,17 @@ MIN_JWT_SECRET_BYTES = 32
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (default: the class chosen by TASKAPP_ENV)."""
-    app = Flask(__name__, instance_relative_config=True)
+    # No /static route: the API serves no files of its own (Swagger UI's come from a package).
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    # Else "//tasks" redirects to a URL built from the client's Host header. Set before any
+    # rule is added: each rule takes the map's setting when added.
+    app.url_map.merge_slashes = False
     app.config.from_object(config or config_from_env())
     configure_logging()
     os.makedirs(app.instance_path, exist_ok=True)
     _check_jwt_secret(app)
+    # Inside ProxyFix: whatever address it takes from X-Forwarded-For is canonicalised too.
+    app.wsgi_app = canonical_client_address(app.wsgi_app)
     if app.config["TRUSTED_PROXIES"] > 0:
         # Only then is X-Forwarded-For believed, and only the last N hops of it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
@@ -43,6 +51,8 @@ def create_app(config: Config | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    # Last, so they know every route's methods, and outermost: they act before all else.
+    register_edges(app)
     return app
 
 

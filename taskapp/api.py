@@ -2,11 +2,14 @@
 body parser, and the OpenAPI additions every route shares."""
 
 import functools
+import json
+from copy import deepcopy
 
 import flask_smorest
 from apispec import BasePlugin
 from flask import request
-from webargs.flaskparser import FlaskParser, abort
+from marshmallow import missing
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
 
 # Path ids are PostgreSQL integers: beyond int4 the converter answers 404, not an overflow.
@@ -23,6 +26,10 @@ RATE_LIMIT_HEADERS = {
         ("Retry-After", "Seconds until the window next frees a request"),
     )
 }
+# A 422 lists what was wrong, never the whole request again: the errors object of a body with
+# a thousand unknown fields, or one with a megabyte-long name, would be as large as the body.
+MAX_ERROR_ENTRIES = 20
+MAX_ERROR_TEXT = 100
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying",
@@ -64,9 +71,28 @@ class SharedResponsesPlugin(BasePlugin):
                         response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
 
 
+def bound_errors(errors) -> tuple[object, bool]:
+    """``errors`` with at most MAX_ERROR_ENTRIES entries per object or list and every name and
+    message cut to MAX_ERROR_TEXT characters; and whether entries were left out."""
+    if isinstance(errors, str):
+        return errors[:MAX_ERROR_TEXT], False
+    if isinstance(errors, dict):
+        entries = list(errors.items())
+    elif isinstance(errors, list | tuple):
+        entries = list(enumerate(errors))
+    else:
+        return errors, False
+    cut = len(entries) > MAX_ERROR_ENTRIES
+    bounded = {}
+    for key, value in entries[:MAX_ERROR_ENTRIES]:
+        bounded[key[:MAX_ERROR_TEXT] if isinstance(key, str) else key], inner = bound_errors(value)
+        cut = cut or inner
+    return (bounded if isinstance(errors, dict) else list(bounded.values())), cut
+
+
 class Api(flask_smorest.Api):
-    """flask-smorest's Api with a message on every error, 405's Allow header kept, and the
-    shared responses documented."""
+    """flask-smorest's Api with a message on every error, errors bounded, 405's Allow header
+    kept, and the shared responses documented."""
 
     def init_app(self, app, *, spec_kwargs=None):
         # A plugin per spec: the unbound ``api`` is initialised once per app built.
@@ -76,6 +102,10 @@ class Api(flask_smorest.Api):
     def handle_http_exception(self, error: HTTPException):
         payload, code, headers = super().handle_http_exception(error)
         payload.setdefault("message", error.description)
+        if "errors" in payload:
+            payload["errors"], cut = bound_errors(payload["errors"])
+            if cut:
+                payload["message"] += f" (at most {MAX_ERROR_ENTRIES} errors listed per object)"
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
         if code == 429:
@@ -84,15 +114,26 @@ class Api(flask_smorest.Api):
         return payload, code, headers
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 class JSONBodyParser(FlaskParser):
-    """webargs' parser, answering a body nested too deep for the JSON decoder as malformed."""
+    """webargs' parser, answering as malformed (400) any body the JSON decoder refuses."""
 
     def load_json(self, req, schema):
+        if not is_json_request(req):
+            return missing
+        body = req.get_data(cache=True)
+        if not body:
+            return missing  # as webargs: no body, not a malformed one
         try:
-            return super().load_json(req, schema)
-        except RecursionError:
-            # Else a 500 any client could provoke with a few KB of "[": the same 400 as for
-            # any other body the decoder refuses.
+            # UTF-8 only (RFC 8259); NaN and Infinity are not JSON either.
+            return json.loads(body.decode(), parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            # Malformed JSON, bad UTF-8, an integer of over 4,300 digits (a plain ValueError
+            # from int()), NaN, nesting deeper than the decoder's stack: each of the last four
+            # was a 500 any client could provoke.
             abort(400, messages={"json": ["Invalid JSON body."]})
 
 
@@ -123,5 +164,18 @@ class Blueprint(flask_smorest.Blueprint):
                 return parsed(*args, **kwargs)
 
             return require_json
+
+        return decorator
+
+    @staticmethod
+    def header_parameter(parameter: dict):
+        """Document a header the view reads itself (an OpenAPI parameter object), next to the
+        parameters of ``arguments``: ``doc(parameters=...)`` would replace those."""
+
+        def decorator(view):
+            view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+            arguments = view._apidoc.setdefault("arguments", {})
+            arguments.setdefault("parameters", []).append(parameter)
+            return view
 
         return decorator

@@ -50,6 +50,14 @@ def register_cors(app: Flask) -> None:
         supports_credentials=False,
     )
 
+    @app.after_request
+    def vary_by_origin(response: Response) -> Response:
+        # Every response depends on Origin (Access-Control-Allow-Origin echoes an allowed one,
+        # even for "*"; none otherwise), so no cache may serve one origin's copy to another.
+        # flask-cors says so only when several origins are configured.
+        response.vary.add("Origin")
+        return response
+
 
 def _script_hashes(html: bytes) -> str:
     """CSP sources for the inline scripts of a page, by SHA-256."""

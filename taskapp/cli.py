@@ -15,12 +15,16 @@ from taskapp.admin import service as admin_service
 from taskapp.auth import service as auth_service
 from taskapp.auth.schemas import SignupSchema
 from taskapp.errors import AppError
+from taskapp.idempotency import service as idempotency_service
 from taskapp.mail import service as mail_service
 from taskapp.recovery import service as recovery_service
+from taskapp.sync import service as sync_service
 
 tokens = AppGroup("tokens", help="Refresh-token housekeeping.")
 users = AppGroup("users", help="User administration.")
 mail = AppGroup("mail", help="Outgoing mail (the outbox).")
+idempotency = AppGroup("idempotency", help="Idempotency-Key housekeeping.")
+sync = AppGroup("sync", help="Incremental-sync housekeeping.")
 PASSWORD_ATTEMPTS = 3
 
 
@@ -38,6 +42,26 @@ def purge_tokens(revoked_days: int, batch_size: int) -> None:
     cutoff = datetime.now(UTC) - timedelta(days=revoked_days)
     deleted = auth_service.purge_sessions(revoked_before=cutoff, batch_size=batch_size)
     click.echo(f"purged {deleted} session(s) with their refresh tokens")
+
+
+@idempotency.command("purge")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
+def purge_idempotency_keys(batch_size: int) -> None:
+    """Delete Idempotency-Keys older than IDEMPOTENCY_KEY_HOURS (safe under load)."""
+    hours = current_app.config["IDEMPOTENCY_KEY_HOURS"]
+    deleted = idempotency_service.purge_keys(
+        older_than=timedelta(hours=hours), batch_size=batch_size
+    )
+    click.echo(f"purged {deleted} idempotency key(s)")
+
+
+@sync.command("purge")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
+def purge_tombstones(batch_size: int) -> None:
+    """Delete tombstones of deleted tasks older than SYNC_RETENTION_DAYS (plus a day)."""
+    days = current_app.config["SYNC_RETENTION_DAYS"]
+    deleted = sync_service.purge_tombstones(older_than=timedelta(days=days), batch_size=batch_size)
+    click.echo(f"purged {deleted} tombstone(s)")
 
 
 def _signup_value(field: str, value: str) -> str:
@@ -161,4 +185,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(tokens)
     app.cli.add_command(users)
     app.cli.add_command(mail)
+    app.cli.add_command(idempotency)
+    app.cli.add_command(sync)
     app.cli.add_command(seed_command)

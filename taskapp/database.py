@@ -1,5 +1,7 @@
 """How the app uses its database connections: autocommit reads, a liveness check at
-checkout that costs no round trip, SQLite's foreign keys, and the session's end.
+checkout that costs no round trip, timeouts set per transaction, a server that turned
+read-only (a demoted primary) treated as a lost one, SQLite's foreign keys, and the session's
+end.
 
 The first two exist for the same reason: on a request that reads a page, each round trip to
 PostgreSQL cost about as much as the query itself (BENCHMARKS.md). A read-only request
@@ -12,10 +14,12 @@ import logging
 import select
 
 from flask import Flask, request
+from psycopg2.errors import ReadOnlySqlTransaction
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 
+from config import DatabaseTimeouts
 from taskapp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,11 @@ def init_app(app: Flask) -> None:
     if engine.dialect.name == "postgresql":
         event.listen(engine, "checkout", drop_connection_if_closed)
         event.listen(engine, "checkin", leave_autocommit)
+        timeouts = app.config.get("DATABASE_TIMEOUTS")
+        if timeouts is not None:
+            prepend = with_transaction_settings(transaction_settings(timeouts))
+            event.listen(engine, "before_cursor_execute", prepend, retval=True)
+        event.listen(engine, "handle_error", retire_read_only_server)
     elif engine.dialect.name == "sqlite":
         # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
@@ -94,6 +103,54 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     if poller.poll(0):
         raise DisconnectionError("the server closed the connection")
+
+
+def transaction_settings(timeouts: DatabaseTimeouts) -> str:
+    """The ``SET LOCAL`` statements that give one transaction the app's timeouts."""
+    return (
+        f"SET LOCAL statement_timeout = {int(timeouts.statement_ms)}; "
+        f"SET LOCAL lock_timeout = {int(timeouts.lock_ms)}; "
+    )
+
+
+def with_transaction_settings(settings: str):
+    """A ``before_cursor_execute`` listener (retval) that sends ``settings`` ahead of the first
+    statement of every transaction, in the same message: no round trip of its own.
+
+    Timeouts are transaction state, never session state: behind PgBouncer in transaction
+    mode, a session ``SET`` (or the libpq ``options`` PgBouncer refuses) would stay on a
+    server connection that other clients then get, or be missing from the next one this
+    client gets. With no transaction open yet (psycopg2 sends BEGIN with the first
+    statement; in autocommit every statement is its own transaction), the settings go first;
+    several statements in one message are one transaction, so ``SET LOCAL`` holds for the
+    statement after it and ends with it.
+    """
+
+    def prepend(_conn, cursor, statement, parameters, _context, _executemany):
+        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
+            statement = settings + statement
+        return statement, parameters
+
+    return prepend
+
+
+def retire_read_only_server(context) -> Exception | None:
+    """``handle_error`` listener: a write refused as read-only means this connection reached a
+    server that is not the primary (any more): a demoted or fenced old primary after a
+    failover. Every pooled connection opened until now is invalidated, so the next ones are
+    opened afresh and ``target_session_attrs=read-write`` finds the new primary, and the
+    request ends as an outage (OperationalError: a 503 with Retry-After), not a 500.
+    """
+    if not isinstance(context.original_exception, ReadOnlySqlTransaction):
+        return None
+    context.is_disconnect = True
+    context.invalidate_pool_on_disconnect = True
+    return OperationalError(
+        context.statement,
+        context.parameters,
+        context.original_exception,
+        connection_invalidated=True,
+    )
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:

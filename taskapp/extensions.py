@@ -2,12 +2,12 @@
 
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
 from taskapp.api import Api
+from taskapp.clientaddr import client_network
 
 # Named constraints so Alembic migrations are reviewable and portable.
 NAMING_CONVENTION = {
@@ -22,5 +22,6 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 api = Api()
 jwt = JWTManager()
-# remote_addr is the peer unless ProxyFix (TRUSTED_PROXIES) rewrote it from X-Forwarded-For.
-limiter = Limiter(get_remote_address)
+# remote_addr is the peer unless ProxyFix (TRUSTED_PROXIES) rewrote it from X-Forwarded-For;
+# either way canonical (taskapp.clientaddr), and counted by network (an IPv6 client's /64).
+limiter = Limiter(client_network)

@@ -61,6 +61,7 @@ def check_dependencies() -> dict:
 @blp.route("/healthz")
 class Liveness(MethodView):
     @blp.response(200, LivenessSchema)
+    @blp.doc(operationId="check_liveness")
     def get(self):
         """Liveness: 200 while the process serves"""
         return {"status": "ok"}
@@ -70,6 +71,7 @@ class Liveness(MethodView):
 class Readiness(MethodView):
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(503, schema=ReadinessSchema, description="PostgreSQL is unreachable")
+    @blp.doc(operationId="check_readiness")
     def get(self):
         """Readiness: 503 when the database does not answer"""
         checks = check_dependencies()

@@ -173,7 +173,11 @@ def register_metrics(app: Flask) -> None:
         from prometheus_client import CollectorRegistry
         from prometheus_flask_exporter import PrometheusMetrics
 
-        PrometheusMetrics(app, group_by=route, registry=CollectorRegistry())
+        from taskapp.audit import SECURITY_EVENTS
+
+        registry = CollectorRegistry()
+        registry.register(SECURITY_EVENTS)
+        PrometheusMetrics(app, group_by=route, registry=registry)
 
 
 _metrics_dir_prepared = False

@@ -1,19 +1,55 @@
-"""Pages: the query and meta schemas, offset pagination, and keyset cursors."""
+"""The one paginator: page query and meta schemas, offset pages, and signed keyset cursors."""
 
 import base64
-import binascii
+import hashlib
+import hmac
 import json
 import math
 import re
+from datetime import datetime
 
-from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import Select
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import tuple_
 
-from taskapp.extensions import db
+_CURSOR_KEY_CONTEXT = b"taskapp keyset cursor v1"
+# 128 bits of HMAC-SHA256: forging one cursor costs 2^128 guesses, each a request.
+_SIGNATURE_BYTES = 16
+
+
+class CursorField(fields.String):
+    """An opaque keyset cursor this API issued (see encode_cursor); anything else is a 422.
+
+    Only a cursor whose signature checks out is decoded at all, so no value a client made up
+    (a key out of its column's range, a character the database cannot store) reaches a query.
+    The list it belongs to is the ``cursor_list`` of the schema that holds the field.
+    """
+
+    default_error_messages = {"invalid_cursor": "Not a cursor this API issued."}
+    PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,4000}\.[A-Za-z0-9_-]{22}$")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata = {"pattern": self.PATTERN.pattern, **self.metadata}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        cursor = decode_cursor(self.root.cursor_list, text) if self.PATTERN.match(text) else None
+        if cursor is None:
+            raise self.make_error("invalid_cursor")
+        return cursor
 
 
 class PageQuerySchema(Schema):
-    """page and page_size, shared by every paginated list."""
+    """page and page_size, or a cursor: the query of every list.
+
+    A subclass names its list (``cursor_list``) and, when it has no sort and order fields,
+    the one order its list has (``default_sort``, ``default_order``).
+    """
+
+    cursor_list = ""
+    default_sort = "id"
+    default_order = "asc"
 
     page = fields.Integer(
         load_default=1,
@@ -25,25 +61,37 @@ class PageQuerySchema(Schema):
         validate=validate.Range(min=1, max=100),
         metadata={"description": "Items per page, 1 to 100"},
     )
+    cursor = CursorField(
+        metadata={
+            "description": "meta.next_cursor of the previous page: continues the walk by "
+            "keyset, at the same cost at any depth. Not with `page`."
+        }
+    )
+
+    @validates_schema(pass_original=True)
+    def _cursor_continues_its_walk(self, data, original, **kwargs):
+        if "cursor" not in data:
+            return
+        if "page" in original:
+            raise ValidationError("Give either page or cursor, not both.", field_name="cursor")
+        walk = (data.get("sort", self.default_sort), data.get("order", self.default_order))
+        if (data["cursor"]["sort"], data["cursor"]["order"]) != walk:
+            raise ValidationError(
+                "This cursor belongs to another sort or order.", field_name="cursor"
+            )
 
 
 class PageMetaSchema(Schema):
-    """The ``meta`` object of a page."""
-
-    page = fields.Integer(required=True)
-    page_size = fields.Integer(required=True)
-    total = fields.Integer(required=True, metadata={"description": "Matching items in all"})
-    pages = fields.Integer(required=True, metadata={"description": "Number of pages"})
-
-
-class CursorPageMetaSchema(PageMetaSchema):
-    """``meta`` of a list that can also be walked by keyset cursor."""
+    """The ``meta`` object of a page of any list."""
 
     page = fields.Integer(
         required=True,
         allow_none=True,
         metadata={"description": "The page number; null when the page was asked by cursor"},
     )
+    page_size = fields.Integer(required=True)
+    total = fields.Integer(required=True, metadata={"description": "Matching items in all"})
+    pages = fields.Integer(required=True, metadata={"description": "Number of pages"})
     next_cursor = fields.String(
         required=True,
         allow_none=True,
@@ -54,49 +102,72 @@ class CursorPageMetaSchema(PageMetaSchema):
     )
 
 
-class CursorField(fields.String):
-    """An opaque keyset cursor: base64url of JSON ``{"s": sort, "o": order, "k": [value, id]}``."""
-
-    default_error_messages = {"invalid_cursor": "Not a cursor this API issued."}
-    PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")  # unpadded base64url
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.metadata = {"pattern": self.PATTERN.pattern, **self.metadata}
-
-    def _deserialize(self, value, attr, data, **kwargs) -> dict:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not self.PATTERN.match(text):
-            raise self.make_error("invalid_cursor")
-        try:
-            cursor = json.loads(base64.urlsafe_b64decode(text.encode("ascii") + b"=="))
-        except (UnicodeEncodeError, binascii.Error, ValueError):
-            raise self.make_error("invalid_cursor") from None
-        valid = (
-            isinstance(cursor, dict)
-            and set(cursor) == {"s", "o", "k"}
-            and isinstance(cursor["s"], str)
-            and isinstance(cursor["o"], str)
-            and isinstance(cursor["k"], list)
-            and len(cursor["k"]) == 2
-            and isinstance(cursor["k"][0], str)
-            and type(cursor["k"][1]) is int
-        )
-        if not valid:
-            raise self.make_error("invalid_cursor")
-        return cursor
+def _cursor_key() -> bytes:
+    """The cursors' signing key, derived from the app's secret (so shared by every worker)."""
+    secret = current_app.config["JWT_SECRET_KEY"].encode()
+    return hmac.new(secret, _CURSOR_KEY_CONTEXT, hashlib.sha256).digest()
 
 
-def encode_cursor(sort: str, order: str, value: str, row_id: int) -> str:
-    """The cursor that resumes after the row whose sort value is ``value`` and id ``row_id``."""
-    raw = json.dumps({"s": sort, "o": order, "k": [value, row_id]}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _signature(list_name: str, payload: str) -> str:
+    mac = hmac.new(_cursor_key(), f"{list_name}:{payload}".encode(), hashlib.sha256)
+    return _b64(mac.digest()[:_SIGNATURE_BYTES])
 
 
-def check_cursor(cursor: dict, *, sort: str, order: str) -> None:
-    """A cursor continues the walk it came from: same sort and order, else 422."""
-    if (cursor["s"], cursor["o"]) != (sort, order):
-        raise ValidationError("This cursor belongs to another sort or order.", field_name="cursor")
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def encode_cursor(list_name: str, *, sort: str, order: str, keys: list) -> str:
+    """The signed cursor resuming ``list_name`` after the row whose sort keys are ``keys``
+    (the sort column's value then the id, or the id alone); timestamps kept as ISO 8601."""
+    values = [{"t": key.isoformat()} if isinstance(key, datetime) else key for key in keys]
+    raw = json.dumps({"s": sort, "o": order, "k": values}, separators=(",", ":"))
+    payload = _b64(raw.encode())
+    return f"{payload}.{_signature(list_name, payload)}"
+
+
+def decode_cursor(list_name: str, text: str) -> dict | None:
+    """``{"sort", "order", "keys"}`` of a cursor encode_cursor made for ``list_name``, else None."""
+    payload, _, signature = text.partition(".")
+    if not hmac.compare_digest(signature, _signature(list_name, payload)):
+        return None
+    try:
+        cursor = json.loads(base64.urlsafe_b64decode(payload + "=="))
+        keys = [
+            datetime.fromisoformat(key["t"]) if isinstance(key, dict) else key
+            for key in cursor["k"]
+        ]
+        return {"sort": cursor["s"], "order": cursor["o"], "keys": keys}
+    except (ValueError, KeyError, TypeError):
+        return None  # signed, so never so; but a leaked key must not make it a 500
+
+
+def after_keys(columns: list, keys: list, *, descending: bool):
+    """The condition of the rows after ``keys`` in the order of ``columns`` (ascending, or
+    descending): a row-value comparison, which the list index serves as one range."""
+    after, bound = tuple_(*columns), tuple_(*keys)
+    return after < bound if descending else after > bound
+
+
+def keyset_page(
+    list_name: str,
+    rows: list,
+    *,
+    sort: str,
+    order: str,
+    page: int | None,
+    page_size: int,
+    total: int,
+) -> dict:
+    """A page of ``rows`` (dicts or objects with ``sort`` and ``id``) with its meta; a full page
+    offers the cursor of its last row."""
+    next_cursor = None
+    if len(rows) == page_size:
+        last = rows[-1] if isinstance(rows[-1], dict) else vars(rows[-1])
+        keys = [last["id"]] if sort == "id" else [last[sort], last["id"]]
+        next_cursor = encode_cursor(list_name, sort=sort, order=order, keys=keys)
+    meta = page_meta(page=page, page_size=page_size, total=total, next_cursor=next_cursor)
+    return {"data": rows, "meta": meta}
 
 
 def page_meta(*, page: int | None, page_size: int, total: int, next_cursor=None) -> dict:
@@ -107,13 +178,4 @@ def page_meta(*, page: int | None, page_size: int, total: int, next_cursor=None)
         "total": total,
         "pages": math.ceil(total / page_size),
         "next_cursor": next_cursor,
-    }
-
-
-def paginate(query: Select, *, page: int, page_size: int) -> dict:
-    """Run ``query`` for one page; a page past the end is empty with the true total."""
-    result = db.paginate(query, page=page, per_page=page_size, max_per_page=100, error_out=False)
-    return {
-        "data": result.items,
-        "meta": page_meta(page=page, page_size=page_size, total=result.total),
     }

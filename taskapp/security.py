@@ -6,17 +6,24 @@ import hmac
 from collections.abc import Callable
 
 from flask import current_app, request
-from flask_jwt_extended import current_user, jwt_required
+from flask_jwt_extended import current_user, get_current_user, jwt_required
+from flask_limiter import RequestLimit
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
+from taskapp import audit
 from taskapp.api import RATE_LIMIT_HEADERS
+from taskapp.clientaddr import client_network
+from taskapp.emails import InvalidEmail, normalise_email
 from taskapp.errors import Forbidden
 from taskapp.extensions import api, limiter
 
 BEARER = [{"bearerAuth": []}]
 # Domain separation: the signing key also keys the email digests, and they mean nothing else.
 _EMAIL_KEY_CONTEXT = b"taskapp rate-limit key: login email\x00"
+# One count per account for every route that checks its password: /login names the account by
+# its email, the others by the caller's token.
+ACCOUNT_PASSWORD_SCOPE = "password:account"
 
 
 def authenticated(blp: Blueprint) -> Callable:
@@ -48,8 +55,8 @@ def admin_required(blp: Blueprint) -> Callable:
 
 
 def submitted_email(field: str = "email") -> str | None:
-    """The JSON body's ``field`` (an email), normalised as the schemas do (trimmed,
-    lower-cased), or None."""
+    """The JSON body's ``field`` (an email), normalised as the schemas do
+    (``normalise_email``), or None."""
     try:
         body = request.get_json(silent=True)
     except (RecursionError, HTTPException):
@@ -60,17 +67,18 @@ def submitted_email(field: str = "email") -> str | None:
     email = body.get(field) if isinstance(body, dict) else None
     if not isinstance(email, str):
         return None
-    return email.strip().lower() or None
+    try:
+        return normalise_email(email) or None
+    except InvalidEmail:
+        return None  # the schema answers 422; no password is checked
 
 
-def email_key(email: str | None = None) -> str:
-    """An email's rate-limit key (default: the submitted one): a keyed digest, so no email
-    reaches Redis.
+def _email_digest_key(email: str) -> str:
+    """An email's rate-limit key: a keyed digest of it, so no email reaches Redis.
 
     Keyed with the signing key, which every worker and instance shares: a bare hash of an
     address is reversed by hashing candidate addresses.
     """
-    email = email or submitted_email() or ""
     digest = hmac.new(
         current_app.config["JWT_SECRET_KEY"].encode(),
         # surrogatepass: a lone surrogate is for the schema to refuse (422), not to raise here.
@@ -80,9 +88,62 @@ def email_key(email: str | None = None) -> str:
     return "email:" + digest.hexdigest()
 
 
+def _caller():
+    """The user of the verified access token, or None where no token was verified.
+
+    Key functions must never raise (Flask-Limiter would take it for a storage outage), so a
+    limit placed above ``authenticated`` by mistake counts per address rather than failing.
+    """
+    try:
+        return get_current_user()
+    except RuntimeError:
+        return None
+
+
+def caller_email_key() -> str:
+    """The rate-limit key of the caller's account: the same as a login naming its email."""
+    user = _caller()
+    return _email_digest_key(user.email) if user is not None else client_network()
+
+
+def caller_key() -> str:
+    """The rate-limit key of the caller: its user id."""
+    user = _caller()
+    return f"user:{user.id}" if user is not None else client_network()
+
+
 def _configured(config_key: str) -> Callable[[], str]:
     # Read per request, so a limit changed in the app's config applies at once (tests do).
     return lambda: current_app.config[config_key]
+
+
+def _log_password_limit_breach(limit: RequestLimit) -> None:
+    user = _caller()
+    audit.record(
+        "password_attempts_limited",
+        "too many password attempts: limited",
+        user_id=user.id if user is not None else None,
+        endpoint=request.endpoint,
+        limit=str(limit.limit),
+    )
+
+
+def _limited(blp: Blueprint, limits: list[Callable], description: str) -> Callable:
+    """Apply ``limits`` (innermost first) and document 429 (``taskapp.api`` adds the rate-limit
+    headers to the success response of every route with a 429)."""
+
+    def decorator(view: Callable) -> Callable:
+        view = blp.alt_response(
+            429,
+            schema=api.ERROR_SCHEMA,
+            description=f"Rate limit exceeded: {description}",
+            headers=RATE_LIMIT_HEADERS,
+        )(view)
+        for limit in limits:
+            view = limit(view)
+        return view
+
+    return decorator
 
 
 def rate_limited(
@@ -91,26 +152,67 @@ def rate_limited(
     *,
     per_email: str | None = None,
     target: Callable[[], str | None] = submitted_email,
+    account_password: bool = False,
 ) -> Callable:
     """Limit per client address (the limit under ``config_key``) and, with ``per_email``, per
-    target email too (``target``: by default the body's ``email``); documents 429 (``taskapp.api``
-    adds the rate-limit headers to the success response of every route with a 429)."""
+    target email too (``target``: by default the body's ``email``); documents 429
+    (``taskapp.api`` adds the rate-limit headers to the success response of every route with a
+    429).
 
-    def decorator(view: Callable) -> Callable:
-        view = blp.alt_response(
-            429,
-            schema=api.ERROR_SCHEMA,
-            description="Rate limit exceeded: "
-            + ("per client address, or per email" if per_email else "per client address"),
-            headers=RATE_LIMIT_HEADERS,
-        )(view)
-        if per_email:
-            # A body without a usable email logs no one in: the address limit suffices.
-            view = limiter.limit(
+    With ``account_password`` (/login), the per-email count is the account's password-check
+    count, which routes checking the caller's password (``password_check_limited``) spend
+    too.
+    """
+    limits = []
+    if per_email:
+        # A body without a usable email logs no one in: the address limit suffices.
+        per_target = {
+            "key_func": lambda: _email_digest_key(target() or ""),
+            "exempt_when": lambda: target() is None,
+        }
+        limits.append(
+            limiter.shared_limit(
                 _configured(per_email),
-                key_func=lambda: email_key(target()),
-                exempt_when=lambda: target() is None,
-            )(view)
-        return limiter.limit(_configured(config_key))(view)
+                scope=ACCOUNT_PASSWORD_SCOPE,
+                on_breach=_log_password_limit_breach,
+                **per_target,
+            )
+            if account_password
+            else limiter.limit(_configured(per_email), **per_target)
+        )
+    limits.append(limiter.limit(_configured(config_key)))
+    description = "per client address, or per email" if per_email else "per client address"
+    return _limited(blp, limits, description)
 
-    return decorator
+
+def password_check_limited(blp: Blueprint) -> Callable:
+    """Limit a route that checks the caller's password, as strictly as /login.
+
+    Per account (RATELIMIT_LOGIN_EMAIL, one count with /login's per-email limit: a stolen
+    access token adds no guesses) and per client address (RATELIMIT_PASSWORD_CHECK, one count
+    across these routes). Goes below ``authenticated`` (the account is the token's): only
+    authenticated requests count.
+    """
+    limits = [
+        limiter.shared_limit(
+            _configured("RATELIMIT_LOGIN_EMAIL"),
+            scope=ACCOUNT_PASSWORD_SCOPE,
+            key_func=caller_email_key,
+            on_breach=_log_password_limit_breach,
+        ),
+        limiter.shared_limit(
+            _configured("RATELIMIT_PASSWORD_CHECK"),
+            scope="password-check",
+            on_breach=_log_password_limit_breach,
+        ),
+    ]
+    return _limited(blp, limits, "per account (with /login), or per client address")
+
+
+def task_write_limited(blp: Blueprint) -> Callable:
+    """Limit a task write per user (RATELIMIT_TASK_WRITES), one count across every route that
+    creates, changes or deletes tasks. Goes below ``authenticated``."""
+    limit = limiter.shared_limit(
+        _configured("RATELIMIT_TASK_WRITES"), scope="task-writes", key_func=caller_key
+    )
+    return _limited(blp, [limit], "task writes per user")

@@ -1,7 +1,10 @@
 """Fixtures: one schema per run (built by the migrations), a clean database per test."""
 
 import contextvars
+import io
 import itertools
+import json
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from sqlalchemy.engine import make_url
 from config import TestingConfig
 from taskapp import create_app
 from taskapp.extensions import db, limiter
+from taskapp.observability import JsonFormatter
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -182,6 +186,23 @@ def build_app():
 
 
 @pytest.fixture
+def json_log(caplog):
+    """Every record of every logger, at DEBUG, as the JSON lines the app would write."""
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield lines
+    root.removeHandler(handler)
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 
@@ -235,6 +256,16 @@ def auth(make_user, login):
         return {"Authorization": f"Bearer {tokens['access_token']}"}
 
     return make_headers
+
+
+@pytest.fixture
+def admin_headers(make_user, login) -> dict:
+    """Authorization headers of a fresh active admin."""
+    from taskapp.admin.service import make_admin
+
+    email, password = make_user()
+    make_admin(email=email)
+    return {"Authorization": f"Bearer {login(email, password)['access_token']}"}
 
 
 @pytest.fixture

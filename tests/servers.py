@@ -2,7 +2,8 @@
 private redis-server that a test may kill and restart.
 
 Which worker answers can be steered, not left to luck: a request whose head is held back
-keeps the worker that accepted it busy (sync workers serve one connection at a time), so
+keeps the worker that accepted it busy (sync workers, which ``gunicorn()`` runs unless told
+otherwise, serve one connection at a time), so
 everything sent meanwhile is served by another worker, and N requests held at once are on
 N different workers. The access log (with each worker's pid) confirms it.
 """
@@ -70,6 +71,15 @@ class Server:
         return dict(pids)
 
 
+def render_deploy_file(name: str, **values: str) -> str:
+    """deploy/<name> with its placeholders (in double braces) filled, as an operator would."""
+    text = (PROJECT / "deploy" / name).read_text()
+    for placeholder, value in values.items():
+        text = text.replace("{{" + placeholder + "}}", value)
+    assert "{{" not in text, f"deploy/{name}: a placeholder is left unfilled"
+    return text
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,8 +137,19 @@ def server_env() -> dict:
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict | None = None, args=()):
-    """Run ``gunicorn -w N wsgi:app`` on a free port until the block exits (then SIGTERM)."""
+def gunicorn(
+    tmp_path: Path,
+    *,
+    workers: int = 2,
+    env: dict | None = None,
+    args=(),
+    sync: bool = True,
+):
+    """Run ``gunicorn -w N wsgi:app`` on a free port until the block exits (then SIGTERM).
+
+    ``sync``: sync workers (one connection each), which the held-request helpers steer;
+    False keeps gunicorn.conf.py's worker class (threads), the deployed default.
+    """
     clear_limiter_keys()
     port = free_port()
     log_path = tmp_path / f"gunicorn-{port}.log"
@@ -144,6 +165,7 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict | None = None, args=
         f"127.0.0.1:{port}",
         "--access-logformat",
         "%(p)s %(m)s %(U)s %(s)s",
+        *(("--worker-class", "sync", "--threads", "1") if sync else ()),
         *args,
         "wsgi:app",
     ]

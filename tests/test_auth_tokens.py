@@ -103,7 +103,7 @@ def test_refresh_returns_a_new_pair_in_the_same_session(client, pair, via):
 
 def test_rotation_spends_the_old_digest_and_stores_the_new_one(client, pair):
     session = stored_session(pair["refresh_token"])
-    session.last_used_at = LONG_AGO
+    session.last_used_at = datetime.now(UTC) - timedelta(days=6)  # within REFRESH_IDLE_DAYS
     db.session.commit()
 
     new = refresh(client, pair["refresh_token"]).json

@@ -105,3 +105,16 @@ def test_a_value_that_is_not_an_origin_stops_the_start(monkeypatch, value):
     monkeypatch.setenv("CORS_ORIGINS", f"{ALLOWED},{value}")
     with pytest.raises(RuntimeError, match="CORS_ORIGINS"):
         config.Config()
+
+
+@pytest.mark.parametrize("origins", [[ALLOWED], [ALLOWED, ALSO_ALLOWED], ["*"]])
+def test_every_response_says_it_varies_by_origin(build_app, origins):
+    # With one origin configured flask-cors leaves Vary out: a shared cache would then serve
+    # an allowed origin's copy (with Access-Control-Allow-Origin) to every other origin.
+    client = build_app(CORS_ORIGINS=origins).test_client()
+    for origin in (ALLOWED, DENIED, None):
+        for method, path in (("GET", "/healthz"), ("GET", "/tasks"), ("OPTIONS", "/tasks")):
+            response = client.open(
+                path, method=method, headers={"Origin": origin} if origin else {}
+            )
+            assert "Origin" in response.vary, (origin, method, path)

@@ -4,7 +4,9 @@ import time
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 
+from config import DatabaseTimeouts
 from conftest import own_connection, requires_postgres
 from taskapp.extensions import db
 
@@ -83,3 +85,59 @@ def test_connections_closed_by_the_server_are_replaced_at_checkout(client, auth)
         db.session.remove()
     with db.engine.connect() as connection:
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() not in killed
+
+
+def test_timeouts_hold_in_autocommit_and_in_transactions_and_leave_no_session_state(build_app):
+    timeouts = DatabaseTimeouts(connect=3, statement_ms=300, lock_ms=200, pool=6)
+    app = build_app(DATABASE_TIMEOUTS=timeouts)
+    with app.app_context():
+        # Autocommit (as reads run): each statement is its own transaction.
+        with db.engine.connect() as connection:
+            connection.connection.driver_connection.autocommit = True
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="statement timeout"):
+                connection.execute(text("SELECT pg_sleep(3)"))
+            assert time.monotonic() - started < 2
+        # A transaction (as writes run): the settings came with its first statement.
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+            assert connection.execute(text("SHOW lock_timeout")).scalar_one() == "200ms"
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="statement timeout"):
+                connection.execute(text("SELECT pg_sleep(3)"))
+            assert time.monotonic() - started < 2
+            connection.rollback()
+            # Nothing outlives the transaction: what PgBouncer hands the next client is clean.
+            cursor = connection.connection.driver_connection.cursor()
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone()[0] == "0"
+            cursor.close()
+            connection.connection.driver_connection.rollback()
+
+
+def test_a_write_on_a_server_turned_read_only_is_a_503_and_the_pool_reconnects(client, auth):
+    headers = auth()
+    assert client.get("/tasks", headers=headers).status_code == 200
+    db.session.remove()
+    # Every pooled connection now behaves as one to a demoted primary (a hot standby refuses
+    # writes with the same error); connections opened afresh are read-write.
+    pooled = [db.engine.raw_connection() for _ in range(max(db.engine.pool.checkedin(), 1))]
+    try:
+        for connection in pooled:
+            cursor = connection.cursor()
+            cursor.execute("SET SESSION default_transaction_read_only = on")
+            cursor.close()
+            connection.commit()
+            connection.close()  # back to the pool
+
+        refused = client.post("/tasks", json={"title": "on the old primary"}, headers=headers)
+        assert refused.status_code == 503, refused.json
+        assert refused.headers["Retry-After"].isdigit()
+        assert refused.json["code"] == 503
+        # Not one of the old connections is reused for the retry: it lands on a writable one.
+        retried = client.post("/tasks", json={"title": "on the new primary"}, headers=headers)
+        assert retried.status_code == 201, retried.json
+        titles = [task["title"] for task in client.get("/tasks", headers=headers).json["data"]]
+        assert titles == ["on the new primary"]
+    finally:
+        db.engine.dispose()  # never leave a read-only connection to the next test

@@ -89,6 +89,11 @@ MALFORMED_BODIES = {
     "invalid utf-8": b'{"title": "\xff\xfe"}',
     "nested too deep": b"[" * 5000 + b"]" * 5000,
     "object nested too deep": b'{"a": ' * 5000 + b"1" + b"}" * 5000,
+    # Past 4,300 digits int() raises a plain ValueError, not a JSONDecodeError.
+    "integer of 4,301 digits": b'{"title": ' + b"9" * 4301 + b"}",
+    "NaN": b'{"title": NaN}',
+    "Infinity": b'{"title": [-Infinity, Infinity]}',
+    "UTF-16": '{"title": "a"}'.encode("utf-16"),
 }
 
 
@@ -102,6 +107,46 @@ def test_malformed_json_is_400(client, auth, method, path, body):
         path, method=method, data=body, content_type="application/json", headers=auth()
     )
     assert_error(response, 400)
+
+
+def test_every_json_route_answers_an_undecodable_body_with_400(client, spec, admin_headers):
+    # Every operation with a body, the unauthenticated ones included: parsed as JSON before
+    # anything else could answer (an admin may call them all; ids need not exist).
+    body = b'{"email": ' + b"1" * 5000 + b"}"
+    for path, method, operation in operations(spec):
+        if "requestBody" not in operation:
+            continue
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        response = client.open(
+            url, method=method, data=body, content_type="application/json", headers=admin_headers
+        )
+        assert_error(response, 400)
+        assert response.json["errors"] == {"json": ["Invalid JSON body."]}, (method, path)
+
+
+@pytest.mark.parametrize("location", ["json", "query"])
+def test_a_422_never_echoes_the_request_back(client, auth, location):
+    # 200 unknown fields with 2,000-character names: the errors name at most 20 of
+    # them, each cut to 100 characters, and say so.
+    unknown = {f"{number:04d}" + "n" * 2000: 1 for number in range(200)}
+    if location == "json":
+        response = client.post("/tasks", json={"title": "a", **unknown}, headers=auth())
+    else:
+        response = client.get("/tasks", query_string=unknown, headers=auth())
+    body = assert_error(response, 422)
+    errors = body["errors"][location]
+    assert len(errors) == 20
+    assert {len(name) for name in errors} == {100}
+    assert all(messages == ["Unknown field."] for messages in errors.values())
+    assert "at most 20 errors" in body["message"]
+    assert len(response.get_data()) < 5000
+
+
+def test_a_422_with_few_errors_lists_them_all(client, auth):
+    response = client.post("/tasks", json={"title": "", "completed": "no"}, headers=auth())
+    body = assert_error(response, 422)
+    assert set(body["errors"]["json"]) == {"title", "completed"}
+    assert "at most" not in body["message"]
 
 
 def test_malformed_json_on_an_existing_task_is_400(client, auth, make_task):
@@ -460,6 +505,13 @@ def test_unknown_environment_name_refuses_to_start(monkeypatch):
         ("postgresql://postgres@127.0.0.1/test", "postgresql+psycopg2://postgres@127.0.0.1/test"),
         ("postgresql+psycopg2://u@db/app", "postgresql+psycopg2://u@db/app"),
         ("sqlite:///:memory:", "sqlite:///:memory:"),
+        # libpq's multi-host form (pg_autoctl show uri), in SQLAlchemy's spelling
+        (
+            "postgres://u:p@n1:5611,n2:5612/app?target_session_attrs=read-write&sslmode=require",
+            "postgresql+psycopg2://u:p@/app"
+            "?host=n1:5611&host=n2:5612&target_session_attrs=read-write&sslmode=require",
+        ),
+        ("postgresql://u@n1,n2/app", "postgresql+psycopg2://u@/app?host=n1&host=n2"),
     ],
 )
 def test_normalise_database_url(url, expected):

@@ -9,6 +9,7 @@ import pytest
 
 from config import Config, database_timeouts
 from servers import PROJECT
+from taskapp.database import transaction_settings
 
 POSTGRES_URL = "postgresql://taskapp@db.invalid/taskapp"
 
@@ -32,9 +33,13 @@ def test_defaults_are_in_order_and_reach_the_engine(db_env):
     assert options["pool_pre_ping"] is False  # taskapp.database checks at checkout instead
     assert options["pool_timeout"] == timeouts.pool
     assert options["connect_args"]["connect_timeout"] == timeouts.connect
-    assert options["connect_args"]["options"] == (
-        f"-c statement_timeout={timeouts.statement_ms} -c lock_timeout={timeouts.lock_ms}"
-    )
+    # No startup options (PgBouncer refuses them): the timeouts are set per transaction.
+    assert "options" not in options["connect_args"]
+    # A server that vanishes is noticed by TCP within seconds, inside the worker timeout.
+    assert options["connect_args"]["keepalives"] == 1
+    assert options["connect_args"]["keepalives_idle"] == timeouts.keepalives_idle
+    assert options["connect_args"]["tcp_user_timeout"] == timeouts.tcp_user_timeout_ms
+    assert timeouts.dead_server <= 15
 
 
 @pytest.mark.parametrize(
@@ -45,6 +50,8 @@ def test_defaults_are_in_order_and_reach_the_engine(db_env):
         {"DB_POOL_TIMEOUT": "2"},  # below the 5 s statement timeout
         {"DB_STATEMENT_TIMEOUT_MS": "0"},  # 0 would mean no statement timeout at all
         {"DB_CONNECT_TIMEOUT": "0"},  # and no connect timeout
+        {"DB_KEEPALIVES_IDLE": "0"},  # the kernel's default: two hours before a probe
+        {"DB_TCP_USER_TIMEOUT_MS": "0"},
     ],
 )
 def test_out_of_order_timeouts_stop_the_start(db_env, values):
@@ -58,7 +65,22 @@ def test_out_of_order_timeouts_stop_the_start(db_env, values):
 def test_lock_timeout_may_be_left_to_the_statement_timeout(db_env):
     db_env.setenv("DB_LOCK_TIMEOUT_MS", "0")
 
-    assert "-c lock_timeout=0" in Config().SQLALCHEMY_ENGINE_OPTIONS["connect_args"]["options"]
+    assert "SET LOCAL lock_timeout = 0;" in transaction_settings(Config().DATABASE_TIMEOUTS)
+
+
+def test_keepalives_are_configurable_and_bound_the_wait(db_env):
+    db_env.setenv("DB_KEEPALIVES_IDLE", "1")
+    db_env.setenv("DB_KEEPALIVES_INTERVAL", "1")
+    db_env.setenv("DB_KEEPALIVES_COUNT", "2")
+    db_env.setenv("DB_TCP_USER_TIMEOUT_MS", "3000")
+
+    timeouts = database_timeouts()
+    connect_args = Config().SQLALCHEMY_ENGINE_OPTIONS["connect_args"]
+    assert (connect_args["keepalives_idle"], connect_args["keepalives_interval"]) == (1, 1)
+    assert (connect_args["keepalives_count"], connect_args["tcp_user_timeout"]) == (2, 3000)
+    assert timeouts.dead_server == 3
+    # Six seconds of pool wait, three of connect, five of statement (above the three above).
+    assert timeouts.longest_wait == 14
 
 
 def check_gunicorn_config(**env) -> subprocess.CompletedProcess:

@@ -1,6 +1,5 @@
 """X-Request-ID on every response, one JSON access line per request, no secret in any log."""
 
-import io
 import json
 import logging
 import re
@@ -13,23 +12,6 @@ from taskapp.observability import JsonFormatter, redact
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 ACCESS_FIELDS = {"request_id", "method", "path", "status", "duration_ms", "user_id"}
-
-
-@pytest.fixture
-def json_log(caplog):
-    """Every record of every logger, at DEBUG, as the JSON lines the app would write."""
-    caplog.set_level(logging.DEBUG)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-
-    def lines() -> list[dict]:
-        return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-    yield lines
-    root.removeHandler(handler)
 
 
 def access_lines(lines: list[dict]) -> list[dict]:

@@ -101,14 +101,6 @@ def test_cursor_and_page_walks_keep_filters(client, auth, make_task, monkeypatch
     assert walk_by_page(client, headers, completed="true", page_size=2) == walked
 
 
-@pytest.mark.parametrize(
-    "cursor",
-    ["not-base64!", "e30", "W10", "eyJzIjoxfQ", "eyJzIjoiY3JlYXRlZF9hdCIsIm8iOiJkZXNjIiwiayI6W119"],
-)
-def test_a_cursor_the_api_did_not_issue_is_422(client, auth, cursor):
-    assert_error(client.get("/tasks", query_string={"cursor": cursor}, headers=auth()), 422)
-
-
 def test_a_cursor_is_422_with_another_sort_or_with_a_page(client, auth, make_task):
     headers = auth()
     for _ in range(3):
@@ -118,14 +110,6 @@ def test_a_cursor_is_422_with_another_sort_or_with_a_page(client, auth, make_tas
     for query in ({"sort": "title"}, {"order": "asc"}, {"page": 1}):
         response = client.get("/tasks", query_string={"cursor": cursor, **query}, headers=headers)
         assert_error(response, 422, field="cursor")
-
-
-def test_a_timestamp_cursor_with_a_bad_value_is_422(client, auth):
-    from taskapp.pagination import encode_cursor
-
-    cursor = encode_cursor("created_at", "desc", "yesterday", 1)
-    response = client.get("/tasks", query_string={"cursor": cursor}, headers=auth())
-    assert_error(response, 422, field="cursor")
 
 
 def kept_counts(user_id: int) -> tuple[int, int]:

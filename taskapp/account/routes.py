@@ -12,7 +12,8 @@ from taskapp.account.schemas import (
 )
 from taskapp.api import ID, Blueprint
 from taskapp.auth.tokens import SESSION_CLAIM
-from taskapp.security import authenticated
+from taskapp.extensions import api
+from taskapp.security import authenticated, password_check_limited
 
 blp = Blueprint("account", __name__, description="The signed-in user's account and sessions")
 
@@ -23,14 +24,20 @@ SESSION_URL = f"/sessions/<{ID}:session_id>"
 class Me(MethodView):
     @authenticated(blp)
     @blp.response(200, MeSchema)
+    @blp.doc(operationId="get_me")
     def get(self):
         """Get the caller's account"""
         return current_user
 
     @authenticated(blp)
+    @password_check_limited(blp)
     @blp.arguments(PasswordConfirmSchema)
     @blp.response(204)
     @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(
+        409, schema=api.ERROR_SCHEMA, description="Conflict: the caller is the last active admin"
+    )
+    @blp.doc(operationId="delete_me")
     def delete(self, body):
         """Delete the account with its tasks and sessions (password required)"""
         service.delete_account(current_user.id, password=body["password"])
@@ -39,9 +46,11 @@ class Me(MethodView):
 @blp.route("/me/password")
 class Password(MethodView):
     @authenticated(blp)
+    @password_check_limited(blp)
     @blp.arguments(PasswordChangeSchema)
     @blp.response(204)
     @blp.alt_response(403, response="FORBIDDEN")
+    @blp.doc(operationId="change_password")
     def post(self, body):
         """Change the password; every session, this one included, is revoked"""
         service.change_password(current_user.id, **body)
@@ -61,7 +70,8 @@ REVOKE_LINK = {
 class Sessions(MethodView):
     @authenticated(blp)
     @blp.response(200, SessionSchema(many=True))
-    @blp.doc(responses={"200": {"links": REVOKE_LINK}})
+    @blp.doc(responses={200: {"links": REVOKE_LINK}})
+    @blp.doc(operationId="list_sessions")
     def get(self):
         """List the caller's active sessions"""
         return service.list_sessions(current_user.id, current_session_id=get_jwt()[SESSION_CLAIM])
@@ -72,6 +82,7 @@ class SessionItem(MethodView):
     @authenticated(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="revoke_session")
     def delete(self, session_id):
         """Revoke one of the caller's sessions"""
         service.revoke_session(current_user.id, session_id)
@@ -81,6 +92,7 @@ class SessionItem(MethodView):
 class LogoutAll(MethodView):
     @authenticated(blp)
     @blp.response(204)
+    @blp.doc(operationId="logout_all")
     def post(self):
         """Revoke every session of the caller"""
         service.revoke_all_sessions(current_user.id)

@@ -1,17 +1,21 @@
 """Account rules: password change, session listing and revocation, account deletion."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import delete, select
 
+from taskapp import audit
+from taskapp.admin.service import active_admin_ids_locked
 from taskapp.auth.email_tokens import invalidate_tokens
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
-from taskapp.auth.service import revoke_sessions
-from taskapp.errors import Forbidden, NotFound
+from taskapp.auth.service import lock_user, revoke_sessions
+from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
 
 WRONG_PASSWORD = "Password is incorrect"
+LAST_ADMIN = "The last active admin cannot delete their account; make another admin first"
 
 
 def check_password(user_id: int, password: str) -> User:
@@ -19,6 +23,7 @@ def check_password(user_id: int, password: str) -> User:
     # Already in the session's identity map when the route's current_user loaded it.
     user = db.session.get(User, user_id)
     if not verify_password(password, user.password_hash):
+        audit.record("password_check_failed", "wrong password for an account", user_id=user_id)
         raise Forbidden(WRONG_PASSWORD)
     return user
 
@@ -32,16 +37,21 @@ def change_password(user_id: int, *, current_password: str, new_password: str) -
     # A reset link sent earlier must not undo the password just chosen.
     invalidate_tokens(user_id, "password_reset")
     db.session.commit()
+    audit.record("password_changed", "password changed: every session revoked", user_id=user_id)
 
 
 def list_sessions(user_id: int, *, current_session_id: int) -> list[dict]:
-    """The user's live sessions, newest first, marking the caller's own."""
+    """The user's live sessions (not revoked, expired or idle), newest first, marking the
+    caller's own."""
+    now = datetime.now(UTC)
+    idle_since = now - timedelta(days=current_app.config["REFRESH_IDLE_DAYS"])
     sessions = db.session.scalars(
         select(Session)
         .where(
             Session.user_id == user_id,
             Session.revoked_at.is_(None),
-            Session.expires_at > datetime.now(UTC),
+            Session.expires_at > now,
+            Session.last_used_at > idle_since,
         )
         .order_by(Session.created_at.desc(), Session.id.desc())
     )
@@ -64,16 +74,28 @@ def revoke_session(user_id: int, session_id: int) -> None:
         raise NotFound("Session not found")
     revoke_sessions(session_ids=[session_id])
     db.session.commit()
+    audit.record("session_revoked", "session revoked", user_id=user_id, session_id=session_id)
 
 
 def revoke_all_sessions(user_id: int) -> None:
     """Log the user out everywhere."""
     revoke_sessions(user_id=user_id)
     db.session.commit()
+    audit.record("logout_all", "every session revoked by the user", user_id=user_id)
 
 
 def delete_account(user_id: int, *, password: str) -> None:
-    """Delete the user with their tasks and sessions (ON DELETE CASCADE)."""
-    check_password(user_id, password)
+    """Delete the user with their tasks and sessions (ON DELETE CASCADE).
+
+    Refused with Conflict for the last active admin, counted under the admin rows' locks as
+    the admin API counts them.
+    """
+    user = check_password(user_id, password)
+    if user.is_admin and active_admin_ids_locked() == [user_id]:
+        db.session.rollback()
+        raise Conflict(LAST_ADMIN)
+    # Serialises with a login in flight (see lock_user): it sees no user, or its session goes.
+    lock_user(user_id)
     db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()
+    audit.record("account_deleted", "account deleted by its user", user_id=user_id)

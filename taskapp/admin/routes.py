@@ -24,6 +24,7 @@ class AdminUsers(MethodView):
     @admin_required(blp)
     @blp.arguments(AdminUserQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, AdminUserPageSchema)
+    @blp.doc(operationId="list_users")
     def get(self, query):
         """List users, optionally searching by email"""
         return service.list_users(**query)
@@ -36,6 +37,7 @@ class AdminUser(MethodView):
     @blp.response(200, AdminUserSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.doc(operationId="update_user")
     def patch(self, body, user_id):
         """Activate, deactivate (revoking every session), promote or demote a user"""
         return service.update_user(current_user.id, user_id, changes=body)

@@ -22,6 +22,8 @@ class AdminUserSchema(Schema):
 class AdminUserQuerySchema(PageQuerySchema):
     """GET /admin/users query string."""
 
+    cursor_list = "admin-users"
+
     search = StoredString(
         validate=validate.Length(min=1, max=254),
         metadata={"description": "Case-insensitive substring of the email (% and _ literal)"},

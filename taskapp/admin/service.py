@@ -2,30 +2,49 @@
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from taskapp import audit
 from taskapp.auth.models import ADMIN, User
 from taskapp.auth.passwords import hash_password
 from taskapp.auth.service import revoke_sessions, unique_email
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
-from taskapp.pagination import paginate
+from taskapp.pagination import after_keys, keyset_page
 
+USER_LIST = "admin-users"  # the cursor_list of AdminUserQuerySchema
 LAST_ADMIN = "The last active admin cannot be deactivated or demoted"
 
 log = logging.getLogger(__name__)
 
 
-def list_users(*, search: str | None = None, page: int = 1, page_size: int = 10) -> dict:
-    """One page of every user, by id, optionally those whose email contains ``search``."""
+def list_users(
+    *, search: str | None = None, page: int = 1, page_size: int = 10, cursor: dict | None = None
+) -> dict:
+    """One page of every user, by id, optionally those whose email contains ``search``; by
+    offset (``page``) or after a cursor, as the task list pages."""
     query = select(User)
     if search:
         # autoescape: %, _ and the escape character match literally.
         query = query.where(User.email.icontains(search, autoescape=True))
-    return paginate(query.order_by(User.id), page=page, page_size=page_size)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    if cursor is not None:
+        query = query.where(after_keys([User.id], cursor["keys"], descending=False))
+    else:
+        query = query.offset((page - 1) * page_size)
+    users = list(db.session.scalars(query.order_by(User.id).limit(page_size)))
+    return keyset_page(
+        USER_LIST,
+        users,
+        sort="id",
+        order="asc",
+        page=None if cursor is not None else page,
+        page_size=page_size,
+        total=total,
+    )
 
 
-def _active_admin_ids_locked() -> list[int]:
+def active_admin_ids_locked() -> list[int]:
     """The active admins, their rows locked (FOR UPDATE on PostgreSQL) until the commit.
 
     Always locked in id order, so two admins demoting each other queue instead of
@@ -47,7 +66,7 @@ def update_user(actor_id: int, user_id: int, *, changes: dict) -> User:
     Refused with Conflict when it would leave no active admin.
     """
     removes_admin = changes.get("is_active") is False or changes.get("role", ADMIN) != ADMIN
-    active_admins = _active_admin_ids_locked() if removes_admin else []
+    active_admins = active_admin_ids_locked() if removes_admin else []
     user = db.session.scalar(
         select(User).where(User.id == user_id).execution_options(populate_existing=True)
     )
@@ -61,9 +80,16 @@ def update_user(actor_id: int, user_id: int, *, changes: dict) -> User:
         setattr(user, name, value)
     if changes.get("is_active") is False:
         revoke_sessions(user_id=user.id)
-    audit = {"actor_id": actor_id, "target_id": user.id, "changes": changes}
+    audit_fields = {"actor_id": actor_id, "target_id": user.id, "changes": changes}
     db.session.commit()
-    log.info("admin changed a user", extra=audit)
+    log.info("admin changed a user", extra=audit_fields)
+    if changes.get("is_active") is False:
+        audit.record(
+            "user_deactivated",
+            "user deactivated: every session revoked",
+            actor_id=actor_id,
+            user_id=user.id,
+        )
     return user
 
 

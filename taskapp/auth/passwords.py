@@ -39,3 +39,12 @@ def verify_password(password: str, password_hash: str | None) -> bool:
         bcrypt.checkpw(b"dummy-password", _dummy_hash(_rounds()))
         return False
     return bcrypt.checkpw(candidate, password_hash.encode())
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """Whether the hash was made at a lower cost than BCRYPT_ROUNDS (``$2b$<cost>$...``)."""
+    try:
+        cost = int(password_hash.split("$")[2])
+    except (IndexError, ValueError):
+        return True  # not a bcrypt hash of ours: redo it
+    return cost < _rounds()

@@ -37,6 +37,7 @@ class Signup(MethodView):
     @blp.arguments(SignupSchema)
     @blp.response(201, UserSchema)
     @blp.alt_response(409, response="CONFLICT")
+    @blp.doc(operationId="signup")
     def post(self, body):
         """Create an account"""
         return service.create_user(email=body["email"], password=body["password"])
@@ -44,7 +45,7 @@ class Signup(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    @rate_limited(blp, "RATELIMIT_LOGIN", per_email="RATELIMIT_LOGIN_EMAIL")
+    @rate_limited(blp, "RATELIMIT_LOGIN", per_email="RATELIMIT_LOGIN_EMAIL", account_password=True)
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
@@ -54,6 +55,7 @@ class Login(MethodView):
         description="REQUIRE_VERIFIED_EMAIL is on and the address is not verified yet"
         " (a new verification link is sent)",
     )
+    @blp.doc(operationId="login")
     def post(self, body):
         """Log in: open a session and get a token pair"""
         pair = service.login(
@@ -72,6 +74,7 @@ class Refresh(MethodView):
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.doc(security=[{}, {"bearerAuth": []}])
+    @blp.doc(operationId="refresh")
     def post(self, body):
         """Rotate a refresh token: the presented one is spent, a new pair is returned"""
         pair = service.rotate_refresh_token(token=_presented_refresh_token(body))
@@ -84,6 +87,7 @@ class Logout(MethodView):
     @blp.response(204)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.doc(security=[{}, {"bearerAuth": []}])
+    @blp.doc(operationId="logout")
     def post(self, body):
         """Log out: revoke the session of a refresh token"""
         service.logout(token=_presented_refresh_token(body))

@@ -3,6 +3,7 @@
 from marshmallow import Schema, ValidationError, fields, validate
 
 from taskapp.auth.passwords import MAX_PASSWORD_BYTES
+from taskapp.emails import InvalidEmail, normalise_email
 from taskapp.schemas import StoredString, TrimmedString
 
 MIN_PASSWORD_BYTES = 8
@@ -41,10 +42,18 @@ class NewPasswordField(StoredString):
 
 
 class EmailField(TrimmedString):
-    """An email address, trimmed and lower-cased."""
+    """An email address in its stored spelling (``normalise_email``); invisible or control
+    characters are refused."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).lower()
+        try:
+            email = normalise_email(super()._deserialize(value, attr, data, **kwargs))
+        except InvalidEmail as error:
+            raise ValidationError(str(error)) from None
+        # Again once normalised: NFKC and IDNA can lengthen it past what the column holds.
+        for check in self.lengths:
+            check(email)
+        return email
 
 
 class SignupSchema(Schema):
@@ -61,7 +70,11 @@ class SignupSchema(Schema):
 class LoginSchema(Schema):
     """POST /login body; any failure to match is one uniform 401."""
 
-    email = EmailField(required=True, validate=validate.Length(max=254))
+    # format: as signup stores it. Invisible or control characters, which no stored email
+    # has, are a 422 here too (what a JSON Schema pattern cannot state by Unicode category).
+    email = EmailField(
+        required=True, validate=validate.Length(max=254), metadata={"format": "email"}
+    )
     password = fields.String(required=True, load_only=True)
 
 

@@ -2,15 +2,16 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taskapp import audit
 from taskapp.auth.email_tokens import queue_verification
 from taskapp.auth.models import RefreshToken, Session, User
-from taskapp.auth.passwords import hash_password, verify_password
+from taskapp.auth.passwords import hash_password, needs_rehash, verify_password
 from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
 from taskapp.errors import Conflict, Forbidden, Unauthorized
 from taskapp.extensions import db
@@ -60,17 +61,66 @@ def _store_refresh_token(pair: dict, user_id: int, session: Session) -> dict:
     return pair
 
 
+def _idle_cutoff(now: datetime) -> datetime:
+    """Sessions last used (refreshed) before this can no longer refresh."""
+    return now - timedelta(days=current_app.config["REFRESH_IDLE_DAYS"])
+
+
+def lock_user(user_id: int) -> None:
+    """Lock the user's row until the commit (FOR NO KEY UPDATE on PostgreSQL).
+
+    Whatever ends every session of a user (password change, logout-all, deactivation,
+    deletion) takes this lock before revoking, and a login holds FOR SHARE on the same row
+    while it opens its session: the two serialise, so no login can insert a session that
+    the revocation's statement did not see.
+    """
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
+def _lock_for_login(user_id: int, password: str, verified_hash: str, *, rehash: bool) -> None:
+    """Lock the user's row (shared, or exclusive to rehash) and check that the login still
+    holds: the user exists, is active, and the password matches the hash as it is now.
+
+    Waits for a password change, deactivation or deletion in flight, then sees its result. A
+    hash that changed since it was verified (another login's rehash, a change) is checked
+    again, under the lock; this bcrypt runs only when such a write raced the login.
+    """
+    current = db.session.execute(
+        select(User.password_hash, User.is_active)
+        .where(User.id == user_id)
+        .with_for_update(read=not rehash, key_share=rehash)
+    ).first()
+    if current is None or not current.is_active:
+        raise Unauthorized(BAD_CREDENTIALS)
+    if current.password_hash != verified_hash and not verify_password(
+        password, current.password_hash
+    ):
+        raise Unauthorized(BAD_CREDENTIALS)
+
+
 def login(*, email: str, password: str, user_agent: str | None, ip_address: str | None) -> dict:
-    """Check credentials and open a session; one answer for every kind of failure."""
+    """Check credentials and open a session; one answer for every kind of failure.
+
+    A hash of a lower cost than BCRYPT_ROUNDS is redone with this password, so that login
+    timing no longer tells old accounts apart.
+    """
     user = db.session.scalar(select(User).where(User.email == email))
-    valid = verify_password(password, user.password_hash if user else None)
+    verified_hash = user.password_hash if user else None
+    valid = verify_password(password, verified_hash)
     if not (valid and user.is_active):
+        if user is not None:
+            audit.record("login_failed", "login failed", user_id=user.id)
         raise Unauthorized(BAD_CREDENTIALS)
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.email_verified:
         # Only the password's owner gets here: the address is not disclosed to anyone else.
         queue_verification(user)
         db.session.commit()
         raise Forbidden(UNVERIFIED)
+    # Hashed before taking the lock: bcrypt's time is not spent holding it.
+    new_hash = hash_password(password) if needs_rehash(verified_hash) else None
+    _lock_for_login(user.id, password, verified_hash, rehash=new_hash is not None)
+    if new_hash is not None:
+        user.password_hash = new_hash
     session = Session(
         user_id=user.id,
         expires_at=_now() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
@@ -82,15 +132,19 @@ def login(*, email: str, password: str, user_agent: str | None, ip_address: str 
     pair = issue_token_pair(user.id, session.id, family_expires_at=session.expires_at)
     _store_refresh_token(pair, user.id, session)
     db.session.commit()
+    if new_hash is not None:
+        audit.record("password_rehashed", "password rehashed at login", user_id=user.id)
     return pair
 
 
 def _live_session(session_id, now: datetime):
-    """SQL condition: the session exists, is unrevoked, unexpired, and its user is active."""
+    """SQL condition: the session exists, is unrevoked, unexpired, not idle for longer than
+    REFRESH_IDLE_DAYS, and its user is active."""
     return exists().where(
         Session.id == session_id,
         Session.revoked_at.is_(None),
         Session.expires_at > now,
+        Session.last_used_at > _idle_cutoff(now),
         Session.user_id == User.id,
         User.is_active.is_(True),
     )
@@ -131,19 +185,31 @@ def rotate_refresh_token(*, token: str) -> dict:
 def _revoke_family_if_reused(digest: str) -> None:
     """A known but spent token presented again: revoke its whole session (RFC 9700 4.14.2)."""
     known = db.session.execute(
-        select(RefreshToken.session_id, RefreshToken.revoked_at).where(
+        select(RefreshToken.user_id, RefreshToken.session_id, RefreshToken.revoked_at).where(
             RefreshToken.digest == digest
         )
     ).first()
     if known is not None and known.revoked_at is not None:
         revoke_sessions(session_ids=[known.session_id])
         db.session.commit()
+        audit.record(
+            "refresh_token_reuse",
+            "spent refresh token presented again: its session is revoked",
+            user_id=known.user_id,
+            session_id=known.session_id,
+        )
     else:
         db.session.rollback()
 
 
 def revoke_sessions(*, session_ids=None, user_id: int | None = None) -> None:
-    """Revoke sessions (by id, or every session of a user) and their refresh tokens; no commit."""
+    """Revoke sessions (by id, or every session of a user) and their refresh tokens; no commit.
+
+    Every session of a user: the user's row is locked first (``lock_user``), so a login in
+    flight either finishes before (and its session is revoked here) or sees the change.
+    """
+    if session_ids is None:
+        lock_user(user_id)
     now = _now()
     session_filter = (
         Session.id.in_(session_ids) if session_ids is not None else Session.user_id == user_id
@@ -198,7 +264,7 @@ def load_session_user(user_id: int, session_id: int) -> User | None:
 
 
 def purge_sessions(*, revoked_before: datetime, batch_size: int = 1000) -> int:
-    """Delete expired sessions and sessions revoked before ``revoked_before``, in batches.
+    """Delete expired or idle sessions and sessions revoked before ``revoked_before``, in batches.
 
     Their refresh-token rows go with them (ON DELETE CASCADE). Spent tokens of live
     sessions are kept: they are what reuse detection recognises. Each batch commits on its
@@ -209,7 +275,11 @@ def purge_sessions(*, revoked_before: datetime, batch_size: int = 1000) -> int:
     while True:
         batch = (
             select(Session.id)
-            .where((Session.expires_at < now) | (Session.revoked_at < revoked_before))
+            .where(
+                (Session.expires_at < now)
+                | (Session.last_used_at < _idle_cutoff(now))
+                | (Session.revoked_at < revoked_before)
+            )
             .limit(batch_size)
             .scalar_subquery()
         )

@@ -13,7 +13,12 @@ from taskapp.recovery.schemas import (
     PasswordResetConfirmSchema,
     PasswordResetRequestSchema,
 )
-from taskapp.security import authenticated, rate_limited, submitted_email
+from taskapp.security import (
+    authenticated,
+    password_check_limited,
+    rate_limited,
+    submitted_email,
+)
 
 blp = Blueprint(
     "recovery",
@@ -52,6 +57,7 @@ class PasswordReset(MethodView):
     @rate_limited(blp, "RATELIMIT_EMAIL_SEND", **SEND_LIMITS)
     @blp.arguments(PasswordResetRequestSchema)
     @blp.response(202, AcceptedSchema)
+    @blp.doc(operationId="request_password_reset")
     def post(self, body):
         """Email a password-reset link (the same answer whether or not the address has an
         account)"""
@@ -62,6 +68,7 @@ class PasswordReset(MethodView):
 @blp.route("/password-reset/confirm")
 class PasswordResetConfirm(MethodView):
     @spends_token(PasswordResetConfirmSchema)
+    @blp.doc(operationId="reset_password")
     def post(self, body):
         """Set a new password with the emailed token; every session is revoked"""
         service.reset_password(**body)
@@ -70,6 +77,7 @@ class PasswordResetConfirm(MethodView):
 @blp.route("/email/verify/confirm")
 class EmailVerifyConfirm(MethodView):
     @spends_token(EmailTokenSchema)
+    @blp.doc(operationId="confirm_email_verification")
     def post(self, body):
         """Verify the account's address with the emailed token"""
         service.verify_email(token=body["token"])
@@ -79,6 +87,7 @@ class EmailVerifyConfirm(MethodView):
 class EmailChangeConfirm(MethodView):
     @spends_token(EmailTokenSchema)
     @blp.alt_response(409, response="CONFLICT")
+    @blp.doc(operationId="confirm_email_change")
     def post(self, body):
         """Move the account to its new address with the token emailed there"""
         service.change_email(token=body["token"])
@@ -91,6 +100,7 @@ class MyEmailVerify(MethodView):
     @rate_limited(blp, "RATELIMIT_EMAIL_SEND", target=lambda: current_user.email, **SEND_LIMITS)
     @blp.response(202, AcceptedSchema)
     @blp.alt_response(409, response="CONFLICT")
+    @blp.doc(operationId="send_email_verification")
     def post(self):
         """Email a new verification link to the caller's address"""
         service.request_verification(current_user.id)
@@ -100,6 +110,7 @@ class MyEmailVerify(MethodView):
 @blp.route("/me/email")
 class MyEmail(MethodView):
     @authenticated(blp)
+    @password_check_limited(blp)
     @rate_limited(
         blp, "RATELIMIT_EMAIL_SEND", target=lambda: submitted_email("new_email"), **SEND_LIMITS
     )
@@ -107,6 +118,7 @@ class MyEmail(MethodView):
     @blp.response(202, AcceptedSchema)
     @blp.alt_response(403, response="FORBIDDEN")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.doc(operationId="change_email")
     def post(self, body):
         """Change the address: a confirmation link goes to the new one, a notice to the
         current one; nothing changes until the link is followed (password required)"""

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, false, func
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapp.extensions import db
@@ -73,7 +73,8 @@ class TaskCount(db.Model):
     """How many tasks a user has, in all and completed: kept by triggers (migration 0003).
 
     Every insert, update and delete of tasks adjusts it in the same transaction, so a list
-    without a search reads its total here instead of counting the user's rows.
+    without a search reads its total here instead of counting the user's rows. ``stamp``
+    grows with every write of the user's tasks (migration 0006): the ETag of their lists.
     """
 
     __tablename__ = "task_counts"
@@ -83,3 +84,4 @@ class TaskCount(db.Model):
     )
     total: Mapped[int] = mapped_column(server_default="0")
     completed: Mapped[int] = mapped_column(server_default="0")
+    stamp: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -1,14 +1,21 @@
 """HTTP routes of the tasks blueprint: parse, call the service, respond."""
 
-from flask import request, url_for
+import hashlib
+
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from marshmallow import RAISE
+from werkzeug.http import quote_etag
 
 from taskapp.api import ID, Blueprint
-from taskapp.security import authenticated
+from taskapp.extensions import api
+from taskapp.idempotency import idempotent
+from taskapp.security import authenticated, task_write_limited
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (
+    TaskChangesQuerySchema,
+    TaskChangesSchema,
     TaskCreateSchema,
     TaskPageSchema,
     TaskPatchSchema,
@@ -46,6 +53,17 @@ ETAG = {
         "schema": {"type": "string"},
     }
 }
+LIST_IF_NONE_MATCH = {
+    **IF_NONE_MATCH,
+    "description": "The ETag of an earlier answer to the same URL, or *: 304 Not Modified "
+    "while none of the caller's tasks has changed since (weak comparison)",
+}
+LIST_ETAG = {
+    "ETag": {
+        "description": "Changes whenever one of the caller's tasks does, for If-None-Match",
+        "schema": {"type": "string"},
+    }
+}
 LOCATION = {"Location": {"description": "URL of the new task", "schema": {"type": "string"}}}
 
 
@@ -61,23 +79,79 @@ def etag_header(task) -> dict:
     return {"ETag": str(service.task_etag(task))}
 
 
+def list_etag() -> str:
+    """The ETag of a list answer: the caller, their change stamp, and the URL asked."""
+    stamp = service.change_stamp(current_user.id)
+    seen = f"{current_user.id}:{stamp}:{request.full_path}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:32]
+
+
+def not_modified(etag: str):
+    """The 304 of a list whose If-None-Match still holds, else None (read the list)."""
+    if not request.if_none_match.contains_weak(etag):
+        return None
+    response = current_app.response_class(status=304)
+    response.set_etag(etag)
+    return response
+
+
+def conditional_list(view):
+    """Documents If-None-Match, the list ETag and the 304 of a list view."""
+    view = blp.header_parameter(LIST_IF_NONE_MATCH)(view)
+    not_modified_doc = "Not Modified: If-None-Match matched"
+    return blp.alt_response(304, description=not_modified_doc, headers=LIST_ETAG)(view)
+
+
 @blp.route("/tasks")
 class TaskList(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskQuerySchema, location="query", unknown=RAISE)
-    @blp.response(200, TaskPageSchema)
+    @blp.response(200, TaskPageSchema, headers=LIST_ETAG)
+    @conditional_list
+    @blp.doc(operationId="list_tasks")
     def get(self, query):
         """List tasks: filter, search, sort and paginate"""
-        return service.list_tasks(current_user.id, **query)
+        etag = list_etag()
+        return not_modified(etag) or (
+            service.list_tasks(current_user.id, **query),
+            {"ETag": quote_etag(etag)},
+        )
 
     @authenticated(blp)
+    @task_write_limited(blp)
+    @idempotent(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
+    @blp.alt_response(
+        409, schema=api.ERROR_SCHEMA, description="Conflict: the user has MAX_TASKS_PER_USER tasks"
+    )
+    @blp.doc(operationId="create_task")
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
         location = url_for("tasks.TaskItem", task_id=task.id)
         return task, 201, {"Location": location, **etag_header(task)}
+
+
+@blp.route("/tasks/changes")
+class TaskChanges(MethodView):
+    @authenticated(blp)
+    @blp.doc(operationId="list_task_changes")
+    @blp.arguments(TaskChangesQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, TaskChangesSchema, headers=LIST_ETAG)
+    @conditional_list
+    @blp.alt_response(
+        410,
+        schema=api.ERROR_SCHEMA,
+        description="The token is older than SYNC_RETENTION_DAYS: list everything again",
+    )
+    def get(self, query):
+        """Tasks changed and deleted since a sync token (incremental sync)"""
+        etag = list_etag()
+        return not_modified(etag) or (
+            service.list_task_changes(current_user.id, **query),
+            {"ETag": quote_etag(etag)},
+        )
 
 
 @blp.route(TASK_URL)
@@ -87,6 +161,7 @@ class TaskItem(MethodView):
     @blp.response(200, TaskSchema, headers=ETAG)
     @blp.alt_response(304, description="Not Modified: If-None-Match matched", headers=ETAG)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="get_task")
     def get(self, task_id):
         """Get a task"""
         if_none_match = request.headers.get("If-None-Match")
@@ -94,10 +169,12 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(TaskPatchSchema)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(200, TaskSchema, headers=ETAG)
     @item_write_errors
+    @blp.doc(operationId="update_task")
     def patch(self, body, task_id):
         """Update some fields of a task"""
         if_match = request.headers.get("If-Match")
@@ -105,10 +182,12 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(200, TaskSchema, headers=ETAG)
     @item_write_errors
+    @blp.doc(operationId="replace_task")
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
         if_match = request.headers.get("If-Match")
@@ -116,9 +195,11 @@ class TaskItem(MethodView):
         return task, etag_header(task)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.doc(parameters=[IF_MATCH])
     @blp.response(204)
     @item_write_errors
+    @blp.doc(operationId="delete_task")
     def delete(self, task_id):
         """Delete a task"""
         service.delete_task(current_user.id, task_id, if_match=request.headers.get("If-Match"))

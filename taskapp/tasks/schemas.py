@@ -1,10 +1,8 @@
 """Request and response schemas of the task routes."""
 
-from datetime import UTC, datetime
+from marshmallow import Schema, fields, validate
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
-
-from taskapp.pagination import CursorField, CursorPageMetaSchema, PageQuerySchema, check_cursor
+from taskapp.pagination import PageMetaSchema, PageQuerySchema
 from taskapp.schemas import QueryBoolean, StoredString, StrictBoolean, TrimmedString
 
 TITLE = {"validate": validate.Length(min=1, max=200)}
@@ -41,6 +39,8 @@ class TaskPatchSchema(Schema):
 class TaskQuerySchema(PageQuerySchema):
     """GET /tasks query string."""
 
+    cursor_list = "tasks"
+
     completed = QueryBoolean(metadata={"description": "true or false; both when absent"})
     search = StoredString(
         validate=validate.Length(min=1, max=200),
@@ -51,36 +51,45 @@ class TaskQuerySchema(PageQuerySchema):
         validate=validate.OneOf(["created_at", "updated_at", "title"]),
     )
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
-    cursor = CursorField(
-        metadata={
-            "description": "meta.next_cursor of the previous page: continues the walk by "
-            "keyset, at the same cost at any depth. Not with `page`."
-        }
-    )
-
-    @validates_schema(pass_original=True)
-    def _cursor_continues_its_walk(self, data, original, **kwargs):
-        if "cursor" not in data:
-            return
-        if "page" in original:
-            raise ValidationError("Give either page or cursor, not both.", field_name="cursor")
-        check_cursor(data["cursor"], sort=data["sort"], order=data["order"])
-
-    @post_load
-    def _cursor_value_as_column_type(self, data, **kwargs):
-        """A timestamp cursor's value as an aware datetime, as the column holds it."""
-        if "cursor" in data and data["sort"] != "title":
-            text = data["cursor"]["k"][0]
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                raise ValidationError("Not a cursor this API issued.", "cursor") from None
-            data["cursor"]["k"][0] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return data
 
 
 class TaskPageSchema(Schema):
     """A page of tasks."""
 
     data = fields.List(fields.Nested(TaskSchema), required=True)
-    meta = fields.Nested(CursorPageMetaSchema, required=True)
+    meta = fields.Nested(PageMetaSchema, required=True)
+
+
+class TaskChangesQuerySchema(Schema):
+    """GET /tasks/changes query string."""
+
+    since = fields.String(
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "sync_token of the previous answer; without it, no changes and a "
+            "token for now (list GET /tasks first, then sync from that token)",
+            "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+        },
+    )
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=500),
+        metadata={"description": "Changes per answer, 1 to 500"},
+    )
+
+
+class TaskChangesSchema(Schema):
+    """What changed since a sync token."""
+
+    changed = fields.List(
+        fields.Nested(TaskSchema),
+        required=True,
+        metadata={"description": "Tasks created or changed, each as GET /tasks/{id} shows it now"},
+    )
+    deleted = fields.List(
+        fields.Integer(), required=True, metadata={"description": "Ids of tasks deleted"}
+    )
+    sync_token = fields.String(required=True, metadata={"description": "Pass as `since` next time"})
+    has_more = fields.Boolean(
+        required=True, metadata={"description": "More changes wait: call again at once"}
+    )

@@ -2,15 +2,16 @@
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
 
-from sqlalchemy import Select, bindparam, func, or_, select, tuple_
+from flask import current_app
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from taskapp import etags
 from taskapp.errors import Conflict, NotFound, NotModified, PreconditionFailed
 from taskapp.extensions import db
-from taskapp.pagination import encode_cursor, page_meta
+from taskapp.pagination import after_keys, keyset_page
+from taskapp.sync import service as sync
 from taskapp.tasks.models import Task, TaskCount
 
 STALE = "The task has changed since that ETag was read; fetch it again"
@@ -18,7 +19,9 @@ STALE = "The task has changed since that ETag was read; fetch it again"
 # up after this many tries (409), rather than retrying for ever.
 WRITE_ATTEMPTS = 5
 CONTENDED = "The task is being changed by other requests; retry"
+QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
 LIKE_ESCAPE = "/"
+TASK_LIST = "tasks"  # the cursor_list of TaskQuerySchema
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
 DEFERRED_JOIN_OFFSET = 1_000
@@ -47,7 +50,7 @@ def list_tasks(
         params["pattern"] = "%" + _escape_like(search) + "%"
     if cursor is not None:
         paging = "keyset"
-        params["after_value"], params["after_id"] = cursor["k"]
+        params["after_value"], params["after_id"] = cursor["keys"]
     else:
         params["offset"] = (page - 1) * page_size
         deep = not search and params["offset"] >= DEFERRED_JOIN_OFFSET
@@ -60,17 +63,33 @@ def list_tasks(
     rows = [row._asdict() for row in db.session.execute(statement, params)]
     # Past the end there is no row to carry the total: ask for it alone.
     count = rows[0]["total"] if rows else db.session.scalar(total, params)
-    next_cursor = None
-    if len(rows) == page_size:
-        last = rows[-1]
-        next_cursor = encode_cursor(sort, order, _cursor_text(last[sort]), last["id"])
-    meta = page_meta(
+    return keyset_page(
+        TASK_LIST,
+        rows,
+        sort=sort,
+        order=order,
         page=None if cursor is not None else page,
         page_size=page_size,
         total=count,
-        next_cursor=next_cursor,
     )
-    return {"data": rows, "meta": meta}
+
+
+def change_stamp(user_id: int) -> int:
+    """A number that grows with every write of the user's tasks (0 before the first).
+
+    Read before a list's rows, it makes the list's ETag: a write committed in between changes
+    the stamp, so at worst the next conditional request misses, never matches wrongly.
+    """
+    stamp = db.session.scalar(select(TaskCount.stamp).where(TaskCount.user_id == user_id))
+    return stamp or 0
+
+
+def list_task_changes(user_id: int, *, since: str | None = None, limit: int = 100) -> dict:
+    """The user's tasks changed and deleted since the ``since`` sync token, and the next one."""
+    changed, deleted, token, has_more = sync.read_changes(
+        user_id, kind="task", table=Task.__table__, token=since, limit=limit
+    )
+    return {"changed": changed, "deleted": deleted, "sync_token": token, "has_more": has_more}
 
 
 @functools.cache
@@ -108,9 +127,8 @@ def _page_statement(
     descending = order == "desc"
     ordering = (column.desc(), row_id.desc()) if descending else (column.asc(), row_id.asc())
     if paging == "keyset":
-        after = tuple_(column, row_id)
-        bound = tuple_(bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id"))
-        query = query.where(after < bound if descending else after > bound)
+        bound = [bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id")]
+        query = query.where(after_keys([column, row_id], bound, descending=descending))
     elif paging == "deferred":
         # The rows an offset skips are counted off in the list index alone (an index-only
         # scan: the index holds the filter, the sort key and the id), and only the page's own
@@ -149,10 +167,6 @@ def _escape_like(text: str) -> str:
     return text
 
 
-def _cursor_text(value) -> str:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
 def get_task(user_id: int, task_id: int, *, if_none_match: str | None = None) -> Task:
     """The user's task (else NotFound); NotModified if ``if_none_match`` matches its ETag."""
     task = _owned_task(user_id, task_id)
@@ -167,11 +181,30 @@ def task_etag(task: Task) -> etags.EntityTag:
 
 
 def create_task(user_id: int, *, fields: dict) -> Task:
-    """Create a task owned by the user."""
+    """Create a task owned by the user, within MAX_TASKS_PER_USER."""
     task = Task(user_id=user_id, **fields)
     db.session.add(task)
+    db.session.flush()
+    check_task_quota(user_id)
     _commit_keeping(task)
     return task
+
+
+def check_task_quota(user_id: int) -> None:
+    """Call after flushing a user's new tasks: Conflict, rolled back, if the user now owns
+    more than MAX_TASKS_PER_USER (0: no limit).
+
+    The count is the kept one (TaskCount), which the insert's trigger already raised under
+    the count row's lock: concurrent creators for one user queue on it, and each sees the
+    others' tasks, so no race gets past the quota.
+    """
+    limit = current_app.config["MAX_TASKS_PER_USER"]
+    if not limit:
+        return
+    total = db.session.scalar(select(TaskCount.total).where(TaskCount.user_id == user_id))
+    if total is not None and total > limit:
+        db.session.rollback()
+        raise Conflict(QUOTA.format(limit=limit))
 
 
 def update_task(user_id: int, task_id: int, *, changes: dict, if_match: str | None = None) -> Task:

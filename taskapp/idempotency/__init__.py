@@ -1,0 +1,126 @@
+"""Idempotency-Key (draft-ietf-httpapi-idempotency-key-header) for non-idempotent writes.
+
+``idempotent(blp)`` goes on a view (under ``authenticated``, above ``blp.response``): with the
+header, the first request's response is stored with the key, a retry gets it back
+(``Idempotent-Replayed: true``) without the work being done again; without it, nothing
+changes.
+"""
+
+import functools
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import timedelta
+
+from flask import current_app, request
+from flask_jwt_extended import current_user
+from flask_smorest import abort
+
+from taskapp.api import Blueprint
+from taskapp.extensions import db
+from taskapp.idempotency import service
+
+HEADER = "Idempotency-Key"
+# The draft's key is a Structured Field string ("..."); a bare value is taken too, as most
+# clients send one. Either way 1 to 255 printable ASCII characters; a bare one neither starts
+# with a quote nor has white space at its ends (HTTP strips it).
+_BARE_KEY = r"[\x21\x23-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"
+_QUOTED_KEY = r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255})"'
+KEY_PATTERN = re.compile(f"{_BARE_KEY}|{_QUOTED_KEY}")
+# What a replay gives back of the first response; the rest (request id, rate limits, security
+# headers) belongs to each response of its own.
+REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "Content-Location")
+
+KEY_PARAMETER = {
+    "in": "header",
+    "name": HEADER,
+    "required": False,
+    "description": "Makes retries of this write safe: 1 to 255 printable ASCII characters "
+    '(a bare value or a quoted string, "..."), unique per request, e.g. a UUID. A retry with '
+    "the same key and the same request (method, path, query and body bytes) gets the first "
+    "response again, with Idempotent-Replayed: true, and nothing is done twice; with another "
+    "request it is a 422; while the first is still in flight, a 409. Keys are per user and "
+    "kept IDEMPOTENCY_KEY_HOURS (24 by default). A request that fails keeps no key.",
+    "schema": {"type": "string", "pattern": f"^(?:{KEY_PATTERN.pattern})$"},
+}
+REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the stored response of an earlier request with "
+        "the same Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
+def idempotent(blp: Blueprint) -> Callable:
+    """Honour an Idempotency-Key header on the view; documents the header, 400, 409, 422."""
+
+    def decorator(view: Callable) -> Callable:
+        success_codes = getattr(view, "_apidoc", {}).get("success_status_codes")
+        if not success_codes:
+            raise TypeError("idempotent must decorate a view already under blp.response")
+
+        @functools.wraps(view)
+        def with_key(*args, **kwargs):
+            key = _parsed_key(request.headers.get(HEADER))
+            if key is None:
+                return view(*args, **kwargs)
+            hours = current_app.config["IDEMPOTENCY_KEY_HOURS"]
+            claim = service.claim_key(
+                current_user.id,
+                key=key,
+                fingerprint=_fingerprint(),
+                kept_for=timedelta(hours=hours),
+            )
+            if isinstance(claim, service.StoredResponse):
+                return _replay(claim)
+            try:
+                response = current_app.make_response(view(*args, **kwargs))
+            except BaseException:
+                # The reservation goes with the failed work: a retry runs afresh.
+                db.session.rollback()
+                raise
+            headers = response.headers
+            kept = {name: headers[name] for name in REPLAYED_HEADERS if name in headers}
+            stored = service.StoredResponse(response.status_code, kept, response.get_data())
+            service.store_response(claim, stored)
+            return response
+
+        with_key = blp.header_parameter(KEY_PARAMETER)(with_key)
+        replayed = {code: {"headers": REPLAYED_HEADER} for code in success_codes}
+        with_key = blp.doc(responses=replayed)(with_key)
+        with_key = blp.alt_response(400, response="BAD_REQUEST")(with_key)
+        with_key = blp.alt_response(409, response="CONFLICT")(with_key)
+        return blp.alt_response(422, response="UNPROCESSABLE_ENTITY")(with_key)
+
+    return decorator
+
+
+def _parsed_key(value: str | None) -> str | None:
+    """The key of the header (None without one); 400 for a malformed one."""
+    if value is None:
+        return None
+    match = KEY_PATTERN.fullmatch(value)
+    if match:
+        quoted = match.group(1)
+        return value if quoted is None else re.sub(r"\\(.)", r"\1", quoted)
+    abort(
+        400,
+        message="Malformed Idempotency-Key",
+        errors={"headers": {HEADER: ["Must be 1 to 255 printable ASCII characters."]}},
+    )
+
+
+def _fingerprint() -> str:
+    """What makes two requests the same one: method, path with query, body bytes."""
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.full_path.encode(), request.get_data()):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def _replay(stored: service.StoredResponse):
+    response = current_app.response_class(stored.body, status=stored.status)
+    response.headers.update(stored.headers)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response

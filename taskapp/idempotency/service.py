@@ -1,0 +1,110 @@
+"""Claiming an idempotency key for a write, storing and replaying its response, purging."""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from taskapp.errors import AppError, Conflict
+from taskapp.extensions import db
+from taskapp.idempotency.models import IdempotencyKey
+
+IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later"
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+class KeyReused(AppError):
+    """The key was used before with another request (the draft's 422)."""
+
+    code = 422
+    message = "This Idempotency-Key was used with a different request"
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The response of the first request made with a key."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def claim_key(
+    user_id: int, *, key: str, fingerprint: str, kept_for: timedelta
+) -> StoredResponse | int:
+    """Reserve ``key`` for this request in the current transaction, or find its first use.
+
+    Returns the stored response to replay, or the id of the new reservation (the caller's
+    work then commits it, and ``store_response`` fills it in). Raises Conflict while another
+    attempt with the key is in flight, KeyReused for a different request. A key older than
+    ``kept_for`` counts as unused (the purge may not have run yet).
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Held until this transaction ends: a concurrent attempt answers 409 at once instead
+        # of queueing behind the unique index for as long as the first one takes.
+        held = db.session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:lock)"), {"lock": _lock_id(user_id, key)}
+        )
+        if not held:
+            raise Conflict(IN_FLIGHT, headers=RETRY_AFTER)
+    found = db.session.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    )
+    if found is not None and found.created_at < datetime.now(UTC) - kept_for:
+        db.session.delete(found)
+        db.session.flush()
+        found = None
+    if found is not None:
+        if found.fingerprint != fingerprint:
+            raise KeyReused()
+        if found.status is None:
+            raise Conflict(IN_FLIGHT, headers=RETRY_AFTER)
+        return StoredResponse(found.status, dict(found.headers or {}), found.body or b"")
+    claimed = IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint)
+    db.session.add(claimed)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Another attempt committed the key first (SQLite has no advisory lock; on
+        # PostgreSQL, two keys whose lock ids collide): it is in flight or done.
+        db.session.rollback()
+        raise Conflict(IN_FLIGHT, headers=RETRY_AFTER) from None
+    return claimed.id
+
+
+def store_response(claim_id: int, response: StoredResponse) -> None:
+    """Keep the response of the request that claimed ``claim_id`` (committed by its work)."""
+    db.session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.id == claim_id)
+        .values(status=response.status, headers=response.headers, body=response.body)
+    )
+    db.session.commit()
+
+
+def purge_keys(*, older_than: timedelta, batch_size: int = 1000) -> int:
+    """Delete keys created more than ``older_than`` ago, in batches (each its own commit)."""
+    cutoff = datetime.now(UTC) - older_than
+    deleted = 0
+    while True:
+        batch = (
+            select(IdempotencyKey.id)
+            .where(IdempotencyKey.created_at < cutoff)
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        count = db.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.id.in_(batch))
+        ).rowcount
+        db.session.commit()
+        deleted += count
+        if count < batch_size:
+            return deleted
+
+
+def _lock_id(user_id: int, key: str) -> int:
+    """The advisory lock of a user's key: 64 bits of its digest, as a signed bigint."""
+    digest = hashlib.sha256(f"idempotency\x00{user_id}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

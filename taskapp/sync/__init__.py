@@ -1,0 +1,1 @@
+"""Incremental sync: the change log kept by database triggers, and signed sync tokens."""

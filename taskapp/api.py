@@ -173,6 +173,8 @@ class Blueprint(flask_smorest.Blueprint):
         parameters of ``arguments``: ``doc(parameters=...)`` would replace those."""
 
         def decorator(view):
+            # flask-smorest has no public way to add one parameter beside those of
+            # `arguments`; `_apidoc` is its private store, pinned by setup.cfg (<0.48).
             view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
             arguments = view._apidoc.setdefault("arguments", {})
             arguments.setdefault("parameters", []).append(parameter)

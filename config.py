@@ -36,12 +36,17 @@ def normalise_database_url(url: str) -> str:
     return f"{match['head']}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_parsed(name: str, default, parse, kind: str):
+    """The variable ``name`` read by ``parse``, ``default`` when unset or empty."""
     value = os.environ.get(name)
     try:
-        return int(value) if value not in (None, "") else default
+        return parse(value) if value not in (None, "") else default
     except ValueError:
-        raise RuntimeError(f"{name} must be an integer") from None
+        raise RuntimeError(f"{name} must be {kind}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env_parsed(name, default, int, "an integer")
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -52,11 +57,7 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    try:
-        return float(value) if value not in (None, "") else default
-    except ValueError:
-        raise RuntimeError(f"{name} must be a number") from None
+    return _env_parsed(name, default, float, "a number")
 
 
 def _env_base_url(name: str, default: str) -> str:

@@ -16,8 +16,6 @@ Reports and the server's log: test-artifacts/fuzz/.
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,11 +33,9 @@ MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "400")
 SEED = os.environ.get("FUZZ_SEED", "20261124")
 REPORT_DIR = PROJECT / "test-artifacts" / "fuzz"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# The test suite's server helpers: a free port, waiting until every worker serves, stopping.
+sys.path.insert(0, str(PROJECT / "tests"))
+from servers import Server, free_port, stop, wait_until_serving  # noqa: E402
 
 
 def flask(*args: str, env: dict) -> None:
@@ -81,20 +77,6 @@ def server_env(database_url: str) -> dict:
         BCRYPT_ROUNDS="4",
     )
     return env
-
-
-def wait_until_up(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("gunicorn did not become ready within 30 s")
 
 
 def prepare_accounts(url: str, env: dict) -> dict:
@@ -184,9 +166,8 @@ def main(extra: list[str]) -> int:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = REPORT_DIR / "server.log"
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
-        server = subprocess.Popen(
+        process = subprocess.Popen(
             [BIN / "gunicorn", "-c", "gunicorn.conf.py", "-w", "2", "-b", f"127.0.0.1:{port}"]
             + ["wsgi:app"],
             cwd=PROJECT,
@@ -194,8 +175,10 @@ def main(extra: list[str]) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    server = Server(port=port, log_path=log_path, process=process, workers=2)
     try:
-        wait_until_up(url, server)
+        wait_until_serving(server)
+        url = server.url
         accounts = prepare_accounts(url, env)
         hooks = {
             "FUZZ_BASE_URL": url,
@@ -208,11 +191,7 @@ def main(extra: list[str]) -> int:
         }
         status = schemathesis(url, {**os.environ, **hooks}, extra)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     errors = logged_errors(log_path.read_text(errors="replace"))
     if errors:
         print(f"the server logged {len(errors)} error(s) ({log_path}):", file=sys.stderr)

@@ -22,7 +22,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,10 @@ from pathlib import Path
 import psycopg2
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The test suite's free_port (one definition of it).
+sys.path.insert(0, str(PROJECT / "tests"))
+from servers import free_port  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"
 FLOOR_PATH = "/floor/tasks"  # bench/floor.py: the list with none of the libraries between
@@ -42,12 +45,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def database_url(args) -> str:

@@ -10,7 +10,7 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
-from taskapp import account, admin, auth, cli, database, health, labels, lists, tasks
+from taskapp import account, admin, auth, cli, database, health, labels, lists, recovery, tasks
 from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
 from taskapp.clientaddr import canonical_client_address
@@ -19,7 +19,6 @@ from taskapp.errors import register_error_handlers
 from taskapp.extensions import api, db, jwt, limiter, migrate
 from taskapp.mail import register_mail
 from taskapp.observability import configure_logging, register_metrics, register_request_logging
-from taskapp.recovery import routes as recovery_routes
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    areas = (auth.blp, account.blp, recovery_routes.blp, tasks.blp, lists.blp, labels.blp)
+    areas = (auth.blp, account.blp, recovery.blp, tasks.blp, lists.blp, labels.blp)
     for blueprint in (*areas, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(

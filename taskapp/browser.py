@@ -10,9 +10,17 @@ from flask_cors import CORS
 DOCS_ENDPOINT = "api-docs.openapi_swagger_ui"
 
 # Request headers a browser app may send, and response headers it may read.
-CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID"]
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    "X-Request-ID",
+]
 CORS_EXPOSE_HEADERS = [
     "ETag",
+    "Idempotent-Replayed",
     "Location",
     "Retry-After",
     "X-Request-ID",

@@ -12,7 +12,7 @@ import flask_migrate
 import psycopg2
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from config import TestingConfig
@@ -95,6 +95,21 @@ def truncate_all() -> None:
         else:
             for name in reversed(tables):
                 conn.execute(text(f"DELETE FROM {name}"))
+
+
+def stored_row(model, key) -> dict | None:
+    """Every column of a stored row as the database has it now (not as the session
+    remembers it); None once it is gone."""
+    db.session.expire_all()
+    instance = db.session.get(model, key)
+    if instance is None:
+        return None
+    return {column.key: getattr(instance, column.key) for column in model.__table__.columns}
+
+
+def row_count(model) -> int:
+    """How many rows the model's table holds now."""
+    return db.session.scalar(select(func.count()).select_from(model))
 
 
 @pytest.fixture(scope="session")

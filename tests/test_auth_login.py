@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import bcrypt
 import pytest
 from flask_jwt_extended import decode_token
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from conftest import PASSWORD, assert_error
+from conftest import PASSWORD, assert_error, row_count
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.extensions import db
 
@@ -28,10 +28,6 @@ def user_id(email: str) -> int:
 def sessions_of(uid: int) -> list[Session]:
     db.session.expire_all()
     return db.session.scalars(select(Session).where(Session.user_id == uid)).all()
-
-
-def count(model) -> int:
-    return db.session.scalar(select(func.count()).select_from(model))
 
 
 @pytest.fixture
@@ -114,7 +110,7 @@ def test_each_login_opens_its_own_session(client, make_user):
     assert {decode_token(pair["access_token"])["sid"] for pair in (first, second)} == {
         session.id for session in sessions
     }
-    assert count(RefreshToken) == 2
+    assert row_count(RefreshToken) == 2
 
 
 def test_no_column_of_any_row_holds_a_token_or_the_password(client, make_user):
@@ -183,8 +179,8 @@ def test_every_credential_failure_is_the_same_401(client, make_user, no_login_li
         assert response.status_code == 401, name
         assert response.get_data() == attempts["unknown email"].get_data(), name
         assert response.headers.get("WWW-Authenticate") == "Bearer", name
-    assert count(Session) == 0
-    assert count(RefreshToken) == 0
+    assert row_count(Session) == 0
+    assert row_count(RefreshToken) == 0
 
 
 def test_every_credential_failure_costs_a_bcrypt_check(
@@ -235,7 +231,7 @@ def test_a_72_byte_password_is_not_matched_by_a_longer_one(client, make_user):
 )
 def test_malformed_login_input_is_rejected(client, body, field):
     assert_error(client.post("/login", json=body), 422, field=field)
-    assert count(Session) == 0
+    assert row_count(Session) == 0
 
 
 def test_an_email_that_is_not_valid_unicode_is_rejected(client, make_user):
@@ -244,7 +240,7 @@ def test_an_email_that_is_not_valid_unicode_is_rejected(client, make_user):
     response = post_login(client, "lone\udfff@example.com")
 
     assert_error(response, 422, field="email")
-    assert count(Session) == 0
+    assert row_count(Session) == 0
 
 
 def test_successful_login_carries_rate_limit_headers(client, make_user):
@@ -270,7 +266,7 @@ def test_sixth_login_in_a_minute_is_refused_even_with_the_right_password(client,
     body = assert_error(response, 429)
     assert "errors" not in body
     assert int(response.headers["Retry-After"]) > 0
-    assert count(Session) == 0
+    assert row_count(Session) == 0
     # The limit is per client address: another address may still log in.
     other = post_login(client, email, environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert other.status_code == 200

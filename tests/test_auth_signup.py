@@ -5,9 +5,9 @@ from datetime import datetime
 
 import bcrypt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from conftest import PASSWORD, assert_error, requires_postgres
+from conftest import PASSWORD, assert_error, requires_postgres, row_count
 from taskapp.auth.models import User
 from taskapp.extensions import db
 
@@ -21,10 +21,6 @@ def signup(client, email="someone@example.com", password=PASSWORD, **kwargs):
 def stored_user(email: str) -> User | None:
     db.session.expire_all()
     return db.session.scalar(select(User).where(User.email == email))
-
-
-def user_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(User))
 
 
 def test_signup_returns_the_user_and_nothing_else(client):
@@ -71,7 +67,7 @@ def test_duplicate_email_is_a_conflict(client, again):
     body = assert_error(signup(client, again, "another password"), 409)
 
     assert "errors" not in body
-    assert user_count() == 1
+    assert row_count(User) == 1
     # The first account is untouched: its password still verifies.
     assert bcrypt.checkpw(
         PASSWORD.encode(), stored_user("taken@example.com").password_hash.encode()
@@ -116,7 +112,7 @@ def test_password_outside_8_to_72_bytes_is_rejected(client, password):
 
     body = assert_error(response, 422, field="password")
     assert "72" in str(body["errors"])
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 @pytest.mark.parametrize(
@@ -134,7 +130,7 @@ def test_password_outside_8_to_72_bytes_is_rejected(client, password):
 )
 def test_invalid_email_is_rejected(client, email):
     assert_error(signup(client, email), 422, field="email")
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 @pytest.mark.parametrize(
@@ -150,7 +146,7 @@ def test_missing_fields_are_rejected(client, body, missing):
 
     errors = assert_error(response, 422)["errors"]["json"]
     assert sorted(errors) == missing
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 @pytest.mark.parametrize(
@@ -168,7 +164,7 @@ def test_unknown_and_read_only_fields_are_rejected(client, field, value):
     body = {"email": "extra@example.com", "password": PASSWORD, field: value}
 
     assert_error(client.post("/signup", json=body), 422, field=field)
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 @pytest.mark.parametrize("field", ["email", "password"])
@@ -177,7 +173,7 @@ def test_non_string_values_are_rejected(client, field, value):
     body = {"email": "typed@example.com", "password": PASSWORD, field: value}
 
     assert_error(client.post("/signup", json=body), 422, field=field)
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 @pytest.mark.parametrize(
@@ -197,7 +193,7 @@ def test_text_bcrypt_or_the_database_cannot_take_is_rejected(client, field, valu
     body = {"email": "odd@example.com", "password": PASSWORD, field: value}
 
     assert_error(client.post("/signup", json=body), 422, field=field)
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 @pytest.mark.parametrize("data", ["[]", '"a string"', "42", "null"])
@@ -205,7 +201,7 @@ def test_body_that_is_not_an_object_is_rejected(client, data):
     response = client.post("/signup", data=data, content_type="application/json")
 
     assert_error(response, 422)
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 def test_malformed_json_is_a_400(client):
@@ -214,7 +210,7 @@ def test_malformed_json_is_a_400(client):
     )
 
     assert_error(response, 400)
-    assert user_count() == 0
+    assert row_count(User) == 0
 
 
 def test_successful_signup_carries_rate_limit_headers(client):
@@ -274,5 +270,5 @@ def test_concurrent_signups_of_one_email_create_one_user(app, monkeypatch):
 
     assert not failures
     assert sorted(statuses) == [201] + [409] * (threads_count - 1)
-    assert user_count() == 1
+    assert row_count(User) == 1
     assert stored_user("race@example.com") is not None

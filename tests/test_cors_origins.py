@@ -30,7 +30,7 @@ def test_an_allowed_origin_may_read_responses(cors_client, origin):
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert "Origin" in response.headers.get("Vary", "")
     exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
-    assert {"X-Request-ID", "ETag", "Location", "Retry-After"} <= exposed
+    assert {"X-Request-ID", "ETag", "Idempotent-Replayed", "Location", "Retry-After"} <= exposed
     # Bearer tokens, not cookies: credentials mode is never allowed.
     assert "Access-Control-Allow-Credentials" not in response.headers
 
@@ -52,7 +52,11 @@ def test_error_responses_carry_cors_headers_so_the_app_can_read_them(cors_client
 
 def test_preflight_from_an_allowed_origin(cors_client):
     response = preflight(
-        cors_client, "/tasks", ALLOWED, "POST", "Authorization, Content-Type, If-Match"
+        cors_client,
+        "/tasks",
+        ALLOWED,
+        "POST",
+        "Authorization, Content-Type, If-Match, Idempotency-Key",
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
@@ -60,7 +64,7 @@ def test_preflight_from_an_allowed_origin(cors_client):
     allowed = {
         h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")
     }
-    assert {"authorization", "content-type", "if-match"} <= allowed
+    assert {"authorization", "content-type", "idempotency-key", "if-match"} <= allowed
     assert response.headers["Access-Control-Max-Age"] == "600"
 
 

@@ -1,10 +1,7 @@
 """Changing the address: password required, confirmation at the new address, notice at the
 old one, and no change until the link is followed."""
 
-from sqlalchemy import func, select
-
-from conftest import PASSWORD, assert_error, unique_email
-from taskapp.extensions import db
+from conftest import PASSWORD, assert_error, row_count, unique_email
 from taskapp.mail.models import OutboxMessage
 
 
@@ -15,10 +12,6 @@ def change(client, headers, new_email: str, password: str = PASSWORD):
         headers=headers,
         buffered=True,
     )
-
-
-def outbox_size() -> int:
-    return db.session.scalar(select(func.count(OutboxMessage.id)))
 
 
 def test_the_address_changes_only_when_the_new_one_confirms(app, client, smtp, auth, login):
@@ -44,9 +37,9 @@ def test_the_address_changes_only_when_the_new_one_confirms(app, client, smtp, a
 
 def test_a_wrong_password_sends_nothing(client, smtp, auth):
     headers = auth()
-    before = outbox_size()
+    before = row_count(OutboxMessage)
     assert_error(change(client, headers, unique_email(), password="not the password"), 403)
-    assert outbox_size() == before
+    assert row_count(OutboxMessage) == before
 
 
 def test_the_same_address_is_a_conflict(client, smtp, auth):

@@ -421,7 +421,7 @@ def test_a_delivered_message_keeps_no_link_and_old_ones_are_purged(
     result = runner.invoke(args=["mail", "purge", "--days", "1"])
     assert result.exit_code == 0 and "purged 0 message(s)" in result.output
     db.session.execute(update(OutboxMessage).values(sent_at=datetime.now(UTC) - timedelta(days=2)))
-    from taskapp.recovery.models import EmailToken
+    from taskapp.auth.models import EmailToken
 
     db.session.execute(update(EmailToken).values(expires_at=datetime.now(UTC) - timedelta(days=2)))
     db.session.commit()

@@ -2,19 +2,13 @@
 of the routes that take an emailed token (per client address)."""
 
 import pytest
-from sqlalchemy import func, select
 
-from conftest import PASSWORD, assert_error, unique_email
-from taskapp.extensions import db
+from conftest import PASSWORD, assert_error, row_count, unique_email
 from taskapp.mail.models import OutboxMessage
 
 
 def from_address(number: int) -> dict:
     return {"environ_base": {"REMOTE_ADDR": f"192.0.2.{number}"}}
-
-
-def outbox_size() -> int:
-    return db.session.scalar(select(func.count(OutboxMessage.id)))
 
 
 def assert_limited(response) -> None:
@@ -30,12 +24,12 @@ def test_password_reset_is_limited_per_target_address_from_any_client(
     for number in (1, 2):
         answer = client.post("/password-reset", json={"email": email}, **from_address(number))
         assert answer.status_code == 202
-    before = outbox_size()
+    before = row_count(OutboxMessage)
 
     # Spelled differently, still the same address.
     third = client.post("/password-reset", json={"email": f" {email.upper()}"}, **from_address(3))
     assert_limited(third)
-    assert outbox_size() == before  # refused before any work
+    assert row_count(OutboxMessage) == before  # refused before any work
     other = client.post("/password-reset", json={"email": unique_email()}, **from_address(4))
     assert other.status_code == 202
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select, text, update
 
 from conftest import PASSWORD, assert_error, unique_email
+from taskapp.auth.models import EmailToken
 from taskapp.extensions import db
 from taskapp.mail.models import OutboxMessage
-from taskapp.recovery.models import EmailToken
 
 NEW_PASSWORD = "a brand new passphrase"
 SENT = {"message": "If the address has an account, a link is on its way"}

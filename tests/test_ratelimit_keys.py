@@ -10,9 +10,8 @@ import pytest
 import redis
 
 import config
-from conftest import PASSWORD, PROJECT, assert_error, requires_redis
+from conftest import PASSWORD, PROJECT, assert_error, requires_redis, row_count
 from taskapp.auth.models import Session
-from taskapp.extensions import db
 
 EMAIL_LIMIT = 10  # RATELIMIT_LOGIN_EMAIL's default: 10 per hour
 ADDRESS_LIMIT = 5  # RATELIMIT_LOGIN's default: 5 per minute
@@ -28,11 +27,6 @@ def login_from(client, address: str, email: str, password: str = "not the passwo
 
 def addresses(count: int) -> list[str]:
     return [f"198.51.100.{number}" for number in range(1, count + 1)]
-
-
-def session_count() -> int:
-    db.session.expire_all()
-    return db.session.query(Session).count()
 
 
 # --- per email ---------------------------------------------------------------------------
@@ -51,7 +45,7 @@ def test_login_limit_per_email_holds_whatever_the_address(client, make_user):
     assert response.headers["X-RateLimit-Limit"] == str(EMAIL_LIMIT)
     assert response.headers["X-RateLimit-Remaining"] == "0"
     assert 60 < int(response.headers["Retry-After"]) <= 3600
-    assert session_count() == 0
+    assert row_count(Session) == 0
     # Other accounts are not affected, from the same address.
     other, _ = make_user()
     assert login_from(client, "203.0.113.50", other, PASSWORD).status_code == 200

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from conftest import assert_error
+from conftest import assert_error, stored_row
 from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
@@ -22,12 +22,6 @@ def stored(task_id: int) -> Task | None:
     """The task as the database has it now (not as the session remembers it)."""
     db.session.expire_all()
     return db.session.get(Task, task_id)
-
-
-def row(task_id: int) -> dict:
-    """Every column of a stored task, to compare before and after a request."""
-    task = stored(task_id)
-    return {column.key: getattr(task, column.key) for column in Task.__table__.columns}
 
 
 def user_id(email: str) -> int:
@@ -205,14 +199,14 @@ def test_put_replaces_every_field(client, auth, make_task):
 def test_put_without_title_is_422_and_changes_nothing(client, auth, make_task):
     headers = auth()
     task = make_task(headers, title="Keep", description="notes", completed=True)
-    before = row(task["id"])
+    before = stored_row(Task, task["id"])
 
     response = client.put(
         f"/tasks/{task['id']}", json={"description": "x", "completed": False}, headers=headers
     )
 
     assert_error(response, 422, field="title")
-    assert row(task["id"]) == before
+    assert stored_row(Task, task["id"]) == before
 
 
 def test_delete_is_204_then_404(client, auth, make_task):
@@ -254,12 +248,12 @@ def test_another_users_task_is_404_and_untouched(client, auth, make_task, method
     owner, intruder = auth(), auth()
     task = make_task(owner, title="private", description="secret", completed=False)
     age(task["id"])
-    before = row(task["id"])
+    before = stored_row(Task, task["id"])
 
     response = getattr(client, method)(f"/tasks/{task['id']}", json=body, headers=intruder)
 
     assert_error(response, 404)
-    assert row(task["id"]) == before
+    assert stored_row(Task, task["id"]) == before
     assert client.get(f"/tasks/{task['id']}", headers=owner).json["title"] == "private"
 
 

@@ -4,22 +4,11 @@ stale), If-None-Match on reads (304); without those headers, nothing changes."""
 import re
 
 import pytest
-from sqlalchemy import select
 
-from conftest import assert_error
-from taskapp.extensions import db
+from conftest import assert_error, stored_row
 from taskapp.tasks.models import Task
 
 STRONG_TAG = re.compile(r'^"[\x21\x23-\x7e]+"$')
-
-
-def row(task_id: int) -> dict | None:
-    """Every column of the stored task (None once deleted), as the database has it now."""
-    db.session.expire_all()
-    task = db.session.scalar(select(Task).where(Task.id == task_id))
-    if task is None:
-        return None
-    return {column.key: getattr(task, column.key) for column in Task.__table__.columns}
 
 
 @pytest.fixture
@@ -75,7 +64,7 @@ def test_requests_without_conditions_behave_as_before(client, headers, task):
     # No If-Match: the last write wins, as it always did.
     response = client.patch(url, json={"title": "mine"}, headers=headers)
     assert response.status_code == 200
-    assert row(task["id"])["title"] == "mine"
+    assert stored_row(Task, task["id"])["title"] == "mine"
     assert client.get(url, headers=headers).status_code == 200
     assert client.delete(url, headers=headers).status_code == 204
 
@@ -154,9 +143,9 @@ def test_write_with_a_matching_if_match_succeeds(
 
     assert response.status_code == status, response.json
     if method == "DELETE":
-        assert row(task["id"]) is None
+        assert stored_row(Task, task["id"]) is None
     else:
-        assert row(task["id"])["title"] == "changed"
+        assert stored_row(Task, task["id"])["title"] == "changed"
         assert response.headers["ETag"] != task["etag"]
 
 
@@ -173,7 +162,7 @@ def test_write_with_a_matching_if_match_succeeds(
 def test_write_with_a_stale_if_match_is_412_and_changes_nothing(
     client, headers, task, method, body, status, if_match
 ):
-    before = row(task["id"])
+    before = stored_row(Task, task["id"])
     value = if_match.format(etag=task["etag"])
 
     response = client.open(
@@ -181,7 +170,7 @@ def test_write_with_a_stale_if_match_is_412_and_changes_nothing(
     )
 
     assert_error(response, 412)
-    assert row(task["id"]) == before
+    assert stored_row(Task, task["id"]) == before
 
 
 @pytest.mark.parametrize(("method", "body", "status"), WRITES)
@@ -196,7 +185,7 @@ def test_the_etag_of_an_earlier_version_no_longer_matches(
     # A second writer still holding the original ETag loses: no silent overwrite.
     late = client.open(url, method=method, json=body, headers=conditional)
     assert_error(late, 412)
-    assert row(task["id"])["title"] == "first"
+    assert stored_row(Task, task["id"])["title"] == "first"
 
     # Re-read, then write with the fresh ETag.
     fresh = client.get(url, headers=headers).headers["ETag"]
@@ -216,7 +205,7 @@ def test_if_match_on_a_missing_or_foreign_task_is_404(
                 url, method=method, json=body, headers={**who, "If-Match": if_match}
             )
             assert_error(response, 404)
-    assert row(task["id"])["title"] == "original"
+    assert stored_row(Task, task["id"])["title"] == "original"
 
 
 def test_if_none_match_on_a_foreign_task_is_404(client, auth, task):
@@ -236,14 +225,14 @@ def test_a_deleted_tasks_etag_matches_nothing(client, headers, task):
 
 
 def test_invalid_body_with_a_stale_if_match_changes_nothing(client, headers, task):
-    before = row(task["id"])
+    before = stored_row(Task, task["id"])
 
     response = client.patch(
         f"/tasks/{task['id']}", json={"title": ""}, headers={**headers, "If-Match": '"stale"'}
     )
 
     assert response.status_code in (412, 422)
-    assert row(task["id"]) == before
+    assert stored_row(Task, task["id"]) == before
 
 
 def test_spec_documents_the_conditional_headers(client):
@@ -282,4 +271,4 @@ def test_another_tasks_etag_does_not_match(client, headers, task):
     )
 
     assert_error(response, 412)
-    assert row(task["id"])["title"] == "original"
+    assert stored_row(Task, task["id"])["title"] == "original"

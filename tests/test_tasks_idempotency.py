@@ -99,8 +99,8 @@ def test_an_attempt_still_in_flight_is_a_409(client, auth):
     db.session.commit()
     response = post(client, headers, "k")
     assert_error(response, 409)
-    # The key asks for a retry in 1 s; the route's task write limit (Flask-Limiter keeps the
-    # later of the two) may name its own window's end instead.
+    # At least the service's 1 s; Flask-Limiter raises it to the task-write window's reset
+    # (it keeps the larger of the two), which is also when a retry cannot be refused for rate.
     assert int(response.headers["Retry-After"]) >= 1
     assert task_count() == 1
 

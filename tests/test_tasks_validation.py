@@ -1,10 +1,8 @@
 """Bad input on the task routes: an error in the envelope, and nothing changed in the database."""
 
 import pytest
-from sqlalchemy import func, select
 
-from conftest import assert_error
-from taskapp.extensions import db
+from conftest import assert_error, row_count, stored_row
 from taskapp.tasks.models import Task
 
 LONG_TITLE = "x" * 201
@@ -56,17 +54,6 @@ PARTIAL_BODY_ERRORS = [
 NOT_AN_OBJECT = ['["a", "list"]', '[{"title": "in a list"}]', '"a string"', "5", "null", "true"]
 
 
-def task_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(Task))
-
-
-def row(task_id: int) -> dict:
-    """Every column of a stored task, as the database has it now."""
-    db.session.expire_all()
-    task = db.session.get(Task, task_id)
-    return {column.key: getattr(task, column.key) for column in Task.__table__.columns}
-
-
 @pytest.fixture
 def headers(auth):
     return auth()
@@ -76,7 +63,7 @@ def headers(auth):
 def existing(headers, make_task):
     """A task of the caller, with the database snapshot to compare against."""
     task = make_task(headers, title="Existing", description="notes", completed=True)
-    return task["id"], row(task["id"])
+    return task["id"], stored_row(Task, task["id"])
 
 
 @pytest.mark.parametrize(("body", "field"), WHOLE_BODY_ERRORS)
@@ -84,7 +71,7 @@ def test_create_rejects_bad_field(client, headers, body, field):
     response = client.post("/tasks", json=body, headers=headers)
 
     assert_error(response, 422, field=field)
-    assert task_count() == 0
+    assert row_count(Task) == 0
 
 
 @pytest.mark.parametrize(("body", "field"), WHOLE_BODY_ERRORS)
@@ -94,7 +81,7 @@ def test_put_rejects_bad_field(client, headers, existing, body, field):
     response = client.put(f"/tasks/{task_id}", json=body, headers=headers)
 
     assert_error(response, 422, field=field)
-    assert row(task_id) == before
+    assert stored_row(Task, task_id) == before
 
 
 @pytest.mark.parametrize(("body", "field"), PARTIAL_BODY_ERRORS)
@@ -104,7 +91,7 @@ def test_patch_rejects_bad_field(client, headers, existing, body, field):
     response = client.patch(f"/tasks/{task_id}", json=body, headers=headers)
 
     assert_error(response, 422, field=field)
-    assert row(task_id) == before
+    assert stored_row(Task, task_id) == before
 
 
 def test_patch_with_one_bad_field_applies_none(client, headers, existing):
@@ -115,7 +102,7 @@ def test_patch_with_one_bad_field_applies_none(client, headers, existing):
     )
 
     assert_error(response, 422, field="completed")
-    assert row(task_id) == before
+    assert stored_row(Task, task_id) == before
 
 
 @pytest.mark.parametrize("field", READ_ONLY_OR_UNKNOWN)
@@ -125,7 +112,7 @@ def test_create_rejects_read_only_and_unknown_fields(client, headers, field):
     response = client.post("/tasks", json=body, headers=headers)
 
     assert_error(response, 422, field=field)
-    assert task_count() == 0
+    assert row_count(Task) == 0
 
 
 @pytest.mark.parametrize("method", ["patch", "put"])
@@ -137,7 +124,7 @@ def test_update_rejects_read_only_and_unknown_fields(client, headers, existing, 
     response = getattr(client, method)(f"/tasks/{task_id}", json=body, headers=headers)
 
     assert_error(response, 422, field=field)
-    assert row(task_id) == before
+    assert stored_row(Task, task_id) == before
 
 
 def test_create_rejects_its_own_id_echoed_back(client, headers, make_task):
@@ -147,7 +134,7 @@ def test_create_rejects_its_own_id_echoed_back(client, headers, make_task):
 
     body = assert_error(response, 422)
     assert {"id", "created_at", "updated_at"} <= set(body["errors"]["json"])
-    assert task_count() == 1
+    assert row_count(Task) == 1
 
 
 @pytest.mark.parametrize("body", NOT_AN_OBJECT)
@@ -155,7 +142,7 @@ def test_create_rejects_a_body_that_is_not_an_object(client, headers, body):
     response = client.post("/tasks", data=body, content_type="application/json", headers=headers)
 
     assert_error(response, 422, field="_schema")
-    assert task_count() == 0
+    assert row_count(Task) == 0
 
 
 @pytest.mark.parametrize("method", ["patch", "put"])
@@ -168,7 +155,7 @@ def test_update_rejects_a_body_that_is_not_an_object(client, headers, existing, 
     )
 
     assert_error(response, 422, field="_schema")
-    assert row(task_id) == before
+    assert stored_row(Task, task_id) == before
 
 
 MALFORMED_JSON = ['{"title": ', "{'title': 'single quotes'}", '{"title": "x",}', "not json"]
@@ -179,7 +166,7 @@ def test_create_with_malformed_json_is_400(client, headers, data):
     response = client.post("/tasks", data=data, content_type="application/json", headers=headers)
 
     assert_error(response, 400)
-    assert task_count() == 0
+    assert row_count(Task) == 0
 
 
 @pytest.mark.parametrize("method", ["patch", "put"])
@@ -192,7 +179,7 @@ def test_update_with_malformed_json_is_400(client, headers, existing, method, da
     )
 
     assert_error(response, 400)
-    assert row(task_id) == before
+    assert stored_row(Task, task_id) == before
 
 
 BAD_QUERIES = [
@@ -272,7 +259,7 @@ def test_bad_task_id_in_url_is_404(client, headers, existing, method, task_id):
     response = getattr(client, method)(f"/tasks/{task_id}", json=body, headers=headers)
 
     assert_error(response, 404)
-    assert row(existing_id) == before
+    assert stored_row(Task, existing_id) == before
 
 
 @pytest.mark.parametrize("task_id", ["0", "2147483647"])
@@ -305,8 +292,8 @@ def test_missing_or_malformed_token_is_401(client, existing, method, path, body,
     response = getattr(client, method)(path.format(id=task_id), json=body, headers=bad_headers)
 
     assert_error(response, 401)
-    assert row(task_id) == before
-    assert task_count() == 1
+    assert stored_row(Task, task_id) == before
+    assert row_count(Task) == 1
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
@@ -314,7 +301,7 @@ def test_refresh_token_as_bearer_is_401(client, make_user, login, make_task, met
     email, password = make_user()
     tokens = login(email, password)
     task = make_task({"Authorization": f"Bearer {tokens['access_token']}"})
-    before = row(task["id"])
+    before = stored_row(Task, task["id"])
 
     response = getattr(client, method)(
         path.format(id=task["id"]),
@@ -323,8 +310,8 @@ def test_refresh_token_as_bearer_is_401(client, make_user, login, make_task, met
     )
 
     assert_error(response, 401)
-    assert row(task["id"]) == before
-    assert task_count() == 1
+    assert stored_row(Task, task["id"]) == before
+    assert row_count(Task) == 1
 
 
 def test_token_in_query_string_is_ignored(client, make_user, login):
@@ -339,4 +326,4 @@ def test_authentication_comes_before_validation(client):
     response = client.post("/tasks", json={"title": "", "id": 5})
 
     assert_error(response, 401)
-    assert task_count() == 0
+    assert row_count(Task) == 0

@@ -7,12 +7,12 @@ from sqlalchemy import delete, select
 
 from taskapp import audit
 from taskapp.admin.service import active_admin_ids_locked
+from taskapp.auth.email_tokens import invalidate_tokens
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import lock_user, revoke_sessions
 from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
-from taskapp.recovery.tokens import invalidate_tokens
 
 WRONG_PASSWORD = "Password is incorrect"
 LAST_ADMIN = "The last active admin cannot delete their account; make another admin first"

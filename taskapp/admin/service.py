@@ -3,12 +3,11 @@
 import logging
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from taskapp import audit
 from taskapp.auth.models import ADMIN, User
 from taskapp.auth.passwords import hash_password
-from taskapp.auth.service import revoke_sessions
+from taskapp.auth.service import revoke_sessions, unique_email
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.pagination import after_keys, keyset_page
@@ -113,9 +112,6 @@ def make_admin(*, email: str, password: str | None = None) -> tuple[User, bool]:
         db.session.add(user)
     user.role = ADMIN
     user.is_active = True
-    try:
+    with unique_email():
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("Email already registered") from None
     return user, created

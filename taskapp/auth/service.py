@@ -1,5 +1,7 @@
 """Account and session rules: signup, login, refresh rotation with reuse detection, logout."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
@@ -7,20 +9,32 @@ from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp import audit
+from taskapp.auth.email_tokens import queue_verification
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.auth.passwords import hash_password, needs_rehash, verify_password
 from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
 from taskapp.errors import Conflict, Forbidden, Unauthorized
 from taskapp.extensions import db
-from taskapp.recovery.tokens import queue_verification
 
 BAD_CREDENTIALS = "Invalid email or password"
 BAD_REFRESH_TOKEN = "Refresh token is invalid, expired or revoked"
 UNVERIFIED = "Email address not verified: a new verification link has been sent to it"
+EMAIL_TAKEN = "Email already registered"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def unique_email() -> Iterator[None]:
+    """Around the flush or commit that writes an address: one another account holds (the
+    unique index decides, so concurrent writers too) rolls back and is a Conflict."""
+    try:
+        yield
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(EMAIL_TAKEN) from None
 
 
 def create_user(*, email: str, password: str) -> User:
@@ -28,13 +42,10 @@ def create_user(*, email: str, password: str) -> User:
     signups of one email."""
     user = User(email=email, password_hash=hash_password(password))
     db.session.add(user)
-    try:
+    with unique_email():
         db.session.flush()
         queue_verification(user)
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("Email already registered") from None
     return user
 
 

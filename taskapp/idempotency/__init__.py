@@ -89,13 +89,12 @@ def idempotent(blp: Blueprint) -> Callable:
         with_key = blp.header_parameter(KEY_PARAMETER)(with_key)
         replayed = {code: {"headers": REPLAYED_HEADER} for code in success_codes}
         with_key = blp.doc(responses=replayed)(with_key)
+        with_key = blp.alt_response(400, response="BAD_REQUEST")(with_key)
         documented = view._apidoc.get("response", {}).get("responses", {})
-        for code, name in ((400, "BAD_REQUEST"), (409, "CONFLICT"), (422, "UNPROCESSABLE_ENTITY")):
-            # A status the view documents itself keeps its own, more telling, description
-            # (the header's explains the key's answers); a second entry would replace it.
-            if code not in documented:
-                with_key = blp.alt_response(code, response=name)(with_key)
-        return with_key
+        if 409 not in documented:
+            # A view with a 409 of its own names the in-flight case in it: one 409 per route.
+            with_key = blp.alt_response(409, response="CONFLICT")(with_key)
+        return blp.alt_response(422, response="UNPROCESSABLE_ENTITY")(with_key)
 
     return decorator
 

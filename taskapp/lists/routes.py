@@ -31,7 +31,10 @@ class Lists(MethodView):
     @blp.arguments(ListWriteSchema)
     @blp.response(201, ListSchema, headers=LOCATION)
     @blp.alt_response(
-        409, response="CONFLICT", description="The name is taken, or the list quota is reached"
+        409,
+        response="CONFLICT",
+        description="The name is taken, the user has LISTS_PER_USER lists, or a request with "
+        "this Idempotency-Key is still in flight",
     )
     @blp.doc(operationId="create_list")
     def post(self, body):

@@ -1,5 +1,5 @@
-"""Account recovery and addresses by email: password reset, verification, address change.
+"""Account recovery and addresses by email: password reset, verification, address change."""
 
-The blueprint is imported from ``taskapp.recovery.routes``, not re-exported here: signup
-(auth) uses ``recovery.tokens``, and the routes import the auth services in turn.
-"""
+from taskapp.recovery.routes import blp
+
+__all__ = ["blp"]

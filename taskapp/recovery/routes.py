@@ -35,6 +35,23 @@ BAD_TOKEN = {
 SEND_LIMITS = {"per_email": "RATELIMIT_EMAIL_SEND_TARGET"}
 
 
+def spends_token(schema):
+    """The contract of a route that spends an emailed token: its limit, body, 204 and 400."""
+    decorators = (
+        rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM"),
+        blp.arguments(schema),
+        blp.response(204),
+        blp.alt_response(400, **BAD_TOKEN),
+    )
+
+    def decorate(view):
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return decorate
+
+
 @blp.route("/password-reset")
 class PasswordReset(MethodView):
     @rate_limited(blp, "RATELIMIT_EMAIL_SEND", **SEND_LIMITS)
@@ -50,10 +67,7 @@ class PasswordReset(MethodView):
 
 @blp.route("/password-reset/confirm")
 class PasswordResetConfirm(MethodView):
-    @rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM")
-    @blp.arguments(PasswordResetConfirmSchema)
-    @blp.response(204)
-    @blp.alt_response(400, **BAD_TOKEN)
+    @spends_token(PasswordResetConfirmSchema)
     @blp.doc(operationId="reset_password")
     def post(self, body):
         """Set a new password with the emailed token; every session is revoked"""
@@ -62,10 +76,7 @@ class PasswordResetConfirm(MethodView):
 
 @blp.route("/email/verify/confirm")
 class EmailVerifyConfirm(MethodView):
-    @rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM")
-    @blp.arguments(EmailTokenSchema)
-    @blp.response(204)
-    @blp.alt_response(400, **BAD_TOKEN)
+    @spends_token(EmailTokenSchema)
     @blp.doc(operationId="confirm_email_verification")
     def post(self, body):
         """Verify the account's address with the emailed token"""
@@ -74,10 +85,7 @@ class EmailVerifyConfirm(MethodView):
 
 @blp.route("/email/change/confirm")
 class EmailChangeConfirm(MethodView):
-    @rate_limited(blp, "RATELIMIT_EMAIL_CONFIRM")
-    @blp.arguments(EmailTokenSchema)
-    @blp.response(204)
-    @blp.alt_response(400, **BAD_TOKEN)
+    @spends_token(EmailTokenSchema)
     @blp.alt_response(409, response="CONFLICT")
     @blp.doc(operationId="confirm_email_change")
     def post(self, body):
@@ -95,7 +103,7 @@ class MyEmailVerify(MethodView):
     @blp.doc(operationId="send_email_verification")
     def post(self):
         """Email a new verification link to the caller's address"""
-        service.request_verification(current_user)
+        service.request_verification(current_user.id)
         return QUEUED
 
 
@@ -114,5 +122,5 @@ class MyEmail(MethodView):
     def post(self, body):
         """Change the address: a confirmation link goes to the new one, a notice to the
         current one; nothing changes until the link is followed (password required)"""
-        service.request_email_change(current_user, **body)
+        service.request_email_change(current_user.id, **body)
         return QUEUED

@@ -8,16 +8,9 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from taskapp.account.service import check_password
-from taskapp.auth.models import User
-from taskapp.auth.passwords import hash_password
-from taskapp.auth.service import revoke_sessions
-from taskapp.errors import Conflict, InvalidToken
-from taskapp.extensions import db
-from taskapp.mail import queue_mail
-from taskapp.recovery.tokens import (
+from taskapp.auth.email_tokens import (
     invalidate_tokens,
     issue_token,
     new_token,
@@ -25,10 +18,14 @@ from taskapp.recovery.tokens import (
     queue_verification,
     spend_token,
 )
+from taskapp.auth.models import User
+from taskapp.auth.passwords import hash_password
+from taskapp.auth.service import revoke_sessions, unique_email
+from taskapp.errors import Conflict, InvalidToken
+from taskapp.extensions import db
+from taskapp.mail import queue_mail
 
 log = logging.getLogger(__name__)
-
-EMAIL_TAKEN = "Email already registered"
 
 
 def request_password_reset(*, email: str) -> None:
@@ -77,8 +74,10 @@ def reset_password(*, token: str, new_password: str) -> None:
     log.info("password reset by email link", extra={"user_id": user.id})
 
 
-def request_verification(user: User) -> None:
+def request_verification(user_id: int) -> None:
     """Email a new verification link to the user's address (replacing any older one)."""
+    # Already in the session's identity map when the route's current_user loaded it.
+    user = db.session.get(User, user_id)
     if user.email_verified:
         raise Conflict("Email address is already verified")
     queue_verification(user)
@@ -92,10 +91,10 @@ def verify_email(*, token: str) -> None:
     db.session.commit()
 
 
-def request_email_change(user: User, *, password: str, new_email: str) -> None:
+def request_email_change(user_id: int, *, password: str, new_email: str) -> None:
     """Email a confirmation link to ``new_email`` and a notice to the current address; the
     address changes only when the link is followed."""
-    check_password(user.id, password)
+    user = check_password(user_id, password)
     if new_email == user.email:
         raise Conflict("This is already the account's address")
     hours = current_app.config["EMAIL_TOKEN_HOURS"]
@@ -131,11 +130,8 @@ def change_email(*, token: str) -> None:
     invalidate_tokens(user.id)
     user.email = new_email
     user.email_verified = True
-    try:
+    with unique_email():
         db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(EMAIL_TAKEN) from None
     log.info("email address changed by email link", extra={"user_id": user.id})
 
 

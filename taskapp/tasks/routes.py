@@ -164,7 +164,10 @@ class TaskList(MethodView):
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
     @blp.alt_response(404, response="NOT_FOUND", description="The list or parent is not found")
     @blp.alt_response(
-        409, schema=api.ERROR_SCHEMA, description="Conflict: the user has MAX_TASKS_PER_USER tasks"
+        409,
+        schema=api.ERROR_SCHEMA,
+        description="Conflict: the user has MAX_TASKS_PER_USER tasks, or a request with this "
+        "Idempotency-Key is still in flight",
     )
     @blp.doc(operationId="create_task")
     def post(self, body):

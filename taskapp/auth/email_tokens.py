@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 from sqlalchemy import Row, delete, update
 
-from taskapp.auth.models import User
+from taskapp.auth.models import EmailToken, User
 from taskapp.auth.tokens import token_digest
 from taskapp.extensions import db
 from taskapp.mail import queue_mail
-from taskapp.recovery.models import EmailToken
 
 # 256 random bits, URL-safe: nothing to guess, and nothing to learn from the stored digest.
 TOKEN_BYTES = 32

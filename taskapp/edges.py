@@ -16,7 +16,8 @@ LOGGED_METHOD_CHARS = 32
 
 
 class KnownMethodsOnly:
-    """WSGI middleware: a method no route of the app serves is a 501 in the error envelope.
+    """WSGI middleware: a method outside HTTP's standard ones that no route of the app serves
+    is a 501 in the error envelope.
 
     Answered here, it never reaches the routing, the rate limiter or the metrics: each made-up
     method would otherwise be a new label value of every request metric, without bound.
@@ -109,9 +110,16 @@ def _read_up_to(stream, limit: int) -> bytes:
     return b"".join(parts)
 
 
+# RFC 9110's methods that no route serves: a client may fairly try them, so they reach the app
+# and get the 405 with `Allow` that HTTP asks for a method the server knows. They are a fixed
+# few, so they add a bounded number of metric series; only methods outside HTTP's own get 501.
+STANDARD_METHODS = frozenset({"CONNECT", "TRACE"})
+
+
 def served_methods(app: Flask) -> set[str]:
-    """Every method some route of ``app`` answers."""
-    return {method for rule in app.url_map.iter_rules() for method in rule.methods or ()}
+    """Every method some route of ``app`` answers, and HTTP's other standard methods."""
+    served = {method for rule in app.url_map.iter_rules() for method in rule.methods or ()}
+    return served | STANDARD_METHODS
 
 
 def register_edges(app: Flask) -> None:

@@ -14,7 +14,7 @@ import config
 from conftest import assert_error, requires_postgres, requires_redis
 from servers import gunicorn
 
-MADE_UP_METHODS = ["FOO", "TRACE", "CONNECT", "PROPFIND", "M-SEARCH", "X" * 200]
+MADE_UP_METHODS = ["FOO", "PROPFIND", "M-SEARCH", "X" * 200]
 MAX_BODY = 1024 * 1024
 SLASHED_PATHS = ["//tasks", "/tasks//1", "/admin//users", "///healthz", "/docs//static/x.js"]
 
@@ -52,6 +52,18 @@ def test_every_405_names_the_allowed_methods(client, app):
         assert_error(response, 405)
         allowed = {name.strip() for name in response.headers["Allow"].split(",")}
         assert allowed == set(rule.methods), rule.rule
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT"])
+def test_an_unserved_standard_method_is_a_405_naming_the_allowed_ones(client, method):
+    response = client.open("/tasks", method=method)
+    assert_error(response, 405)
+    assert {name.strip() for name in response.headers["Allow"].split(",")} == {
+        "GET",
+        "HEAD",
+        "OPTIONS",
+        "POST",
+    }
 
 
 def test_made_up_methods_create_no_metric_series(build_app):

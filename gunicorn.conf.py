@@ -20,7 +20,8 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Above the longest the database settings let a request wait (pool + connect + the longer of
-# the statement timeout and the dead-server bound of the keepalives; config.DatabaseTimeouts), so a stuck query ends as a 503, not as a killed worker and a 502.
+# the statement timeout and the dead-server bound of the keepalives; config.DatabaseTimeouts),
+# so a stuck query ends as a 503, not as a killed worker and a 502.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 _database_wait = database_timeouts().longest_wait
 if timeout <= _database_wait:

@@ -294,8 +294,8 @@ class Config:
             "info": {
                 "description": "Multi-user task manager. The contract: docs/api.md.\n\n"
                 "Every error is the JSON envelope {code, status, message?, errors?}. A method "
-                "no route serves (anything but GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE) "
-                "is a 501; a method another route of the path serves, a 405 with Allow. With "
+                "the path does not serve is a 405 with Allow (answered before the app when no "
+                "route serves it at all). With "
                 "TRUSTED_HOSTS set, a request for any other Host is a 400. A 422 lists at most "
                 "20 errors per object, names cut to 100 characters."
             },

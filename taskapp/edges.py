@@ -7,6 +7,8 @@ import uuid
 from http import HTTPStatus
 
 from flask import Flask
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map
 
 from taskapp.browser import API_CSP
 
@@ -16,57 +18,57 @@ LOGGED_METHOD_CHARS = 32
 
 
 class KnownMethodsOnly:
-    """WSGI middleware: a method no route of the app serves is a 501 in the error envelope.
+    """WSGI middleware: a method no route of the app serves is answered here, in the error
+    envelope: a 405 with the path's ``Allow`` (a 404 for a path no route matches).
 
-    Answered here, it never reaches the routing, the rate limiter or the metrics: each made-up
-    method would otherwise be a new label value of every request metric, without bound.
-    Methods the API does serve, but not on the requested path, still reach the app (405, with
-    ``Allow``).
+    Answered here, it never reaches the rate limiter or the metrics: each made-up method would
+    otherwise be a new label value of every request metric, without bound. Methods the API does
+    serve, but not on the requested path, reach the app (its own 405, with ``Allow``).
     """
 
-    def __init__(self, app, methods: set[str]):
+    def __init__(self, app, url_map: Map, methods: set[str]):
         self.app = app
+        self.url_map = url_map
         self.methods = frozenset(methods)
-        status = HTTPStatus.NOT_IMPLEMENTED
-        self.body = json.dumps(
-            {
-                "code": status.value,
-                "status": status.phrase,
-                "message": "This API does not implement that method; it serves "
-                + ", ".join(sorted(self.methods)),
-            }
-        ).encode()
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "")
         # Werkzeug upper-cases the method, so "get" is served as GET: it stays served.
         if method.upper() in self.methods:
             return self.app(environ, start_response)
+        allowed = sorted(self.url_map.bind_to_environ(environ).allowed_methods())
+        # Werkzeug's own descriptions: what the app's 405 and 404 say.
+        error = MethodNotAllowed() if allowed else NotFound()
+        status = HTTPStatus(error.code)
+        body = json.dumps(
+            {"code": status.value, "status": status.phrase, "message": error.description}
+        ).encode()
         request_id = uuid.uuid4().hex
-        method, path, status = (
-            method[:LOGGED_METHOD_CHARS],
-            environ.get("PATH_INFO", ""),
-            HTTPStatus.NOT_IMPLEMENTED.value,
-        )
+        method, path = method[:LOGGED_METHOD_CHARS], environ.get("PATH_INFO", "")
         # The access line the app would have written (taskapp.observability), minus timing.
         access_log.info(
             "%s %s %s",
             method,
             path,
-            status,
-            extra={"method": method, "path": path, "status": status, "request_id": request_id},
+            status.value,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status.value,
+                "request_id": request_id,
+            },
         )
-        start_response(
-            "501 Not Implemented",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(self.body))),
-                ("X-Request-ID", request_id),
-                ("X-Content-Type-Options", "nosniff"),
-                ("Content-Security-Policy", API_CSP),
-            ],
-        )
-        return [self.body]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Request-ID", request_id),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", API_CSP),
+        ]
+        if allowed:
+            headers.append(("Allow", ", ".join(allowed)))
+        start_response(f"{status.value} {status.phrase}", headers)
+        return [body]
 
 
 class BoundedChunkedBodies:
@@ -120,4 +122,4 @@ def register_edges(app: Flask) -> None:
     max_length = app.config.get("MAX_CONTENT_LENGTH")
     if max_length is not None:
         app.wsgi_app = BoundedChunkedBodies(app.wsgi_app, max_length)
-    app.wsgi_app = KnownMethodsOnly(app.wsgi_app, served_methods(app))
+    app.wsgi_app = KnownMethodsOnly(app.wsgi_app, app.url_map, served_methods(app))

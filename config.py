@@ -228,6 +228,8 @@ class Config:
         self.REFRESH_IDLE_DAYS = _env_int("REFRESH_IDLE_DAYS", 7)
         # Hashes of a lower cost are redone at the user's next successful login.
         self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", self.DEFAULT_BCRYPT_ROUNDS)
+        # Task lists a user may have (POST /lists answers 409 beyond it).
+        self.LISTS_PER_USER = _env_int("LISTS_PER_USER", 100)
         # Tasks one user may own; 0 for no limit. Checked against the kept counts (free).
         self.MAX_TASKS_PER_USER = _env_int("MAX_TASKS_PER_USER", 100_000)
         if self.REFRESH_IDLE_DAYS <= 0 or self.MAX_TASKS_PER_USER < 0:

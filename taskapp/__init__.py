@@ -10,7 +10,7 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
-from taskapp import account, admin, auth, cli, database, health, recovery, tasks
+from taskapp import account, admin, auth, cli, database, health, labels, lists, recovery, tasks
 from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
 from taskapp.clientaddr import canonical_client_address
@@ -108,7 +108,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API blueprints (documented in the spec) and Swagger UI's local assets."""
-    for blueprint in (auth.blp, account.blp, recovery.blp, tasks.blp, admin.blp, health.blp):
+    areas = (auth.blp, account.blp, recovery.blp, tasks.blp, lists.blp, labels.blp)
+    for blueprint in (*areas, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(
         Blueprint(

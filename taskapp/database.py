@@ -105,6 +105,12 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
         raise DisconnectionError("the server closed the connection")
 
 
+# Execution option: False on a connection sends its statements bare, without the settings of
+# with_transaction_settings. For statements that cannot run in a transaction block (a
+# migration's CREATE INDEX CONCURRENTLY), which a message of several statements is.
+TRANSACTION_SETTINGS_OPTION = "taskapp_transaction_settings"
+
+
 def transaction_settings(timeouts: DatabaseTimeouts) -> str:
     """The ``SET LOCAL`` statements that give one transaction the app's timeouts."""
     return (
@@ -126,8 +132,10 @@ def with_transaction_settings(settings: str):
     statement after it and ends with it.
     """
 
-    def prepend(_conn, cursor, statement, parameters, _context, _executemany):
-        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
+    def prepend(conn, cursor, statement, parameters, _context, _executemany):
+        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE and (
+            conn.get_execution_options().get(TRANSACTION_SETTINGS_OPTION, True)
+        ):
             statement = settings + statement
         return statement, parameters
 

@@ -38,6 +38,13 @@ class Conflict(AppError):
     message = "Conflict"
 
 
+class Unprocessable(AppError):
+    """Valid input that the stored data refuses (a rule across rows, such as subtask depth)."""
+
+    code = HTTPStatus.UNPROCESSABLE_ENTITY
+    message = "The request cannot be applied to the data as it is"
+
+
 class InvalidToken(AppError):
     """An emailed token that is unknown, expired, replaced or already used: one answer."""
 
@@ -59,13 +66,6 @@ class Forbidden(AppError):
 class PreconditionFailed(AppError):
     code = HTTPStatus.PRECONDITION_FAILED
     message = "The resource has changed since the given ETag; fetch it again"
-
-
-class NotModified(AppError):
-    """Not an error: the 304 of a conditional GET. The body is dropped (Werkzeug does that)."""
-
-    code = HTTPStatus.NOT_MODIFIED
-    message = "Not modified"
 
 
 class Unavailable(AppError):

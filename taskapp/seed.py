@@ -4,12 +4,12 @@ import io
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from taskapp.auth.models import User
 from taskapp.auth.passwords import hash_password
 from taskapp.extensions import db
-from taskapp.tasks.models import Task
+from taskapp.tasks.models import Label, Task, TaskList
 
 COMMON = (
     "report meeting invoice review design deploy budget client email call draft plan "
@@ -33,18 +33,38 @@ def _title(rng: random.Random, rare: list[str]) -> str:
     return " ".join(words).capitalize()
 
 
-def _rows(user_id: int, count: int, rng: random.Random):
-    """(user_id, title, description, completed, created_at, updated_at) rows, oldest first."""
+COLUMNS = (
+    *("user_id", "title", "description", "completed", "created_at", "updated_at"),
+    *("list_id", "due_at", "priority", "position", "recurrence"),
+)
+LIST_NAMES = ("Work", "Home", "Errands", "Side project", "Reading")
+LABEL_NAMES = ("urgent", "waiting", "phone", "computer", "office", "quick", "deep work", "money")
+
+
+def _rows(user_id: int, count: int, rng: random.Random, list_ids: list[int]):
+    """Rows of COLUMNS, oldest first: a third in the inbox, most with a due date in the year
+    around now, a few recurring weekly; positions in creation order."""
     rare = _vocabulary(rng)
-    start = datetime.now(UTC) - timedelta(days=365)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=365)
     step = timedelta(days=365) / max(count, 1)
+    places = [None, None, *list_ids] if list_ids else [None]
     for index in range(count):
         created = start + step * index
         updated = created + timedelta(minutes=rng.randint(0, 600))
         description = None
         if rng.random() >= 0.3:
             description = _title(rng, rare) + ". " + _title(rng, rare).lower() + "."
-        yield user_id, _title(rng, rare), description, rng.random() < 0.3, created, updated
+        due = None
+        if rng.random() < 0.6:
+            due = (now + timedelta(days=rng.uniform(-180, 180))).replace(microsecond=0)
+        rule = "FREQ=WEEKLY" if due is not None and rng.random() < 0.03 else None
+        # "j" and ten digits: a fractional-indexing key, in creation order (as migration 0005).
+        position = f"j{index + 1:010d}"
+        yield (
+            *(user_id, _title(rng, rare), description, rng.random() < 0.3, created, updated),
+            *(rng.choice(places), due, rng.choice((0, 0, 0, 1, 2, 3)), position, rule),
+        )
 
 
 def seed(*, users: int, tasks: int, prefix: str, password: str, rng_seed: int = 42) -> list[int]:
@@ -57,9 +77,45 @@ def seed(*, users: int, tasks: int, prefix: str, password: str, rng_seed: int = 
     )
     user_ids = list(db.session.scalars(select(User.id).where(User.email.in_(emails))))
     for user_id in user_ids:
-        _load_tasks(_rows(user_id, tasks, rng))
+        list_ids = _make_lists(user_id)
+        _load_tasks(_rows(user_id, tasks, rng, list_ids))
+        _label_and_nest(user_id)
     db.session.commit()
     return user_ids
+
+
+def _make_lists(user_id: int) -> list[int]:
+    """The user's lists (LIST_NAMES) and labels (LABEL_NAMES); the lists' ids."""
+    lists = TaskList.__table__
+    rows = [
+        {"user_id": user_id, "name": name, "position": f"a{n}"} for n, name in enumerate(LIST_NAMES)
+    ]
+    ids = db.session.scalars(insert(lists).returning(lists.c.id), rows).all()
+    labels = [{"user_id": user_id, "name": name, "key": name} for name in LABEL_NAMES]
+    db.session.execute(insert(Label), labels)
+    return list(ids)
+
+
+def _label_and_nest(user_id: int) -> None:
+    """About one label in eight per task, and every tenth task a subtask of the task before
+    it (in that task's list), by set-based statements."""
+    db.session.execute(
+        text(
+            "INSERT INTO task_labels (task_id, label_id) SELECT t.id, l.id FROM tasks t "
+            "JOIN labels l ON l.user_id = t.user_id "
+            "WHERE t.user_id = :user_id AND (t.id * 7 + l.id * 3) % 8 = 0"
+        ),
+        {"user_id": user_id},
+    )
+    db.session.execute(
+        text(
+            "UPDATE tasks SET parent_id = id - 1, "
+            "list_id = (SELECT p.list_id FROM tasks p WHERE p.id = tasks.id - 1) "
+            "WHERE user_id = :user_id AND id % 10 = 0 AND EXISTS "
+            "(SELECT 1 FROM tasks p WHERE p.id = tasks.id - 1 AND p.user_id = tasks.user_id)"
+        ),
+        {"user_id": user_id},
+    )
 
 
 def _load_tasks(rows) -> None:
@@ -69,10 +125,9 @@ def _load_tasks(rows) -> None:
         connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         _copy_tasks(connection, rows)
         return
-    columns = ("user_id", "title", "description", "completed", "created_at", "updated_at")
     batch = []
     for row in rows:
-        batch.append(dict(zip(columns, row, strict=True)))
+        batch.append(dict(zip(COLUMNS, row, strict=True)))
         if len(batch) == BATCH:
             db.session.execute(insert(Task), batch)
             batch = []
@@ -103,7 +158,4 @@ def _copy_tasks(connection, rows) -> None:
 
 def _flush(cursor, buffer: io.StringIO) -> None:
     buffer.seek(0)
-    cursor.copy_expert(
-        "COPY tasks (user_id, title, description, completed, created_at, updated_at) FROM STDIN",
-        buffer,
-    )
+    cursor.copy_expert(f"COPY tasks ({', '.join(COLUMNS)}) FROM STDIN", buffer)

@@ -124,3 +124,34 @@ def test_downgrade_to_base_removes_every_table_and_can_upgrade_again(scratch_dat
     assert again.returncode == 0, again.stderr
     check = flask_db(scratch_database_url, "check")
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def run_sql(database_url: str, statement: str) -> list[tuple]:
+    url = make_url(database_url)
+    connection = psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+    )
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
+def test_0005_backfills_positions_and_downgrades_keeping_the_counts(scratch_database_url):
+    assert flask_db(scratch_database_url, "upgrade", "0003").returncode == 0
+    run_sql(
+        scratch_database_url,
+        "INSERT INTO users (email, password_hash) VALUES ('m@example.com', 'x');"
+        "INSERT INTO tasks (user_id, title) SELECT 1, 't' || n FROM generate_series(1, 120) n",
+    )
+
+    upgrade = flask_db(scratch_database_url, "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    positions = run_sql(scratch_database_url, "SELECT position FROM tasks ORDER BY id")
+    assert [row[0] for row in positions] == sorted(f"j{n:010d}" for n in range(1, 121))
+    assert flask_db(scratch_database_url, "downgrade", "0003").returncode == 0
+    run_sql(scratch_database_url, "DELETE FROM tasks WHERE id <= 20")
+    assert run_sql(scratch_database_url, "SELECT total FROM task_counts") == [(100,)]

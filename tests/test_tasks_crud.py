@@ -10,7 +10,11 @@ from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
 
-TASK_KEYS = {"id", "title", "description", "completed", "created_at", "updated_at"}
+TASK_KEYS = {
+    *("id", "title", "description", "completed", "created_at", "updated_at"),
+    *("list_id", "due_at", "priority", "labels", "completed_at", "parent_id", "position"),
+    "recurrence",
+}
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 

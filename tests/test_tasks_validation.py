@@ -13,7 +13,8 @@ READ_ONLY_OR_UNKNOWN = {
     "owner": "someone@example.com",
     "created_at": "2020-01-01T00:00:00+00:00",
     "updated_at": "2020-01-01T00:00:00+00:00",
-    "priority": "high",
+    "completed_at": "2020-01-01T00:00:00+00:00",
+    "colour": "red",
 }
 
 # (body, the field named in the errors) for every body that may carry a title.

@@ -2,7 +2,19 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, false, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapp.extensions import db
@@ -12,9 +24,8 @@ from taskapp.sqltypes import UTCDateTime
 class Task(db.Model):
     """A user's task; ``created_at`` and ``updated_at`` are set by the database.
 
-    ``version`` counts the task's writes: the ORM sends ``UPDATE/DELETE ... WHERE id = :id AND
-    version = :read`` and raises StaleDataError when another writer got there first. The ETag
-    derives from it.
+    ``version`` counts the task's writes (tasks.service bumps it in each UPDATE); the ETag
+    derives from it, and a conditional write names the version it expects in its WHERE.
     """
 
     __tablename__ = "tasks"
@@ -27,6 +38,12 @@ class Task(db.Model):
         Index("ix_tasks_user_completed_created_at", "user_id", "completed", "created_at", "id"),
         Index("ix_tasks_user_completed_updated_at", "user_id", "completed", "updated_at", "id"),
         Index("ix_tasks_user_completed_title", "user_id", "completed", "title", "id"),
+        # Migration 0005: a list's tasks, the due-date range and sort, the priority sort.
+        Index("ix_tasks_user_list_created", "user_id", "list_id", "created_at", "id"),
+        Index("ix_tasks_user_due", "user_id", "due_at", "id"),
+        Index("ix_tasks_user_priority", "user_id", "priority", "id"),
+        Index("ix_tasks_parent_id", "parent_id"),  # a task's subtasks (and their cascade)
+        Index("ix_tasks_user_list_position", "user_id", "list_id", "position", "id"),
         # Trigram indexes serve the case-insensitive substring search (PostgreSQL only): global
         # ones, cheaper for a user with very many tasks, and per-user ones (btree_gin), which
         # read only the caller's postings; the planner picks by the statistics.
@@ -61,12 +78,69 @@ class Task(db.Model):
         UTCDateTime, server_default=func.now(), onupdate=func.now()
     )
     version: Mapped[int] = mapped_column(server_default="1")
+    # Migration 0005. NULL list: the user's inbox. Priority 0 to 3: none, low, medium, high.
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A subtask's parent: one level only, in the parent's list (tasks.service keeps both).
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    # A fractional key: lexicographic order is the manual order within the list. Set on every
+    # insert (the end of the list) and move; NULL only on rows written before migration 0005
+    # finished its backfill.
+    position: Mapped[str | None] = mapped_column(String(255))
+    # An RRULE value (taskapp.tasks.recurrence); only with a due date.
+    recurrence: Mapped[str | None] = mapped_column(String(255))
 
     __mapper_args__ = {
-        "version_id_col": version,
         # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.
         "eager_defaults": True,
     }
+
+
+# The due_at sort descending puts undated tasks last, which a backward walk of
+# ix_tasks_user_due (NULLs last ascending, so first descending) cannot give.
+Index("ix_tasks_user_due_desc", Task.user_id, Task.due_at.desc().nulls_last(), Task.id.desc())
+
+
+class TaskList(db.Model):
+    """A user's named list of tasks; deleting it deletes its tasks (ON DELETE CASCADE)."""
+
+    __tablename__ = "lists"
+    __table_args__ = (
+        UniqueConstraint("user_id", "name"),
+        Index("ix_lists_user_position", "user_id", "position", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    # A fractional key: lexicographic order is the order of the user's lists.
+    position: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class Label(db.Model):
+    """A user's label; ``key`` (the name case-folded) is what makes two names the same."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(50))
+    key: Mapped[str] = mapped_column(String(200))
+
+
+# Which labels each task has; the label_id index finds a label's tasks (filter, rename).
+task_labels = Table(
+    "task_labels",
+    db.metadata,
+    Column("task_id", ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_task_labels_label_task", "label_id", "task_id"),
+)
 
 
 class TaskCount(db.Model):

@@ -1,8 +1,9 @@
 """HTTP routes of the tasks blueprint: parse, call the service, respond."""
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
-from flask import current_app, request, url_for
+from flask import current_app, make_response, request, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from marshmallow import RAISE
@@ -14,9 +15,12 @@ from taskapp.idempotency import idempotent
 from taskapp.security import authenticated, task_write_limited
 from taskapp.tasks import service
 from taskapp.tasks.schemas import (
+    TaskBulkResultSchema,
+    TaskBulkSchema,
     TaskChangesQuerySchema,
     TaskChangesSchema,
     TaskCreateSchema,
+    TaskMoveSchema,
     TaskPageSchema,
     TaskPatchSchema,
     TaskQuerySchema,
@@ -29,8 +33,9 @@ TASK_URL = f"/tasks/<{ID}:task_id>"
 
 # Conditional requests are optional here (the contract: requests without If-Match behave as
 # before), so flask-smorest's @blp.etag, which answers 428 to a write without If-Match, does
-# not fit. The rules live in tasks.service, the header grammar in taskapp.etags. The headers
-# are read as they come (a header schema would document a 422 that cannot happen).
+# not fit. Werkzeug parses the headers (request.if_match, request.if_none_match); the service
+# sees only the versions a write expects. The headers are read as they come (a header schema
+# would document a 422 that cannot happen).
 IF_NONE_MATCH = {
     "in": "header",
     "name": "If-None-Match",
@@ -64,19 +69,54 @@ LIST_ETAG = {
         "schema": {"type": "string"},
     }
 }
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 LOCATION = {"Location": {"description": "URL of the new task", "schema": {"type": "string"}}}
 
 
 def item_write_errors(view):
-    """The errors of a write to one task: 404, 412 (stale If-Match), 409 (endless contention)."""
+    """The errors of a write to one task: 404, and 412 (a stale If-Match)."""
     view = blp.alt_response(404, response="NOT_FOUND")(view)
-    view = blp.alt_response(412, response="PRECONDITION_FAILED")(view)
-    return blp.alt_response(409, response="CONFLICT")(view)
+    return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
 
 
-def etag_header(task) -> dict:
+def conditional_write(schema):
+    """A write to one task answering it with its ETag: its body, If-Match, 200, 404, 412."""
+
+    def decorator(view):
+        view = item_write_errors(view)
+        view = blp.response(200, TaskSchema, headers=ETAG)(view)
+        view = blp.doc(parameters=[IF_MATCH])(view)
+        return blp.arguments(schema)(view)
+
+    return decorator
+
+
+def task_etag(task: dict) -> str:
+    """The opaque part of a task's strong ETag: its id, its version, and its creation time
+    (exact microseconds), which tells it from an earlier task that had its id."""
+    micros = (task["created_at"] - EPOCH) // MICROSECOND
+    return f"{task['id']}.{task['version']}.{micros}"
+
+
+def expected_versions(task_id: int) -> list[service.Version] | None:
+    """The versions of the task that the request's If-Match accepts: None without one (or with
+    *), else those its strong tags of this task name (maybe none: then nothing matches)."""
+    if "If-Match" not in request.headers or request.if_match.star_tag:
+        return None
+    versions = []
+    for tag in request.if_match.as_set():  # strong tags only: If-Match compares strongly
+        parts = tag.split(".")
+        if len(parts) == 3 and all(part.isdecimal() for part in parts):
+            tagged_id, number, micros = map(int, parts)
+            if tagged_id == task_id:
+                versions.append(service.Version(number, EPOCH + micros * MICROSECOND))
+    return versions
+
+
+def etag_header(task: dict) -> dict:
     """The ETag response header of a task."""
-    return {"ETag": str(service.task_etag(task))}
+    return {"ETag": quote_etag(task_etag(task))}
 
 
 def list_etag() -> str:
@@ -122,6 +162,7 @@ class TaskList(MethodView):
     @idempotent(blp)
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema, headers={**LOCATION, **ETAG})
+    @blp.alt_response(404, response="NOT_FOUND", description="The list or parent is not found")
     @blp.alt_response(
         409,
         schema=api.ERROR_SCHEMA,
@@ -132,7 +173,7 @@ class TaskList(MethodView):
     def post(self, body):
         """Create a task"""
         task = service.create_task(current_user.id, fields=body)
-        location = url_for("tasks.TaskItem", task_id=task.id)
+        location = url_for("tasks.TaskItem", task_id=task["id"])
         return task, 201, {"Location": location, **etag_header(task)}
 
 
@@ -157,6 +198,22 @@ class TaskChanges(MethodView):
         )
 
 
+@blp.route("/tasks/bulk")
+class TaskBulk(MethodView):
+    @authenticated(blp)
+    @task_write_limited(blp)
+    @idempotent(blp)
+    @blp.arguments(TaskBulkSchema)
+    @blp.response(200, TaskBulkResultSchema)
+    @blp.alt_response(
+        404, response="NOT_FOUND", description="An id is not the caller's: nothing changed"
+    )
+    @blp.doc(operationId="bulk_update_tasks")
+    def post(self, body):
+        """Complete, reopen, delete, move, label or unlabel up to 100 tasks, all or nothing"""
+        return service.bulk_update(current_user.id, **body)
+
+
 @blp.route(TASK_URL)
 class TaskItem(MethodView):
     @authenticated(blp)
@@ -167,34 +224,34 @@ class TaskItem(MethodView):
     @blp.doc(operationId="get_task")
     def get(self, task_id):
         """Get a task"""
-        if_none_match = request.headers.get("If-None-Match")
-        task = service.get_task(current_user.id, task_id, if_none_match=if_none_match)
+        task = service.get_task(current_user.id, task_id)
+        if request.if_none_match.contains_weak(task_etag(task)):
+            # A response, not an error: no envelope, no body (Werkzeug drops it for a 304).
+            response = make_response("", 304)
+            response.set_etag(task_etag(task))
+            return response
         return task, etag_header(task)
 
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.arguments(TaskPatchSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @blp.response(200, TaskSchema, headers=ETAG)
-    @item_write_errors
+    @conditional_write(TaskPatchSchema)
     @blp.doc(operationId="update_task")
     def patch(self, body, task_id):
         """Update some fields of a task"""
-        if_match = request.headers.get("If-Match")
-        task = service.update_task(current_user.id, task_id, changes=body, if_match=if_match)
+        task = service.update_task(
+            current_user.id, task_id, changes=body, expected=expected_versions(task_id)
+        )
         return task, etag_header(task)
 
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.arguments(TaskCreateSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @blp.response(200, TaskSchema, headers=ETAG)
-    @item_write_errors
+    @conditional_write(TaskCreateSchema)
     @blp.doc(operationId="replace_task")
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)"""
-        if_match = request.headers.get("If-Match")
-        task = service.update_task(current_user.id, task_id, changes=body, if_match=if_match)
+        task = service.update_task(
+            current_user.id, task_id, changes=body, expected=expected_versions(task_id)
+        )
         return task, etag_header(task)
 
     @authenticated(blp)
@@ -205,4 +262,19 @@ class TaskItem(MethodView):
     @blp.doc(operationId="delete_task")
     def delete(self, task_id):
         """Delete a task"""
-        service.delete_task(current_user.id, task_id, if_match=request.headers.get("If-Match"))
+        service.delete_task(current_user.id, task_id, expected=expected_versions(task_id))
+
+
+@blp.route(TASK_URL + "/move")
+class TaskMove(MethodView):
+    @authenticated(blp)
+    @task_write_limited(blp)
+    @idempotent(blp)
+    @conditional_write(TaskMoveSchema)
+    @blp.doc(operationId="move_task")
+    def post(self, body, task_id):
+        """Place a task after or before another (or at the end of a list), renumbering none"""
+        task = service.move_task(
+            current_user.id, task_id, **body, expected=expected_versions(task_id)
+        )
+        return task, etag_header(task)

@@ -1,30 +1,61 @@
 """Task rules and queries, always scoped to the acting user."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple, NoReturn
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, func, or_, select
-from sqlalchemy.orm.exc import StaleDataError
+from fractional_indexing import generate_key_between
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
-from taskapp import etags
-from taskapp.errors import Conflict, NotFound, NotModified, PreconditionFailed
+from taskapp.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
 from taskapp.pagination import after_keys, keyset_page
 from taskapp.sync import service as sync
-from taskapp.tasks.models import Task, TaskCount
+from taskapp.tasks import recurrence
+from taskapp.tasks.models import Label, Task, TaskCount, TaskList, task_labels
 
 STALE = "The task has changed since that ETag was read; fetch it again"
-# A write without If-Match that keeps losing the race to other writers of the same task gives
-# up after this many tries (409), rather than retrying for ever.
-WRITE_ATTEMPTS = 5
-CONTENDED = "The task is being changed by other requests; retry"
+NOT_FOUND = "Task not found"
 QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
-LIKE_ESCAPE = "/"
 TASK_LIST = "tasks"  # the cursor_list of TaskQuerySchema
+LIKE_ESCAPE = "/"
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
 DEFERRED_JOIN_OFFSET = 1_000
+# Between the names of a task's labels in a page row: a control character, which LabelName
+# refuses, so never part of a name.
+LABEL_SEPARATOR = "\x1f"
+
+
+class Version(NamedTuple):
+    """One state of a task a conditional write expects: its write count, and its creation
+    time (which tells a task from a later one that reused its id)."""
+
+    number: int
+    created_at: datetime
+
+
+# Filters of GET /tasks beyond completed and search, by the name of their bound parameter.
+# What the rules read of a task they lock: its placement, and its recurrence state.
+LOCKED_COLUMNS = ("id", "list_id", "parent_id", "recurrence", "due_at", "completed")
+FILTERS = ("list_id", "parent_id", "priority", "label", "due_after", "due_before", "overdue")
+UNSET = object()
 
 
 def list_tasks(
@@ -37,30 +68,58 @@ def list_tasks(
     page: int = 1,
     page_size: int = 10,
     cursor: dict | None = None,
+    **filters,
 ) -> dict:
     """One page of the user's tasks, filtered and totally ordered (ties broken by id).
 
     The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
-    ``meta.next_cursor``), and with its total in the same round trip: without a search the
-    total is read from the kept counts (TaskCount), so no list counts a heavy user's rows;
-    with one, the matches are counted (their number, not the user's, sets the cost).
+    ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip:
+    without a search or another filter the total is read from the kept counts (TaskCount), so
+    no list counts a heavy user's rows; with one, the matches are counted (their number, not
+    the user's, sets the cost). ``filters``: any of FILTERS (``list_id=None``: the inbox).
     """
     params = {"user_id": user_id, "limit": page_size}
     if search:
         params["pattern"] = "%" + _escape_like(search) + "%"
+    shape = []
+    for name in FILTERS:
+        value = filters.get(name, UNSET)
+        if value is UNSET:
+            continue
+        if name == "list_id" and value is None:
+            shape.append("inbox")
+            continue
+        if name == "parent_id" and value is None:
+            shape.append("top_level")
+            continue
+        if name == "overdue":
+            shape.append("overdue" if value else "not_overdue")
+            continue
+        if name == "label":
+            value = sorted({label.casefold() for label in value})
+            params["label_count"] = len(value)
+        shape.append(name)
+        params[name] = value
     if cursor is not None:
-        paging = "keyset"
         params["after_value"], params["after_id"] = cursor["keys"]
+        paging = "keyset" if params["after_value"] is not None else "keyset_null"
     else:
         params["offset"] = (page - 1) * page_size
         deep = not search and params["offset"] >= DEFERRED_JOIN_OFFSET
         paging = "deferred" if deep else "offset"
     statement, total = _page_statement(
-        sort, order, completed=completed, searching=bool(search), paging=paging
+        sort,
+        order,
+        completed=completed,
+        searching=bool(search),
+        paging=paging,
+        filters=tuple(shape),
     )
     # Plain dicts, not ORM instances: a page is rendered, never changed, so identity and change
     # tracking would be spent for nothing; and a dict is what the schema reads fastest.
     rows = [row._asdict() for row in db.session.execute(statement, params)]
+    for row in rows:
+        row["labels"] = _split_labels(row["labels"])
     # Past the end there is no row to carry the total: ask for it alone.
     count = rows[0]["total"] if rows else db.session.scalar(total, params)
     return keyset_page(
@@ -85,57 +144,72 @@ def change_stamp(user_id: int) -> int:
 
 
 def list_task_changes(user_id: int, *, since: str | None = None, limit: int = 100) -> dict:
-    """The user's tasks changed and deleted since the ``since`` sync token, and the next one."""
+    """The user's tasks changed and deleted since the ``since`` sync token, and the next one
+    (each changed task with its labels, as GET /tasks/{id} shows it)."""
     changed, deleted, token, has_more = sync.read_changes(
         user_id, kind="task", table=Task.__table__, token=since, limit=limit
     )
+    names = _labels_of([task["id"] for task in changed])
+    changed = [{**task, "labels": names.get(task["id"], [])} for task in changed]
     return {"changed": changed, "deleted": deleted, "sync_token": token, "has_more": has_more}
 
 
 @functools.cache
 def _page_statement(
-    sort: str, order: str, *, completed: bool | None, searching: bool, paging: str
+    sort: str,
+    order: str,
+    *,
+    completed: bool | None,
+    searching: bool,
+    paging: str,
+    filters: tuple[str, ...] = (),
 ) -> tuple[Select, Select]:
     """The page query of one shape of list, and its total alone, built once per shape.
 
-    ``paging`` is "keyset" (after a cursor), "offset", or "deferred" (an offset by deferred
-    join; never with a search, whose matches are already read once). Values come as bound
-    parameters (user_id, limit, offset or after_value and after_id, pattern), so each request
-    only binds them: building the statement cost more than running it.
+    ``paging`` is "keyset" (after a cursor), "keyset_null" (after a task without a due date,
+    in the due_at sort), "offset", or "deferred" (an offset by deferred join; never with a
+    search, whose matches are already read once). ``filters`` names the filters present (see
+    list_tasks). Values come as bound parameters (user_id, limit, offset or after_value and
+    after_id, pattern, the filters' values), so each request only binds them: building the
+    statement cost more than running it.
     """
     tasks = Task.__table__
-    filters = [tasks.c.user_id == bindparam("user_id")]
+    conditions = [tasks.c.user_id == bindparam("user_id"), *_filter_conditions(filters)]
     if completed is not None:
-        filters.append(tasks.c.completed.is_(completed))
+        conditions.append(tasks.c.completed.is_(completed))
     if searching:
         pattern = bindparam("pattern", type_=tasks.c.title.type)
-        filters.append(
+        conditions.append(
             or_(
                 tasks.c.title.ilike(pattern, escape=LIKE_ESCAPE),
                 tasks.c.description.ilike(pattern, escape=LIKE_ESCAPE),
             )
         )
         # The matches are found once (the trigram index) and both counted and paged.
-        source = select(tasks).where(*filters).cte("matches").prefix_with("MATERIALIZED")
+        source = select(tasks).where(*conditions).cte("matches").prefix_with("MATERIALIZED")
         total = select(func.count()).select_from(source).scalar_subquery()
         query = select(source)
     else:
         source = tasks
-        total = _kept_total(completed)
-        query = select(tasks).where(*filters)
+        if filters:
+            total = select(func.count()).where(*conditions).scalar_subquery()
+        else:
+            total = _kept_total(completed)
+        query = select(tasks).where(*conditions)
     column, row_id = source.c[sort], source.c.id
     descending = order == "desc"
-    ordering = (column.desc(), row_id.desc()) if descending else (column.asc(), row_id.asc())
-    if paging == "keyset":
-        bound = [bindparam("after_value", type_=tasks.c[sort].type), bindparam("after_id")]
-        query = query.where(after_keys([column, row_id], bound, descending=descending))
+    ordering = _ordering(column, row_id, descending, nulls_last=sort == "due_at")
+    if paging in ("keyset", "keyset_null"):
+        query = query.where(
+            _after(column, row_id, descending, null=paging == "keyset_null", sort=sort)
+        )
     elif paging == "deferred":
         # The rows an offset skips are counted off in the list index alone (an index-only
         # scan: the index holds the filter, the sort key and the id), and only the page's own
         # rows are read from the table: a deep page no longer reads every row it skips.
         page_ids = (
             select(tasks.c.id)
-            .where(*filters)
+            .where(*conditions)
             .order_by(*ordering)
             .offset(bindparam("offset"))
             .limit(bindparam("limit"))
@@ -144,8 +218,95 @@ def _page_statement(
         query = select(tasks).join(page_ids, page_ids.c.id == tasks.c.id)
     else:
         query = query.offset(bindparam("offset"))
-    page = query.add_columns(total.label("total")).order_by(*ordering)
-    return page.limit(bindparam("limit")), select(total)
+    page = query.add_columns(total.label("total"), _labels_column(row_id).label("labels"))
+    return page.order_by(*ordering).limit(bindparam("limit")), select(total)
+
+
+def _filter_conditions(filters: tuple[str, ...]) -> list:
+    """The WHERE conditions of the named filters, on bound parameters of the same names."""
+    tasks = Task.__table__
+    conditions = []
+    for name in filters:
+        if name == "inbox":
+            conditions.append(tasks.c.list_id.is_(None))
+        elif name == "list_id":
+            conditions.append(tasks.c.list_id == bindparam("list_id"))
+        elif name == "top_level":
+            conditions.append(tasks.c.parent_id.is_(None))
+        elif name == "parent_id":
+            conditions.append(tasks.c.parent_id == bindparam("parent_id"))
+        elif name == "priority":
+            conditions.append(tasks.c.priority.in_(bindparam("priority", expanding=True)))
+        elif name == "label":
+            conditions.append(tasks.c.id.in_(_tasks_with_all_labels()))
+        elif name == "due_after":
+            conditions.append(tasks.c.due_at >= bindparam("due_after", type_=tasks.c.due_at.type))
+        elif name == "due_before":
+            conditions.append(tasks.c.due_at < bindparam("due_before", type_=tasks.c.due_at.type))
+        elif name == "overdue":
+            conditions.append(and_(tasks.c.due_at < func.now(), tasks.c.completed.is_(False)))
+        elif name == "not_overdue":
+            conditions.append(
+                or_(
+                    tasks.c.due_at.is_(None),
+                    tasks.c.due_at >= func.now(),
+                    tasks.c.completed.is_(True),
+                )
+            )
+    return conditions
+
+
+def _tasks_with_all_labels() -> Select:
+    """The ids of the user's tasks that carry every label in :label (case-folded keys)."""
+    return (
+        select(task_labels.c.task_id)
+        .join(Label.__table__, Label.__table__.c.id == task_labels.c.label_id)
+        .where(
+            Label.__table__.c.user_id == bindparam("user_id"),
+            Label.__table__.c.key.in_(bindparam("label", expanding=True)),
+        )
+        .group_by(task_labels.c.task_id)
+        .having(func.count() == bindparam("label_count"))
+    )
+
+
+def _ordering(column, row_id, descending: bool, *, nulls_last: bool) -> tuple:
+    """ORDER BY the sort column, then id, in one direction (NULLs last if asked)."""
+    first = column.desc() if descending else column.asc()
+    if nulls_last:
+        first = first.nulls_last()
+    return first, (row_id.desc() if descending else row_id.asc())
+
+
+def _after(column, row_id, descending: bool, *, null: bool, sort: str):
+    """The keyset condition: the rows after (:after_value, :after_id) in the page's order.
+
+    In the due_at order the tasks without a due date come last: after one of them come only
+    the others without one; after a dated one, the later dated ones and every undated one.
+    """
+    after_id = bindparam("after_id")
+    if null:
+        return and_(column.is_(None), row_id < after_id if descending else row_id > after_id)
+    bound = [bindparam("after_value", type_=Task.__table__.c[sort].type), after_id]
+    condition = after_keys([column, row_id], bound, descending=descending)
+    return or_(condition, column.is_(None)) if sort == "due_at" else condition
+
+
+def _labels_column(task_id):
+    """A task's label names as one string (LABEL_SEPARATOR between them): a page brings its
+    labels in its own query, not one query per task."""
+    labels = Label.__table__
+    return (
+        select(func.aggregate_strings(labels.c.name, LABEL_SEPARATOR))
+        .select_from(task_labels.join(labels, labels.c.id == task_labels.c.label_id))
+        .where(task_labels.c.task_id == task_id)
+        .scalar_subquery()
+    )
+
+
+def _split_labels(names: str | None) -> list[str]:
+    """The label names of _labels_column, in the order of their keys."""
+    return sorted(names.split(LABEL_SEPARATOR), key=str.casefold) if names else []
 
 
 def _kept_total(completed: bool | None):
@@ -167,31 +328,36 @@ def _escape_like(text: str) -> str:
     return text
 
 
-def get_task(user_id: int, task_id: int, *, if_none_match: str | None = None) -> Task:
-    """The user's task (else NotFound); NotModified if ``if_none_match`` matches its ETag."""
-    task = _owned_task(user_id, task_id)
-    if not etags.if_none_match_passes(if_none_match, task_etag(task)):
-        raise NotModified(headers={"ETag": str(task_etag(task))})
-    return task
+def get_task(user_id: int, task_id: int) -> dict:
+    """The user's task (else NotFound)."""
+    task = db.session.execute(
+        select(*_tasks().c).where(_tasks().c.id == task_id, _tasks().c.user_id == user_id)
+    ).one_or_none()
+    if task is None:
+        raise NotFound(NOT_FOUND)
+    return _with_labels(task)
 
 
-def task_etag(task: Task) -> etags.EntityTag:
-    """The task's strong ETag, from its version (every write) and created_at (a reused id)."""
-    return etags.make_etag(task.id, task.version, task.created_at.isoformat())
-
-
-def create_task(user_id: int, *, fields: dict) -> Task:
-    """Create a task owned by the user, within MAX_TASKS_PER_USER."""
-    task = Task(user_id=user_id, **fields)
-    db.session.add(task)
-    db.session.flush()
+def create_task(user_id: int, *, fields: dict) -> dict:
+    """Create a task owned by the user, in its list (NotFound if not the user's)."""
+    fields = dict(fields)
+    labels = fields.pop("labels", [])
+    lock_user_tasks(user_id)
+    _place(user_id, None, fields)
+    if fields.get("completed"):
+        fields["completed_at"] = func.now()
+    fields["position"] = _end_of_list(user_id, fields.get("list_id"))
+    statement = insert(_tasks()).values(user_id=user_id, **fields).returning(*_tasks().c)
+    task = db.session.execute(statement).one()
     check_task_quota(user_id)
-    _commit_keeping(task)
+    _set_labels(user_id, task.id, labels)
+    task = _with_labels(task)
+    db.session.commit()
     return task
 
 
 def check_task_quota(user_id: int) -> None:
-    """Call after flushing a user's new tasks: Conflict, rolled back, if the user now owns
+    """Call after inserting a user's new tasks: Conflict, rolled back, if the user now owns
     more than MAX_TASKS_PER_USER (0: no limit).
 
     The count is the kept one (TaskCount), which the insert's trigger already raised under
@@ -207,64 +373,529 @@ def check_task_quota(user_id: int) -> None:
         raise Conflict(QUOTA.format(limit=limit))
 
 
-def update_task(user_id: int, task_id: int, *, changes: dict, if_match: str | None = None) -> Task:
-    """Apply changes (some or all writable fields); with ``if_match``, only if it still matches."""
+def update_task(
+    user_id: int, task_id: int, *, changes: dict, expected: Sequence[Version] | None = None
+) -> dict:
+    """Apply changes (some or all writable fields); with ``expected``, only while the task is
+    at one of those versions (else PreconditionFailed).
 
-    def apply(task: Task) -> None:
-        for name, value in changes.items():
-            setattr(task, name, value)
-
-    return _write(user_id, task_id, if_match=if_match, change=apply)
-
-
-def delete_task(user_id: int, task_id: int, *, if_match: str | None = None) -> None:
-    """Delete the user's task; with ``if_match`` (an If-Match value), only if it still matches."""
-    _write(user_id, task_id, if_match=if_match, change=db.session.delete)
-
-
-def _owned_task(user_id: int, task_id: int) -> Task:
-    task = db.session.scalar(select(Task).where(Task.id == task_id, Task.user_id == user_id))
+    One ``UPDATE ... WHERE id AND user_id [AND version] RETURNING``: the database settles a
+    race, so of two writers expecting one version exactly one wins, and a write without a
+    condition is applied to whatever row it finds (last writer wins). A change that changes
+    nothing keeps the version and updated_at (so the ETag too). New labels are written first,
+    under the task's row lock, so that the UPDATE knows whether they changed; a refused UPDATE
+    rolls them back.
+    """
+    tasks = _tasks()
+    changes = dict(changes)
+    labels = changes.pop("labels", None)
+    lock_user_tasks(user_id)
+    _place(user_id, task_id, changes)
+    if {"recurrence", "due_at"} & changes.keys() or changes.get("completed"):
+        _recur(_lock_task(user_id, task_id), changes)
+    relabelled = False
+    if labels is not None:
+        _lock_task(user_id, task_id)
+        relabelled = _set_labels(user_id, task_id, labels)
+    changed = or_(
+        false(),
+        true() if relabelled else false(),
+        *(tasks.c[name].is_distinct_from(value) for name, value in changes.items()),
+    )
+    values = {
+        **changes,
+        "version": case((changed, tasks.c.version + 1), else_=tasks.c.version),
+        "updated_at": case((changed, func.now()), else_=tasks.c.updated_at),
+    }
+    if "completed" in changes:
+        # Set when the task becomes completed, kept while it stays so, cleared on reopening.
+        values["completed_at"] = (
+            case((tasks.c.completed.is_(False), func.now()), else_=tasks.c.completed_at)
+            if changes["completed"]
+            else None
+        )
+    statement = (
+        update(tasks).where(*_target(user_id, task_id, expected)).values(values).returning(*tasks.c)
+    )
+    task = db.session.execute(statement).one_or_none()
     if task is None:
-        raise NotFound("Task not found")
+        _refuse(user_id, task_id)
+    if "list_id" in changes:
+        _subtasks_follow(task)
+    task = _with_labels(task)
+    db.session.commit()
     return task
 
 
-def _write(
-    user_id: int, task_id: int, *, if_match: str | None, change: Callable[[Task], None]
-) -> Task:
-    """Read the task, check If-Match, change it and commit, with the database as the referee.
+def move_task(
+    user_id: int,
+    task_id: int,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    list_id=UNSET,
+    expected: Sequence[Version] | None = None,
+) -> dict:
+    """Place the task right after or before another task of its (or the given: ``list_id``,
+    None for the inbox) list, or at the end of that list, by giving it a key between its new
+    neighbours' keys: no other task is renumbered.
 
-    The flush is ``UPDATE/DELETE ... WHERE id = :id AND version = :read`` (the mapper's
-    version_id_col): if another writer got there since the read, no row matches and
-    StaleDataError follows. So the If-Match check is atomic and two writers with one ETag
-    cannot both win: the loser gets 412. A write without If-Match is redone on the fresh row
-    instead, as last-writer-wins always was.
+    The list's lock (see _lock_list_order) makes the read of the neighbours and the write one
+    step, so two moves or creates in one list never produce one key twice. A subtask stays in
+    its parent's list; a parent's subtasks follow it to another list.
     """
-    for _attempt in range(WRITE_ATTEMPTS):
-        task = _owned_task(user_id, task_id)
-        if not etags.if_match_passes(if_match, task_etag(task)):
-            raise PreconditionFailed(STALE)
-        change(task)
-        try:
-            db.session.flush()
-        except StaleDataError:
-            db.session.rollback()
-            if if_match is not None:
-                raise PreconditionFailed(STALE) from None
-            continue
-        _commit_keeping(task)
-        return task
-    raise Conflict(CONTENDED)
-
-
-def _commit_keeping(task: Task) -> None:
-    """Commit, keeping ``task`` as this request wrote it, for the response.
-
-    Flushed (RETURNING brings the database's timestamps) and detached before the commit, it is
-    not expired by it: rendering needs no second query, which a concurrent DELETE could turn
-    into a 500, and shows this write and its ETag rather than a later one.
-    """
-    db.session.flush()
-    if task in db.session:  # not when deleted
-        db.session.expunge(task)
+    tasks = _tasks()
+    lock_user_tasks(user_id)
+    current = _lock_task(user_id, task_id)
+    anchor_id = after if after is not None else before
+    if anchor_id == task_id:
+        raise Unprocessable("A task cannot be placed next to itself")
+    anchor = None
+    if anchor_id is not None:
+        anchor = db.session.execute(
+            select(tasks.c.list_id, tasks.c.position).where(
+                tasks.c.id == anchor_id, tasks.c.user_id == user_id
+            )
+        ).one_or_none()
+        if anchor is None:
+            raise NotFound("The task to place it next to is not found")
+    if list_id is not UNSET:
+        _check_list(user_id, list_id)
+        target = list_id
+    else:
+        target = anchor.list_id if anchor is not None else current.list_id
+    if anchor is not None and anchor.list_id != target:
+        raise Unprocessable("The task to place it next to is in another list")
+    if current.parent_id is not None and target != current.list_id:
+        raise Unprocessable("A subtask is in its parent's list")
+    _lock_list_order(user_id, target)
+    others = [*_in_list(user_id, target), tasks.c.id != task_id]
+    if anchor is None:
+        position = _end_of_list(user_id, target, locked=True, excluding=task_id)
+    elif after is not None:
+        following = select(func.min(tasks.c.position)).where(
+            *others, tasks.c.position > anchor.position
+        )
+        position = generate_key_between(anchor.position, db.session.scalar(following))
+    else:
+        preceding = select(func.max(tasks.c.position)).where(
+            *others, tasks.c.position < anchor.position
+        )
+        position = generate_key_between(db.session.scalar(preceding), anchor.position)
+    statement = (
+        update(tasks)
+        .where(*_target(user_id, task_id, expected))
+        .values(position=position, list_id=target, **_touched())
+        .returning(*tasks.c)
+    )
+    task = db.session.execute(statement).one_or_none()
+    if task is None:
+        _refuse(user_id, task_id)
+    _subtasks_follow(task)
+    task = _with_labels(task)
     db.session.commit()
+    return task
+
+
+def bulk_update(
+    user_id: int,
+    *,
+    action: str,
+    ids: Sequence[int],
+    list_id=UNSET,
+    labels: Sequence[str] = (),
+) -> dict:
+    """One action on many of the user's tasks, all or nothing: NotFound (and no change) if
+    one id is not the user's. The answer lists the tasks the action changed.
+
+    The user's writes are serialised first (lock_user_tasks), then the rows are locked in id
+    order; each action is then one statement over them all where it can be, so the kept
+    counts and the change log follow by their triggers.
+    """
+    tasks = _tasks()
+    wanted = sorted(set(ids))
+    lock_user_tasks(user_id)
+    rows = db.session.execute(
+        select(*(tasks.c[name] for name in LOCKED_COLUMNS))
+        .where(tasks.c.user_id == user_id, tasks.c.id.in_(wanted))
+        .order_by(tasks.c.id)
+        .with_for_update()
+    ).all()
+    if len(rows) != len(wanted):
+        db.session.rollback()
+        raise NotFound("Some of these tasks are not found; none was changed")
+    chosen = tasks.c.id.in_(wanted)
+    advanced = []
+    if action == "complete":
+        advanced = _advance_recurring(rows)
+        chosen = tasks.c.id.in_(sorted(set(wanted) - set(advanced)))
+    if action in ("complete", "reopen"):
+        done = action == "complete"
+        statement = (
+            update(tasks)
+            .where(chosen, tasks.c.completed.is_(not done))
+            .values(completed=done, completed_at=func.now() if done else None, **_touched())
+        )
+    elif action == "delete":
+        statement = delete(tasks).where(chosen)
+    elif action == "move":
+        changed = _bulk_move(user_id, rows, list_id)
+        return _bulk_result(action, changed)
+    else:
+        changed = _bulk_label(user_id, wanted, labels, remove=action == "unlabel")
+        return _bulk_result(action, changed)
+    changed = db.session.scalars(statement.returning(tasks.c.id)).all()
+    return _bulk_result(action, [*changed, *advanced])
+
+
+def _advance_recurring(rows) -> list[int]:
+    """Move the open recurring tasks among the locked rows to their next occurrence; their
+    ids (not those whose last occurrence this was: those are completed as any task)."""
+    tasks = _tasks()
+    advanced = []
+    for row in rows:
+        if row.completed or row.recurrence is None:
+            continue
+        following = recurrence.next_occurrence(row.recurrence, row.due_at)
+        if following is None:
+            continue
+        due_at, rule = following
+        db.session.execute(
+            update(tasks)
+            .where(tasks.c.id == row.id)
+            .values(due_at=due_at, recurrence=rule, **_touched())
+        )
+        advanced.append(row.id)
+    return advanced
+
+
+def _bulk_result(action: str, changed: Sequence[int]) -> dict:
+    db.session.commit()
+    return {"action": action, "ids": sorted(changed)}
+
+
+def _bulk_move(user_id: int, rows, list_id: int | None) -> list[int]:
+    """Move the locked tasks to the end of a list, in id order; a subtask only with its
+    parent (it stays in its parent's list), and a parent's subtasks follow it."""
+    tasks = _tasks()
+    _check_list(user_id, list_id)
+    moving = {row.id for row in rows}
+    if any(row.parent_id is not None and row.parent_id not in moving for row in rows):
+        raise Unprocessable("A subtask is in its parent's list: move its parent")
+    _lock_list_order(user_id, list_id)
+    last = db.session.scalar(
+        select(func.max(tasks.c.position)).where(
+            *_in_list(user_id, list_id), tasks.c.id.not_in(moving)
+        )
+    )
+    changed = []
+    for row in rows:
+        last = generate_key_between(last, None)
+        task = db.session.execute(
+            update(tasks)
+            .where(tasks.c.id == row.id)
+            .values(position=last, list_id=list_id, **_touched())
+            .returning(*tasks.c)
+        ).one()
+        _subtasks_follow(task)
+        changed.append(row.id)
+    return changed
+
+
+def _bulk_label(user_id: int, ids: list[int], names: Sequence[str], *, remove: bool) -> list[int]:
+    """Add labels to (or remove them from) the locked tasks; the tasks whose labels changed
+    get a new version."""
+    tasks = _tasks()
+    keys = label_keys(names)
+    if remove:
+        labels = Label.__table__
+        label_ids = list(
+            db.session.scalars(
+                select(labels.c.id).where(labels.c.user_id == user_id, labels.c.key.in_(keys))
+            )
+        )
+        gone = db.session.execute(
+            delete(task_labels)
+            .where(task_labels.c.task_id.in_(ids), task_labels.c.label_id.in_(label_ids))
+            .returning(task_labels.c.task_id)
+        )
+        changed = {row.task_id for row in gone}
+    else:
+        label_ids = list(ensure_labels(user_id, keys).values())
+        present = {
+            (row.task_id, row.label_id)
+            for row in db.session.execute(
+                select(task_labels.c.task_id, task_labels.c.label_id).where(
+                    task_labels.c.task_id.in_(ids), task_labels.c.label_id.in_(label_ids)
+                )
+            )
+        }
+        missing = [
+            {"task_id": task_id, "label_id": label_id}
+            for task_id in ids
+            for label_id in label_ids
+            if (task_id, label_id) not in present
+        ]
+        if missing:
+            db.session.execute(insert(task_labels), missing)
+        changed = {row["task_id"] for row in missing}
+    if changed:
+        db.session.execute(update(tasks).where(tasks.c.id.in_(changed)).values(**_touched()))
+    return sorted(changed)
+
+
+def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | None = None) -> None:
+    """Delete the user's task; with ``expected``, only while it is at one of those versions."""
+    lock_user_tasks(user_id)
+    statement = (
+        delete(_tasks()).where(*_target(user_id, task_id, expected)).returning(_tasks().c.id)
+    )
+    if db.session.execute(statement).one_or_none() is None:
+        _refuse(user_id, task_id)
+    db.session.commit()
+
+
+def label_keys(names: Sequence[str]) -> dict[str, str]:
+    """Label names by their key (case-folded), the first spelling of each kept."""
+    keys: dict[str, str] = {}
+    for name in names:
+        keys.setdefault(name.casefold(), name)
+    return keys
+
+
+def _check_list(user_id: int, list_id: int | None) -> None:
+    """NotFound unless ``list_id`` is None (the inbox) or one of the user's lists. (A list
+    deleted after this check fails the foreign key instead: the task cannot outlive it.)"""
+    if list_id is None:
+        return
+    lists = TaskList.__table__
+    found = select(lists.c.id).where(lists.c.id == list_id, lists.c.user_id == user_id)
+    if db.session.scalar(found) is None:
+        raise NotFound("List not found")
+
+
+def lock_user_tasks(user_id: int) -> None:
+    """Take the lock of the user's task_counts row first in every write to the user's tasks
+    (or to rows they reference: lists, labels), until the commit.
+
+    Every write of a task takes that lock anyway, by the count and change-stamp triggers
+    (migrations 0003, 0006), and holds it to the commit; taken after other rows (a task, a
+    parent, a list, a label, a list's order lock), it would wait for a writer that waits for
+    those rows: a deadlock. Taken first, the user's writers queue on it instead. The row is
+    made if missing (a user's first task), so there is always one to queue on. SQLite writes
+    one transaction at a time: nothing to do.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    db.session.execute(
+        postgresql.insert(TaskCount.__table__)
+        .values(user_id=user_id)
+        .on_conflict_do_update(
+            index_elements=["user_id"], set_={"user_id": TaskCount.__table__.c.user_id}
+        )
+    )
+
+
+def _lock_task(user_id: int, task_id: int, *, missing: str = NOT_FOUND):
+    """Lock the user's task row until the commit and return what the rules read of it;
+    NotFound(``missing``) if there is none."""
+    tasks = _tasks()
+    locked = (
+        select(*(tasks.c[name] for name in LOCKED_COLUMNS))
+        .where(tasks.c.id == task_id, tasks.c.user_id == user_id)
+        .with_for_update()
+    )
+    row = db.session.execute(locked).one_or_none()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+def _recur(current, changes: dict) -> None:
+    """A recurring task keeps a due date; completing it (while open) moves it to its next
+    occurrence instead, unless that was the last (see taskapp.tasks.recurrence)."""
+    rule = changes.get("recurrence", current.recurrence)
+    due_at = changes.get("due_at", current.due_at)
+    if rule is None:
+        return
+    if due_at is None:
+        raise Unprocessable("A recurring task needs due_at")
+    if changes.get("completed") and not current.completed:
+        following = recurrence.next_occurrence(rule, due_at)
+        if following is not None:
+            changes["completed"] = False
+            changes["due_at"], changes["recurrence"] = following
+
+
+def _touched() -> dict:
+    """The SET of a write that changes a task: a new version (so ETag), a new updated_at."""
+    tasks = _tasks()
+    return {"version": tasks.c.version + 1, "updated_at": func.now()}
+
+
+def _subtasks_follow(task) -> None:
+    """A parent's subtasks follow it into its list (keeping their keys: a key is only
+    compared within a list, and theirs stay distinct)."""
+    tasks = _tasks()
+    db.session.execute(
+        update(tasks)
+        .where(tasks.c.parent_id == task.id, tasks.c.list_id.is_distinct_from(task.list_id))
+        .values(list_id=task.list_id, **_touched())
+    )
+
+
+def _lock_list_order(user_id: int, list_id: int | None) -> None:
+    """Serialise the writers of one list's order (the inbox: list 0) until the commit.
+
+    A transaction-scoped advisory lock on PostgreSQL; SQLite runs one writer at a time anyway.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(func.pg_advisory_xact_lock(user_id, list_id or 0)))
+
+
+def _end_of_list(
+    user_id: int, list_id: int | None, *, locked: bool = False, excluding: int | None = None
+) -> str:
+    """A key after every task of the list (taking the list's order lock unless ``locked``)."""
+    if not locked:
+        _lock_list_order(user_id, list_id)
+    tasks = _tasks()
+    last = select(func.max(tasks.c.position)).where(
+        *_in_list(user_id, list_id), tasks.c.id != (excluding or 0)
+    )
+    return generate_key_between(db.session.scalar(last), None)
+
+
+def _in_list(user_id: int, list_id: int | None) -> list:
+    """The conditions of the user's tasks in a list (None: the inbox), as the index has them."""
+    tasks = _tasks()
+    in_list = tasks.c.list_id.is_(None) if list_id is None else tasks.c.list_id == list_id
+    return [tasks.c.user_id == user_id, in_list]
+
+
+def _place(user_id: int, task_id: int | None, fields: dict) -> None:
+    """Check the list and parent of a new (``task_id`` None) or changed task: the list must be
+    the user's, a parent the user's and top-level, a task with subtasks cannot get a parent,
+    and a subtask is in its parent's list (it takes the parent's list_id; another one, not
+    null, is refused).
+
+    The rows are locked (the task first, then its parent), so two requests cannot together
+    build a second level: making P a subtask waits for, or is seen by, a request giving P a
+    subtask.
+    """
+    if "list_id" not in fields and "parent_id" not in fields:
+        return
+    _check_list(user_id, fields.get("list_id"))
+    current = _lock_task(user_id, task_id) if task_id is not None else None
+    parent_id = fields.get("parent_id", current.parent_id if current else None)
+    if parent_id is None:
+        return
+    if parent_id == task_id:
+        raise Unprocessable("A task cannot be its own parent")
+    tasks = _tasks()
+    if task_id is not None and "parent_id" in fields:
+        has_subtasks = select(tasks.c.id).where(tasks.c.parent_id == task_id).limit(1)
+        if db.session.scalar(has_subtasks) is not None:
+            raise Unprocessable("A task with subtasks cannot become a subtask")
+    parent = _lock_task(user_id, parent_id, missing="Parent task not found")
+    if parent.parent_id is not None:
+        raise Unprocessable("A subtask cannot have subtasks: subtasks are one level deep")
+    if fields.get("list_id") not in (None, parent.list_id):
+        raise Unprocessable("A subtask is in its parent's list")
+    fields["list_id"] = parent.list_id
+
+
+def _set_labels(user_id: int, task_id: int, names: Sequence[str]) -> bool:
+    """Give the task exactly these labels (creating the user's unknown ones); whether that
+    changed its labels. The caller holds the task (just inserted, or locked)."""
+    keys = label_keys(names)
+    wanted = set(ensure_labels(user_id, keys).values())
+    current = set(
+        db.session.scalars(select(task_labels.c.label_id).where(task_labels.c.task_id == task_id))
+    )
+    if wanted == current:
+        return False
+    if current - wanted:
+        db.session.execute(
+            delete(task_labels).where(
+                task_labels.c.task_id == task_id, task_labels.c.label_id.in_(current - wanted)
+            )
+        )
+    if wanted - current:
+        db.session.execute(
+            insert(task_labels),
+            [{"task_id": task_id, "label_id": label_id} for label_id in wanted - current],
+        )
+    return True
+
+
+def ensure_labels(user_id: int, keys: dict[str, str]) -> dict[str, int]:
+    """The ids of the user's labels with these keys (``{key: name}``), creating the missing
+    ones; two requests creating one label at once both end with the same row."""
+    if not keys:
+        return {}
+    labels = Label.__table__
+    dialect = db.session.get_bind().dialect.name
+    new = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(labels)
+    db.session.execute(
+        new.values(
+            [{"user_id": user_id, "key": key, "name": name} for key, name in keys.items()]
+        ).on_conflict_do_nothing(index_elements=["user_id", "key"])
+    )
+    found = select(labels.c.key, labels.c.id).where(
+        labels.c.user_id == user_id, labels.c.key.in_(keys)
+    )
+    return dict(db.session.execute(found).all())
+
+
+def _with_labels(task) -> dict:
+    """A task row as a dict with its label names (sorted case-insensitively)."""
+    return {**task._asdict(), "labels": _labels_of([task.id]).get(task.id, [])}
+
+
+def _labels_of(task_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The label names of these tasks (sorted case-insensitively), by task id, in one query."""
+    if not task_ids:
+        return {}
+    labels = Label.__table__
+    rows = db.session.execute(
+        select(task_labels.c.task_id, labels.c.name)
+        .join(task_labels, task_labels.c.label_id == labels.c.id)
+        .where(task_labels.c.task_id.in_(task_ids))
+        .order_by(task_labels.c.task_id, labels.c.key)
+    )
+    names: dict[int, list[str]] = {}
+    for task_id, name in rows:
+        names.setdefault(task_id, []).append(name)
+    return names
+
+
+def _tasks():
+    return Task.__table__
+
+
+def _target(user_id: int, task_id: int, expected: Sequence[Version] | None) -> list:
+    """The WHERE of a write to one task: the user's, and at an expected version if any."""
+    tasks = _tasks()
+    where = [tasks.c.id == task_id, tasks.c.user_id == user_id]
+    if expected is not None:
+        where.append(
+            or_(
+                false(),
+                *(
+                    and_(tasks.c.version == v.number, tasks.c.created_at == v.created_at)
+                    for v in expected
+                ),
+            )
+        )
+    return where
+
+
+def _refuse(user_id: int, task_id: int) -> NoReturn:
+    """A conditional write matched no row: 412 if the task is there (so at another version),
+    else 404."""
+    db.session.rollback()
+    exists = select(_tasks().c.id).where(_tasks().c.id == task_id, _tasks().c.user_id == user_id)
+    if db.session.scalar(exists) is not None:
+        raise PreconditionFailed(STALE)
+    raise NotFound(NOT_FOUND)

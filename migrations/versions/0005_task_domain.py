@@ -1,0 +1,192 @@
+"""Task lists, labels, due dates, priorities, completion times, subtasks, manual order,
+recurrence.
+
+Revision ID: 0005
+Revises: 0006
+Create Date: 2026-12-02
+
+Safe on a live tasks table of millions of rows: the new task columns are nullable or have a
+constant default (no table rewrite on PostgreSQL 11+, so their ACCESS EXCLUSIVE lock lasts
+milliseconds); the list foreign key is added NOT VALID (instant) and validated afterwards
+under a lock that lets reads and writes go on; the indexes are built CONCURRENTLY, outside
+the migration's transaction. Only positions are backfilled, in batches each committed alone:
+every existing task is in the inbox (list_id NULL), top-level, has no due date, priority
+"none", and completed_at NULL (tasks completed before this migration have no completion time).
+"""
+
+import contextlib
+import importlib.util
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import op
+
+from taskapp.database import TRANSACTION_SETTINGS_OPTION
+
+revision = "0005"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+TIMESTAMP = sa.DateTime(timezone=True)
+TASK_INDEXES = {
+    "ix_tasks_user_list_created": ["user_id", "list_id", "created_at", "id"],
+    "ix_tasks_user_due": ["user_id", "due_at", "id"],
+    "ix_tasks_user_priority": ["user_id", "priority", "id"],
+    "ix_tasks_parent_id": ["parent_id"],
+    "ix_tasks_user_list_position": ["user_id", "list_id", "position", "id"],
+}
+# PostgreSQL only (SQLite has no NULLS LAST in an index): the due_at sort, descending.
+DUE_DESC = ("ix_tasks_user_due_desc", ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")])
+# Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
+# is a fractional-indexing key (head "j": an integer part of 10 base-62 digits) that sorts as
+# the id does. Written in batches of ids, each committed alone, so no lock is held for long.
+BACKFILL_BATCH = 50_000
+POSITION_FROM_ID = {
+    "postgresql": "'j' || lpad(id::text, 10, '0')",
+    "sqlite": "'j' || substr('0000000000' || id, -10, 10)",
+}
+LIST_FK = "fk_tasks_list_id_lists"
+PARENT_FK = "fk_tasks_parent_id_tasks"
+# (column, the foreign key it gets, the table that key refers to)
+REFERENCES = [("list_id", LIST_FK, "lists"), ("parent_id", PARENT_FK, "tasks")]
+
+
+def upgrade():
+    postgres = op.get_bind().dialect.name == "postgresql"
+    op.create_table(
+        "lists",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("position", sa.String(length=255), nullable=False),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_lists_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lists")),
+        sa.UniqueConstraint("user_id", "name", name=op.f("uq_lists_user_id")),
+    )
+    op.create_index("ix_lists_user_position", "lists", ["user_id", "position", "id"])
+    op.create_table(
+        "labels",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=50), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_labels_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
+        sa.UniqueConstraint("user_id", "key", name=op.f("uq_labels_user_id")),
+    )
+    op.create_table(
+        "task_labels",
+        sa.Column("task_id", sa.Integer(), nullable=False),
+        sa.Column("label_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["label_id"],
+            ["labels.id"],
+            name=op.f("fk_task_labels_label_id_labels"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_task_labels_task_id_tasks"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("task_id", "label_id", name=op.f("pk_task_labels")),
+    )
+    op.create_index("ix_task_labels_label_task", "task_labels", ["label_id", "task_id"])
+
+    for column, _key, table in REFERENCES:
+        if postgres:
+            op.add_column("tasks", sa.Column(column, sa.Integer(), nullable=True))
+        else:
+            # SQLite adds a column with its REFERENCES clause (ALTER TABLE adds no constraint).
+            op.execute(
+                f"ALTER TABLE tasks ADD COLUMN {column} INTEGER "
+                f"REFERENCES {table} (id) ON DELETE CASCADE"
+            )
+    op.add_column("tasks", sa.Column("due_at", TIMESTAMP, nullable=True))
+    op.add_column(
+        "tasks", sa.Column("priority", sa.SmallInteger(), server_default="0", nullable=False)
+    )
+    op.add_column("tasks", sa.Column("completed_at", TIMESTAMP, nullable=True))
+    op.add_column("tasks", sa.Column("position", sa.String(length=255), nullable=True))
+    op.add_column("tasks", sa.Column("recurrence", sa.String(length=255), nullable=True))
+    if postgres:
+        for column, key, table in REFERENCES:
+            op.execute(
+                f"ALTER TABLE tasks ADD CONSTRAINT {key} FOREIGN KEY ({column}) "
+                f"REFERENCES {table} (id) ON DELETE CASCADE NOT VALID"
+            )
+            op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {key}")
+        with _outside_transactions():
+            for name, columns in [*TASK_INDEXES.items(), DUE_DESC]:
+                op.create_index(
+                    name, "tasks", columns, postgresql_concurrently=True, if_not_exists=True
+                )
+    else:
+        for name, columns in TASK_INDEXES.items():
+            op.create_index(name, "tasks", columns)
+    backfill_positions()
+
+
+def backfill_positions():
+    """Every existing task's position, from its id, a batch of ids per transaction."""
+    bind = op.get_bind()
+    last = bind.execute(sa.text("SELECT max(id) FROM tasks")).scalar() or 0
+    statement = sa.text(
+        f"UPDATE tasks SET position = {POSITION_FROM_ID[bind.dialect.name]} "
+        "WHERE id > :low AND id <= :high AND position IS NULL"
+    )
+    with _outside_transactions():
+        for low in range(0, last, BACKFILL_BATCH):
+            bind.execute(statement, {"low": low, "high": low + BACKFILL_BATCH})
+
+
+@contextlib.contextmanager
+def _outside_transactions():
+    """Autocommit, each statement sent alone: without the app's per-transaction SET LOCAL
+    timeouts (taskapp.database), which would put CREATE INDEX CONCURRENTLY in a transaction
+    block and cut a long index build or batch short."""
+    bind = op.get_bind()
+    with op.get_context().autocommit_block():
+        bind.execution_options(**{TRANSACTION_SETTINGS_OPTION: False})
+        try:
+            yield
+        finally:
+            bind.execution_options(**{TRANSACTION_SETTINGS_OPTION: True})
+
+
+def downgrade():
+    names = [*TASK_INDEXES]
+    if op.get_bind().dialect.name == "postgresql":
+        names.append(DUE_DESC[0])
+    for name in names:
+        op.drop_index(name, table_name="tasks")
+    # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,
+    # which drops its triggers: the count triggers of 0003 and the sync triggers of 0006 are
+    # made again after it.
+    with op.batch_alter_table("tasks") as batch:
+        if op.get_bind().dialect.name == "postgresql":
+            for _column, key, _table in REFERENCES:
+                batch.drop_constraint(key, type_="foreignkey")
+        for column in ("recurrence", "position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
+            batch.drop_column(column)
+    if op.get_bind().dialect.name == "sqlite":
+        for revision in ("0003_task_counts", "0006_idempotency_sync"):
+            for statement in _revision(revision).SQLITE_UP:
+                op.execute(statement)
+    op.drop_table("task_labels")
+    op.drop_table("labels")
+    op.drop_table("lists")
+
+
+def _revision(name: str):
+    """The module of an earlier migration (its file name is no Python module name)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"taskapp_migration_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

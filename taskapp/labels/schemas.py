@@ -1,0 +1,24 @@
+"""Request and response schemas of the label routes."""
+
+from marshmallow import Schema, fields
+
+from taskapp.tasks.schemas import LabelName
+
+
+class LabelSchema(Schema):
+    """A label with the number of the user's tasks that carry it."""
+
+    name = fields.String(dump_only=True)
+    tasks = fields.Integer(dump_only=True, metadata={"description": "Tasks with this label"})
+
+
+class LabelPageSchema(Schema):
+    """All the user's labels, by name (case-insensitively)."""
+
+    data = fields.List(fields.Nested(LabelSchema), required=True)
+
+
+class LabelRenameSchema(Schema):
+    """PATCH /labels/{name} body."""
+
+    name = LabelName(required=True, metadata={"description": "The new name"})

@@ -1,0 +1,75 @@
+"""Label rules and queries, always scoped to the acting user."""
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from taskapp.errors import Conflict, NotFound
+from taskapp.extensions import db
+from taskapp.tasks.models import Label, Task, task_labels
+from taskapp.tasks.service import lock_user_tasks
+
+NOT_FOUND = "Label not found"
+
+
+def list_labels(user_id: int) -> dict:
+    """The user's labels with their task counts, by key."""
+    labels = Label.__table__
+    rows = db.session.execute(
+        select(labels.c.name, func.count(task_labels.c.task_id).label("tasks"))
+        .outerjoin(task_labels, task_labels.c.label_id == labels.c.id)
+        .where(labels.c.user_id == user_id)
+        .group_by(labels.c.id, labels.c.name, labels.c.key)
+        .order_by(labels.c.key)
+    )
+    return {"data": [row._asdict() for row in rows]}
+
+
+def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
+    """Rename the user's label on every task; Conflict if another label has the new name."""
+    labels = Label.__table__
+    lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
+    statement = (
+        update(labels)
+        .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
+        .values(name=new_name, key=new_name.casefold())
+        .returning(labels.c.id, labels.c.name)
+    )
+    try:
+        label = db.session.execute(statement).one_or_none()
+    except IntegrityError:  # unique (user_id, key), settled by the database
+        db.session.rollback()
+        raise Conflict("You already have a label with that name") from None
+    if label is None:
+        raise NotFound(NOT_FOUND)
+    tasks = _touch_tasks(label.id)
+    db.session.commit()
+    return {"name": label.name, "tasks": tasks}
+
+
+def delete_label(user_id: int, name: str) -> None:
+    """Delete the user's label, and so remove it from every task."""
+    labels = Label.__table__
+    lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
+    label_id = db.session.scalar(
+        select(labels.c.id)
+        .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
+        .with_for_update()
+    )
+    if label_id is None:
+        raise NotFound(NOT_FOUND)
+    _touch_tasks(label_id)
+    db.session.execute(delete(labels).where(labels.c.id == label_id))
+    db.session.commit()
+
+
+def _touch_tasks(label_id: int) -> int:
+    """A new version (so a new ETag) and updated_at for every task with the label, whose
+    representation is changing; how many there are."""
+    tasks = Task.__table__
+    labelled = select(task_labels.c.task_id).where(task_labels.c.label_id == label_id)
+    result = db.session.execute(
+        update(tasks)
+        .where(tasks.c.id.in_(labelled))
+        .values(version=tasks.c.version + 1, updated_at=func.now())  # as tasks.service does
+    )
+    return result.rowcount

@@ -1,0 +1,33 @@
+"""Request and response schemas of the list routes."""
+
+from marshmallow import Schema, fields, validate
+
+from taskapp.schemas import TrimmedString
+
+
+class ListSchema(Schema):
+    """A task list as returned by the API."""
+
+    id = fields.Integer(dump_only=True)
+    name = fields.String(dump_only=True)
+    position = fields.String(
+        dump_only=True, metadata={"description": "Opaque; lexicographic order is the order"}
+    )
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class ListWriteSchema(Schema):
+    """POST /lists and PATCH /lists/{id} body."""
+
+    name = TrimmedString(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Unique among the user's lists (409)"},
+    )
+
+
+class ListPageSchema(Schema):
+    """All the user's lists, in their order (at most LISTS_PER_USER)."""
+
+    data = fields.List(fields.Nested(ListSchema), required=True)

@@ -1,0 +1,93 @@
+"""List rules and queries, always scoped to the acting user."""
+
+from fractional_indexing import generate_key_between
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from taskapp.auth.models import User
+from taskapp.errors import Conflict, NotFound
+from taskapp.extensions import db
+from taskapp.tasks.models import TaskList
+from taskapp.tasks.service import lock_user_tasks
+
+NOT_FOUND = "List not found"
+TAKEN = "You already have a list with that name"
+
+
+def list_lists(user_id: int) -> dict:
+    """All the user's lists, in their order."""
+    lists = TaskList.__table__
+    rows = db.session.execute(
+        select(lists).where(lists.c.user_id == user_id).order_by(lists.c.position, lists.c.id)
+    )
+    return {"data": [row._asdict() for row in rows]}
+
+
+def create_list(user_id: int, *, name: str, quota: int) -> dict:
+    """A new list after the user's others; Conflict if the name is taken or ``quota`` lists
+    exist already."""
+    lists = TaskList.__table__
+    # The user's row lock serialises the user's list creations: the count and the last
+    # position read below stay true until the commit (no lock on SQLite: one writer anyway).
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    count, last = db.session.execute(
+        select(func.count(), func.max(lists.c.position)).where(lists.c.user_id == user_id)
+    ).one()
+    if count >= quota:
+        raise Conflict(f"You have {quota} lists already, the most allowed")
+    statement = (
+        insert(lists)
+        .values(user_id=user_id, name=name, position=generate_key_between(last, None))
+        .returning(*lists.c)
+    )
+    return _commit_unique_name(statement)
+
+
+def get_list(user_id: int, list_id: int) -> dict:
+    """The user's list (else NotFound)."""
+    lists = TaskList.__table__
+    row = db.session.execute(
+        select(lists).where(lists.c.id == list_id, lists.c.user_id == user_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(NOT_FOUND)
+    return row._asdict()
+
+
+def rename_list(user_id: int, list_id: int, *, name: str) -> dict:
+    """Rename the user's list; Conflict if another of them has the name."""
+    lists = TaskList.__table__
+    statement = (
+        update(lists)
+        .where(lists.c.id == list_id, lists.c.user_id == user_id)
+        .values(name=name, updated_at=func.now())
+        .returning(*lists.c)
+    )
+    return _commit_unique_name(statement)
+
+
+def delete_list(user_id: int, list_id: int) -> None:
+    """Delete the user's list and, in the same transaction, its tasks (ON DELETE CASCADE;
+    the kept task counts follow, by their triggers)."""
+    lists = TaskList.__table__
+    lock_user_tasks(user_id)  # it deletes the user's tasks: their lock order
+    statement = (
+        delete(lists).where(lists.c.id == list_id, lists.c.user_id == user_id).returning(lists.c.id)
+    )
+    if db.session.execute(statement).one_or_none() is None:
+        raise NotFound(NOT_FOUND)
+    db.session.commit()
+
+
+def _commit_unique_name(statement) -> dict:
+    """Run an INSERT or UPDATE ... RETURNING of one list and commit; the unique constraint
+    on (user_id, name) settles a name taken, even by a concurrent request."""
+    try:
+        row = db.session.execute(statement).one_or_none()
+        if row is None:
+            raise NotFound(NOT_FOUND)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(TAKEN) from None
+    return row._asdict()

@@ -140,7 +140,7 @@ def run_sql(database_url: str, statement: str) -> list[tuple]:
         connection.close()
 
 
-def test_0005_backfills_positions_and_downgrades_keeping_the_counts(scratch_database_url):
+def test_0006_backfills_positions_and_downgrades_keeping_the_counts(scratch_database_url):
     assert flask_db(scratch_database_url, "upgrade", "0003").returncode == 0
     run_sql(
         scratch_database_url,

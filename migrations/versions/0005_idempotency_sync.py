@@ -1,7 +1,7 @@
 """Idempotency keys; the change log for incremental sync; a per-user change stamp.
 
-Revision ID: 0006
-Revises: 0007
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 
 sync_changes holds one row per task (and later list, label: ``kind``) with the id of the
@@ -13,8 +13,8 @@ The same triggers bump task_counts.stamp, which the list ETags are made of.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0007"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -142,8 +142,12 @@ def downgrade():
         op.execute(f"DROP TRIGGER tasks_sync_{operation}" + (" ON tasks" if postgres else ""))
     if postgres:
         op.execute("DROP FUNCTION sync_tasks_changed()")
-    with op.batch_alter_table("task_counts") as batch:
-        batch.drop_column("stamp")
+    if postgres:
+        op.drop_column("task_counts", "stamp")
+    else:
+        # Not batch mode: its table copy and rename trips over 0003's count triggers on tasks,
+        # which name task_counts. SQLite drops a plain column in place (3.35 and newer).
+        op.execute("ALTER TABLE task_counts DROP COLUMN stamp")
     op.drop_index("ix_sync_changes_changed_at", table_name="sync_changes")
     op.drop_index("ix_sync_changes_user_id_kind_seq", table_name="sync_changes")
     op.drop_table("sync_changes")

@@ -1,8 +1,8 @@
 """Task lists, labels, due dates, priorities, completion times, subtasks, manual order,
 recurrence.
 
-Revision ID: 0005
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02
 
 Safe on a live tasks table of millions of rows: the new task columns are nullable or have a
@@ -23,8 +23,8 @@ from alembic import op
 
 from taskapp.database import TRANSACTION_SETTINGS_OPTION
 
-revision = "0005"
-down_revision = "0006"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -166,7 +166,7 @@ def downgrade():
     for name in names:
         op.drop_index(name, table_name="tasks")
     # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,
-    # which drops its triggers: the count triggers of 0003 and the sync triggers of 0006 are
+    # which drops its triggers: the count triggers of 0003 and the sync triggers of 0005 are
     # made again after it.
     with op.batch_alter_table("tasks") as batch:
         if op.get_bind().dialect.name == "postgresql":
@@ -175,7 +175,7 @@ def downgrade():
         for column in ("recurrence", "position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
             batch.drop_column(column)
     if op.get_bind().dialect.name == "sqlite":
-        for revision in ("0003_task_counts", "0006_idempotency_sync"):
+        for revision in ("0003_task_counts", "0005_idempotency_sync"):
             for statement in _revision(revision).SQLITE_UP:
                 op.execute(statement)
     op.drop_table("task_labels")

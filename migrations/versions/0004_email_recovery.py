@@ -1,6 +1,6 @@
 """Email: users.email_verified, emailed single-use tokens, and the outgoing-mail outbox.
 
-Revision ID: 0007
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02
 
@@ -12,7 +12,7 @@ constant default, so adding it does not rewrite the table on PostgreSQL 11+.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

@@ -157,6 +157,8 @@ def test_write_with_a_matching_if_match_succeeds(
         "W/{etag}",  # If-Match compares strongly: a weak tag never matches
         '"a" "b"',
         "",
+        '""',  # an empty tag, which Werkzeug reads as None
+        '"", W/""',
     ],
 )
 def test_write_with_a_stale_if_match_is_412_and_changes_nothing(

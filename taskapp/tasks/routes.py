@@ -106,7 +106,8 @@ def expected_versions(task_id: int) -> list[service.Version] | None:
         return None
     versions = []
     for tag in request.if_match.as_set():  # strong tags only: If-Match compares strongly
-        parts = tag.split(".")
+        # Werkzeug reads an empty tag ("") as None: it names no version.
+        parts = (tag or "").split(".")
         if len(parts) == 3 and all(part.isdecimal() for part in parts):
             tagged_id, number, micros = map(int, parts)
             if tagged_id == task_id:

@@ -5,7 +5,13 @@ from datetime import UTC
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from taskapp.pagination import PageMetaSchema, PageQuerySchema
-from taskapp.schemas import QueryBoolean, StoredString, StrictBoolean, TrimmedString
+from taskapp.schemas import (
+    QueryBoolean,
+    StoredString,
+    StrictBoolean,
+    TrimmedString,
+    trimmed_pattern,
+)
 from taskapp.tasks import recurrence
 
 TITLE = {"validate": validate.Length(min=1, max=200)}
@@ -38,8 +44,13 @@ class Priority(fields.String):
 class LabelName(TrimmedString):
     """A label name: 1 to 50 characters once trimmed, no control characters."""
 
+    LENGTH = validate.Length(min=1, max=50)
+    # The trimmed-string pattern with control characters refused inside as well as NUL.
+    PATTERN = trimmed_pattern([LENGTH]).replace(r"\x00]", r"\x00-\x1f\x7f]")
+
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Length(min=1, max=50), **kwargs)
+        metadata = {"pattern": self.PATTERN, **kwargs.pop("metadata", {})}
+        super().__init__(validate=self.LENGTH, metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)

@@ -1,6 +1,8 @@
 """Labels on tasks: created by name, compared case-insensitively, listed with counts, renamed
 and removed on every task at once."""
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -103,3 +105,10 @@ def test_another_users_label_is_404(client, auth, headers, make_task):
     assert_error(client.patch("/labels/theirs", json={"name": "mine"}, headers=headers), 404)
     assert_error(client.delete("/labels/theirs", headers=headers), 404)
     assert client.get("/labels", headers=headers).json["data"] == []
+
+
+def test_the_spec_pattern_of_a_label_name_refuses_what_the_field_refuses(client):
+    spec = client.get("/openapi.json").json
+    pattern = spec["components"]["schemas"]["LabelRename"]["properties"]["name"]["pattern"]
+    for name, taken in [("work", True), (" work\t", True), ("a\x0bb", False), ("a\x1fb", False)]:
+        assert (re.search(pattern, name) is not None) is taken, name

@@ -49,8 +49,8 @@ class LabelName(TrimmedString):
     PATTERN = trimmed_pattern([LENGTH]).replace(r"\x00]", r"\x00-\x1f\x7f]")
 
     def __init__(self, **kwargs):
-        metadata = {"pattern": self.PATTERN, **kwargs.pop("metadata", {})}
-        super().__init__(validate=self.LENGTH, metadata=metadata, **kwargs)
+        super().__init__(validate=self.LENGTH, **kwargs)
+        self.metadata = {**self.metadata, "pattern": self.PATTERN}
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)

@@ -8,6 +8,7 @@ from sqlalchemy import MetaData
 
 from taskapp.api import Api
 from taskapp.clientaddr import client_network
+from taskapp.sessions import Session
 
 # Named constraints so Alembic migrations are reviewable and portable.
 NAMING_CONVENTION = {
@@ -18,7 +19,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+db = SQLAlchemy(
+    metadata=MetaData(naming_convention=NAMING_CONVENTION), session_options={"class_": Session}
+)
 migrate = Migrate()
 api = Api()
 jwt = JWTManager()

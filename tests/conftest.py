@@ -41,7 +41,7 @@ requires_redis = pytest.mark.skipif(
 def own_connection():
     """A psycopg2 connection of the test's own to the test database, outside the app's pool
     (autocommit)."""
-    url = make_url(db.engine.url)
+    url = make_url(db.engine.engine.url)  # db.engine is a Connection in an isolated test
     connection = psycopg2.connect(
         host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
     )

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from conftest import PASSWORD, assert_error, requires_postgres, requires_redis
+from conftest import PASSWORD, assert_error, own_connection, requires_postgres, requires_redis
 from servers import call, gunicorn
 from taskapp.extensions import db
+from taskapp.idempotency import service
 from taskapp.idempotency.models import IdempotencyKey
 from taskapp.tasks.models import Task
 
@@ -91,17 +92,47 @@ def test_a_failed_request_keeps_no_key(client, auth):
     assert post(client, headers, "f").status_code == 201
 
 
-def test_an_attempt_still_in_flight_is_a_409(client, auth):
+@requires_postgres
+def test_an_attempt_still_in_flight_is_a_409(client, auth, app):
     headers = auth()
+    user_id = client.get("/me", headers=headers).json["id"]
+    # The first attempt's transaction holds the key's lock until it commits or rolls back.
+    first_attempt = own_connection()
+    first_attempt.autocommit = False
+    try:
+        lock = service._lock_id(user_id, "k")
+        first_attempt.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        response = post(client, headers, "k")
+        assert_error(response, 409)
+        # At least the service's 1 s; Flask-Limiter raises it to the task-write window's
+        # reset (it keeps the larger of the two), when a retry cannot be refused for rate.
+        assert int(response.headers["Retry-After"]) >= 1
+        assert task_count() == 0
+    finally:
+        first_attempt.close()
     assert post(client, headers, "k").status_code == 201
-    # As the row is between the work's commit and the stored response.
-    db.session.execute(update(IdempotencyKey).values(status=None, body=None, headers=None))
-    db.session.commit()
-    response = post(client, headers, "k")
-    assert_error(response, 409)
-    # At least the service's 1 s; Flask-Limiter raises it to the task-write window's reset
-    # (it keeps the larger of the two), which is also when a retry cannot be refused for rate.
-    assert int(response.headers["Retry-After"]) >= 1
+    assert task_count() == 1
+
+
+def test_the_work_commits_only_with_its_stored_response(client, auth, monkeypatch):
+    # A worker that dies after the work and before the response is stored leaves neither:
+    # the retry does the work once, instead of finding it done and nothing to replay.
+    headers = auth()
+    stored = service.store_response
+
+    def dies(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(service, "store_response", dies)
+    with pytest.raises(SystemExit):
+        post(client, headers, "k")
+    assert task_count() == 0
+    assert db.session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+    monkeypatch.setattr(service, "store_response", stored)
+    first = post(client, headers, "k")
+    assert first.status_code == 201
+    again = post(client, headers, "k")
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json == first.json
     assert task_count() == 1
 
 

@@ -1,9 +1,9 @@
 """Idempotency-Key (draft-ietf-httpapi-idempotency-key-header) for non-idempotent writes.
 
 ``idempotent(blp)`` goes on a view (under ``authenticated``, above ``blp.response``): with the
-header, the first request's response is stored with the key, a retry gets it back
-(``Idempotent-Replayed: true``) without the work being done again; without it, nothing
-changes.
+header, the first request's response is stored with the key, in the transaction of the work
+itself, and a retry gets it back (``Idempotent-Replayed: true``) without the work being done
+again; without it, nothing changes.
 """
 
 import functools
@@ -19,6 +19,7 @@ from flask_smorest import abort
 from taskapp.api import Blueprint
 from taskapp.extensions import db
 from taskapp.idempotency import service
+from taskapp.sessions import held_commits
 
 HEADER = "Idempotency-Key"
 # The draft's key is a Structured Field string ("..."); a bare value is taken too, as most
@@ -75,15 +76,18 @@ def idempotent(blp: Blueprint) -> Callable:
             if isinstance(claim, service.StoredResponse):
                 return _replay(claim)
             try:
-                response = current_app.make_response(view(*args, **kwargs))
+                # The work's commits wait for the response's: a worker that dies between
+                # the two would otherwise leave work done and a key that cannot replay it.
+                with held_commits(db.session):
+                    response = current_app.make_response(view(*args, **kwargs))
+                headers = response.headers
+                kept = {name: headers[name] for name in REPLAYED_HEADERS if name in headers}
+                stored = service.StoredResponse(response.status_code, kept, response.get_data())
+                service.store_response(claim, stored)
             except BaseException:
                 # The reservation goes with the failed work: a retry runs afresh.
                 db.session.rollback()
                 raise
-            headers = response.headers
-            kept = {name: headers[name] for name in REPLAYED_HEADERS if name in headers}
-            stored = service.StoredResponse(response.status_code, kept, response.get_data())
-            service.store_response(claim, stored)
             return response
 
         with_key = blp.header_parameter(KEY_PARAMETER)(with_key)

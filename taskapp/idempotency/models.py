@@ -12,10 +12,10 @@ from taskapp.sqltypes import UTCDateTime
 class IdempotencyKey(db.Model):
     """A key a user sent with a write, the fingerprint of that request, and its response.
 
-    The row is inserted in the same transaction as the write's work, so both commit or
-    neither does; ``status`` stays NULL until the response is stored just after, so a row
-    without one is an attempt still in flight. The unique constraint is the referee between
-    concurrent attempts.
+    The row is inserted in the same transaction as the write's work and filled in with its
+    response before that transaction commits, so work and response commit together or not
+    at all (``status`` is NULL only inside it). A concurrent attempt is refused by an
+    advisory lock on PostgreSQL, and by the unique constraint.
     """
 
     __tablename__ = "idempotency_keys"

@@ -37,9 +37,9 @@ def claim_key(
     """Reserve ``key`` for this request in the current transaction, or find its first use.
 
     Returns the stored response to replay, or the id of the new reservation (the caller's
-    work then commits it, and ``store_response`` fills it in). Raises Conflict while another
-    attempt with the key is in flight, KeyReused for a different request. A key older than
-    ``kept_for`` counts as unused (the purge may not have run yet).
+    work and ``store_response`` then commit it, filled in, in one transaction). Raises
+    Conflict while another attempt with the key is in flight, KeyReused for a different
+    request. A key older than ``kept_for`` counts as unused (the purge may not have run yet).
     """
     if db.session.get_bind().dialect.name == "postgresql":
         # Held until this transaction ends: a concurrent attempt answers 409 at once instead
@@ -59,8 +59,6 @@ def claim_key(
     if found is not None:
         if found.fingerprint != fingerprint:
             raise KeyReused()
-        if found.status is None:
-            raise Conflict(IN_FLIGHT, headers=RETRY_AFTER)
         return StoredResponse(found.status, dict(found.headers or {}), found.body or b"")
     claimed = IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint)
     db.session.add(claimed)
@@ -75,7 +73,8 @@ def claim_key(
 
 
 def store_response(claim_id: int, response: StoredResponse) -> None:
-    """Keep the response of the request that claimed ``claim_id`` (committed by its work)."""
+    """Keep the response of the request that claimed ``claim_id``, and commit it with the
+    work of that request (still uncommitted: see ``taskapp.sessions.held_commits``)."""
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == claim_id)

@@ -152,6 +152,11 @@ def test_0006_backfills_positions_and_downgrades_keeping_the_counts(scratch_data
     assert upgrade.returncode == 0, upgrade.stderr
     positions = run_sql(scratch_database_url, "SELECT position FROM tasks ORDER BY id")
     assert [row[0] for row in positions] == sorted(f"j{n:010d}" for n in range(1, 121))
+    # The previous release, still serving in a rolling deploy, inserts without a position.
+    run_sql(scratch_database_url, "INSERT INTO tasks (user_id, title) VALUES (1, 'old code')")
+    assert run_sql(scratch_database_url, "SELECT position FROM tasks WHERE id = 121") == [
+        ("j0000000121",)
+    ]
     assert flask_db(scratch_database_url, "downgrade", "0003").returncode == 0
-    run_sql(scratch_database_url, "DELETE FROM tasks WHERE id <= 20")
+    run_sql(scratch_database_url, "DELETE FROM tasks WHERE id <= 21")
     assert run_sql(scratch_database_url, "SELECT total FROM task_counts") == [(100,)]

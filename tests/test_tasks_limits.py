@@ -46,6 +46,38 @@ def test_task_writes_are_limited_per_user_across_routes(app, client, auth, monke
     assert client.post("/tasks", json={"title": "mine"}, headers=other).status_code == 201
 
 
+def test_list_and_label_writes_count_against_the_same_limit(app, client, auth, monkeypatch):
+    monkeypatch.setitem(app.config, "RATELIMIT_TASK_WRITES", "5 per minute")
+    headers = auth()
+    work = client.post("/lists", json={"name": "work"}, headers=headers).json
+    client.post("/tasks", json={"title": "t", "labels": ["home"]}, headers=headers)
+    assert (
+        client.patch(f"/lists/{work['id']}", json={"name": "job"}, headers=headers).status_code
+        == 200
+    )
+    renamed = client.patch("/labels/home", json={"name": "house"}, headers=headers)
+    assert renamed.status_code == 200
+    assert client.delete("/labels/house", headers=headers).status_code == 204
+    assert_error(client.delete(f"/lists/{work['id']}", headers=headers), 429)
+    assert client.get(f"/lists/{work['id']}", headers=headers).status_code == 200
+
+
+def test_every_write_of_tasks_lists_and_labels_is_limited(client):
+    """The whole class: each route that changes a user's tasks, lists or labels."""
+    paths = client.get("/openapi.json").json["paths"]
+    writes = [
+        (path, method)
+        for path, operations in paths.items()
+        if path.startswith(("/tasks", "/lists", "/labels"))
+        for method in operations
+        if method in ("post", "put", "patch", "delete")
+    ]
+    assert len(writes) >= 10
+    for path, method in writes:
+        responses = paths[path][method]["responses"]
+        assert "Retry-After" in responses.get("429", {}).get("headers", {}), (path, method)
+
+
 def test_the_write_limit_defaults_to_120_per_minute_and_is_configurable(monkeypatch):
     assert config.TestingConfig().RATELIMIT_TASK_WRITES == "120 per minute"
     monkeypatch.setenv("RATELIMIT_TASK_WRITES", "10 per second")

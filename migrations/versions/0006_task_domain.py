@@ -12,6 +12,8 @@ under a lock that lets reads and writes go on; the indexes are built CONCURRENTL
 the migration's transaction. Only positions are backfilled, in batches each committed alone:
 every existing task is in the inbox (list_id NULL), top-level, has no due date, priority
 "none", and completed_at NULL (tasks completed before this migration have no completion time).
+A trigger gives a position to a task inserted without one: the previous release, still serving
+during a rolling deploy, inserts such tasks during and after the backfill.
 """
 
 import contextlib
@@ -45,6 +47,23 @@ BACKFILL_BATCH = 50_000
 POSITION_FROM_ID = {
     "postgresql": "'j' || lpad(id::text, 10, '0')",
     "sqlite": "'j' || substr('0000000000' || id, -10, 10)",
+}
+# Created before the backfill, so no task inserted after the backfill's last id is left out.
+DEFAULT_POSITION = {
+    "postgresql": [
+        "CREATE FUNCTION tasks_default_position() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN NEW.position := {POSITION_FROM_ID['postgresql'].replace('id', 'NEW.id')}; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER tasks_default_position BEFORE INSERT ON tasks FOR EACH ROW "
+        "WHEN (NEW.position IS NULL) EXECUTE FUNCTION tasks_default_position()",
+    ],
+    # SQLite's triggers cannot change NEW: the row is updated just after.
+    "sqlite": [
+        "CREATE TRIGGER tasks_default_position AFTER INSERT ON tasks "
+        "WHEN NEW.position IS NULL BEGIN "
+        f"UPDATE tasks SET position = {POSITION_FROM_ID['sqlite'].replace('id', 'NEW.id')} "
+        "WHERE id = NEW.id; END",
+    ],
 }
 LIST_FK = "fk_tasks_list_id_lists"
 PARENT_FK = "fk_tasks_parent_id_tasks"
@@ -129,11 +148,16 @@ def upgrade():
     else:
         for name, columns in TASK_INDEXES.items():
             op.create_index(name, "tasks", columns)
+    for statement in DEFAULT_POSITION[op.get_bind().dialect.name]:
+        op.execute(statement)
     backfill_positions()
 
 
 def backfill_positions():
-    """Every existing task's position, from its id, a batch of ids per transaction."""
+    """Every existing task's position, from its id, a batch of ids per transaction.
+
+    The trigger of DEFAULT_POSITION exists already (on PostgreSQL, creating it waited for
+    every transaction that had inserted into tasks), so max(id) bounds what is left."""
     bind = op.get_bind()
     last = bind.execute(sa.text("SELECT max(id) FROM tasks")).scalar() or 0
     statement = sa.text(
@@ -163,6 +187,10 @@ def downgrade():
     names = [*TASK_INDEXES]
     if op.get_bind().dialect.name == "postgresql":
         names.append(DUE_DESC[0])
+        op.execute("DROP TRIGGER tasks_default_position ON tasks")
+        op.execute("DROP FUNCTION tasks_default_position()")
+    else:
+        op.execute("DROP TRIGGER tasks_default_position")
     for name in names:
         op.drop_index(name, table_name="tasks")
     # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,

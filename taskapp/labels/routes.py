@@ -6,7 +6,7 @@ from flask_jwt_extended import current_user
 from taskapp.api import Blueprint
 from taskapp.labels import service
 from taskapp.labels.schemas import LabelPageSchema, LabelRenameSchema, LabelSchema
-from taskapp.security import authenticated
+from taskapp.security import authenticated, task_write_limited
 
 blp = Blueprint("labels", __name__, description="The caller's labels")
 
@@ -27,6 +27,7 @@ class Labels(MethodView):
 @blp.route(LABEL_URL)
 class LabelItem(MethodView):
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(LabelRenameSchema)
     @blp.response(200, LabelSchema)
     @blp.alt_response(404, response="NOT_FOUND")
@@ -37,6 +38,7 @@ class LabelItem(MethodView):
         return service.rename_label(current_user.id, name, new_name=body["name"])
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.doc(operationId="delete_label")

@@ -55,6 +55,7 @@ class ListItem(MethodView):
         return service.get_list(current_user.id, list_id)
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.arguments(ListWriteSchema)
     @blp.response(200, ListSchema)
     @blp.alt_response(404, response="NOT_FOUND")
@@ -65,6 +66,7 @@ class ListItem(MethodView):
         return service.rename_list(current_user.id, list_id, name=body["name"])
 
     @authenticated(blp)
+    @task_write_limited(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.doc(operationId="delete_list")

@@ -38,7 +38,7 @@ class Task(db.Model):
         Index("ix_tasks_user_completed_created_at", "user_id", "completed", "created_at", "id"),
         Index("ix_tasks_user_completed_updated_at", "user_id", "completed", "updated_at", "id"),
         Index("ix_tasks_user_completed_title", "user_id", "completed", "title", "id"),
-        # Migration 0005: a list's tasks, the due-date range and sort, the priority sort.
+        # Migration 0006: a list's tasks, the due-date range and sort, the priority sort.
         Index("ix_tasks_user_list_created", "user_id", "list_id", "created_at", "id"),
         Index("ix_tasks_user_due", "user_id", "due_at", "id"),
         Index("ix_tasks_user_priority", "user_id", "priority", "id"),
@@ -78,7 +78,7 @@ class Task(db.Model):
         UTCDateTime, server_default=func.now(), onupdate=func.now()
     )
     version: Mapped[int] = mapped_column(server_default="1")
-    # Migration 0005. NULL list: the user's inbox. Priority 0 to 3: none, low, medium, high.
+    # Migration 0006. NULL list: the user's inbox. Priority 0 to 3: none, low, medium, high.
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")

@@ -664,8 +664,9 @@ def label_keys(names: Sequence[str]) -> dict[str, str]:
 
 
 def _check_list(user_id: int, list_id: int | None) -> None:
-    """NotFound unless ``list_id`` is None (the inbox) or one of the user's lists. (A list
-    deleted after this check fails the foreign key instead: the task cannot outlive it.)"""
+    """NotFound unless ``list_id`` is None (the inbox) or one of the user's lists. The caller
+    holds the user's lock (lock_user_tasks), which deleting a list takes too: the list is still
+    there when the caller writes."""
     if list_id is None:
         return
     lists = TaskList.__table__

@@ -90,8 +90,16 @@ class PageMetaSchema(Schema):
         metadata={"description": "The page number; null when the page was asked by cursor"},
     )
     page_size = fields.Integer(required=True)
-    total = fields.Integer(required=True, metadata={"description": "Matching items in all"})
-    pages = fields.Integer(required=True, metadata={"description": "Number of pages"})
+    total = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Matching items in all; null when not counted (include_total)"},
+    )
+    pages = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Number of pages; null when not counted (include_total)"},
+    )
     next_cursor = fields.String(
         required=True,
         allow_none=True,
@@ -157,10 +165,10 @@ def keyset_page(
     order: str,
     page: int | None,
     page_size: int,
-    total: int,
+    total: int | None,
 ) -> dict:
     """A page of ``rows`` (dicts or objects with ``sort`` and ``id``) with its meta; a full page
-    offers the cursor of its last row."""
+    offers the cursor of its last row. ``total`` None: not counted."""
     next_cursor = None
     if len(rows) == page_size:
         last = rows[-1] if isinstance(rows[-1], dict) else vars(rows[-1])
@@ -170,12 +178,12 @@ def keyset_page(
     return {"data": rows, "meta": meta}
 
 
-def page_meta(*, page: int | None, page_size: int, total: int, next_cursor=None) -> dict:
-    """The ``meta`` object of a page."""
+def page_meta(*, page: int | None, page_size: int, total: int | None, next_cursor=None) -> dict:
+    """The ``meta`` object of a page (``total`` None: not counted, and no number of pages)."""
     return {
         "page": page,
         "page_size": page_size,
         "total": total,
-        "pages": math.ceil(total / page_size),
+        "pages": None if total is None else math.ceil(total / page_size),
         "next_cursor": next_cursor,
     }

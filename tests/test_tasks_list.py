@@ -270,3 +270,67 @@ def test_walking_pages_with_partial_ties_returns_each_task_once(client, auth, ma
     everything = list_tasks(client, headers, page_size=100, sort="title", order=order)
     assert [task["id"] for task in everything["data"]] == walked
     assert titles(everything) == sorted(titles(everything), reverse=order == "desc")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"completed": "false"},
+        {"search": "dog"},
+        {"priority": "high", "sort": "title", "order": "asc"},
+        {"label": "home", "search": "walk"},
+        {"page": "2"},
+    ],
+    ids=repr,
+)
+def test_include_total_false_gives_the_same_page_uncounted(client, auth, make_task, query):
+    headers = auth()
+    for number in range(7):
+        make_task(
+            headers,
+            title=f"Walk the dog {number}",
+            priority="high" if number % 2 else "low",
+            labels=["home"] if number % 3 else [],
+            completed=number % 4 == 0,
+        )
+    params = {**query, "page_size": "2"}
+    counted = client.get("/tasks", query_string=params, headers=headers)
+    uncounted = client.get(
+        "/tasks", query_string={**params, "include_total": "false"}, headers=headers
+    )
+    assert counted.status_code == uncounted.status_code == 200
+    assert uncounted.json["data"] == counted.json["data"]
+    assert counted.json["meta"]["total"] is not None
+    meta = uncounted.json["meta"]
+    assert meta["total"] is None and meta["pages"] is None
+    assert meta["page"] == counted.json["meta"]["page"]
+    # Cursors of a page counted or not are the same walk.
+    assert meta["next_cursor"] is not None
+    after = client.get(
+        "/tasks",
+        query_string={
+            **{name: value for name, value in query.items() if name != "page"},
+            "cursor": meta["next_cursor"],
+            "include_total": "false",
+            "page_size": "2",
+        },
+        headers=headers,
+    )
+    assert after.status_code == 200 and after.json["meta"]["total"] is None
+
+
+def test_include_total_false_past_the_end_is_empty(client, auth, make_task):
+    headers = auth()
+    make_task(headers, title="only")
+    response = client.get("/tasks?page=3&include_total=false", headers=headers)
+    assert response.json == {
+        "data": [],
+        "meta": {"page": 3, "page_size": 10, "total": None, "pages": None, "next_cursor": None},
+    }
+
+
+def test_include_total_takes_a_boolean_only(client, auth):
+    response = client.get("/tasks?include_total=maybe", headers=auth())
+    assert response.status_code == 422
+    assert "include_total" in response.json["errors"]["query"]

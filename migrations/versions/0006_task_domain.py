@@ -38,6 +38,11 @@ TASK_INDEXES = {
     "ix_tasks_parent_id": ["parent_id"],
     "ix_tasks_user_list_position": ["user_id", "list_id", "position", "id"],
 }
+# The inbox's order (list_id IS NULL is no constant to the planner: see the model).
+INBOX_INDEXES = {
+    f"ix_tasks_user_inbox_{column}": ["user_id", column, "id"] for column in ("created_at", "position")
+}
+INBOX = sa.text("list_id IS NULL")
 # PostgreSQL only (SQLite has no NULLS LAST in an index): the due_at sort, descending.
 DUE_DESC = ("ix_tasks_user_due_desc", ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")])
 # Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
@@ -145,9 +150,20 @@ def upgrade():
                 op.create_index(
                     name, "tasks", columns, postgresql_concurrently=True, if_not_exists=True
                 )
+            for name, columns in INBOX_INDEXES.items():
+                op.create_index(
+                    name,
+                    "tasks",
+                    columns,
+                    postgresql_where=INBOX,
+                    postgresql_concurrently=True,
+                    if_not_exists=True,
+                )
     else:
         for name, columns in TASK_INDEXES.items():
             op.create_index(name, "tasks", columns)
+        for name, columns in INBOX_INDEXES.items():
+            op.create_index(name, "tasks", columns, sqlite_where=INBOX)
     for statement in DEFAULT_POSITION[op.get_bind().dialect.name]:
         op.execute(statement)
     backfill_positions()
@@ -184,7 +200,7 @@ def _outside_transactions():
 
 
 def downgrade():
-    names = [*TASK_INDEXES]
+    names = [*TASK_INDEXES, *INBOX_INDEXES]
     if op.get_bind().dialect.name == "postgresql":
         names.append(DUE_DESC[0])
         op.execute("DROP TRIGGER tasks_default_position ON tasks")

@@ -14,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,6 +45,20 @@ class Task(db.Model):
         Index("ix_tasks_user_priority", "user_id", "priority", "id"),
         Index("ix_tasks_parent_id", "parent_id"),  # a task's subtasks (and their cascade)
         Index("ix_tasks_user_list_position", "user_id", "list_id", "position", "id"),
+        # The inbox's own: ``list_id IS NULL``, unlike ``list_id = 1``, does not make the column
+        # a constant to the planner, so the two above cannot give the inbox its order (it
+        # would read and sort every inbox task for one page).
+        *(
+            Index(
+                f"ix_tasks_user_inbox_{column}",
+                "user_id",
+                column,
+                "id",
+                postgresql_where=text("list_id IS NULL"),
+                sqlite_where=text("list_id IS NULL"),
+            )
+            for column in ("created_at", "position")
+        ),
         # Trigram indexes serve the case-insensitive substring search (PostgreSQL only): global
         # ones, cheaper for a user with very many tasks, and per-user ones (btree_gin), which
         # read only the caller's postings; the planner picks by the statistics.

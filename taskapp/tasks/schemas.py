@@ -261,6 +261,14 @@ class TaskQuerySchema(PageQuerySchema):
         },
     )
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+    include_total = QueryBoolean(
+        load_default=True,
+        metadata={
+            "description": "false: the matches are not counted (meta.total and meta.pages are "
+            "null), so a filtered or searched page costs its own rows only, however many "
+            "tasks match: for a client that pages by cursor and shows no total"
+        },
+    )
 
 
 class TaskMoveSchema(Schema):

@@ -68,6 +68,7 @@ def list_tasks(
     page: int = 1,
     page_size: int = 10,
     cursor: dict | None = None,
+    include_total: bool = True,
     **filters,
 ) -> dict:
     """One page of the user's tasks, filtered and totally ordered (ties broken by id).
@@ -76,7 +77,8 @@ def list_tasks(
     ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip:
     without a search or another filter the total is read from the kept counts (TaskCount), so
     no list counts a heavy user's rows; with one, the matches are counted (their number, not
-    the user's, sets the cost). ``filters``: any of FILTERS (``list_id=None``: the inbox).
+    the user's, sets the cost), unless ``include_total`` is false. ``filters``: any of FILTERS
+    (``list_id=None``: the inbox).
     """
     params = {"user_id": user_id, "limit": page_size}
     if search:
@@ -114,14 +116,18 @@ def list_tasks(
         searching=bool(search),
         paging=paging,
         filters=tuple(shape),
+        counted=include_total,
     )
     # Plain dicts, not ORM instances: a page is rendered, never changed, so identity and change
     # tracking would be spent for nothing; and a dict is what the schema reads fastest.
     rows = [row._asdict() for row in db.session.execute(statement, params)]
     for row in rows:
         row["labels"] = _split_labels(row["labels"])
-    # Past the end there is no row to carry the total: ask for it alone.
-    count = rows[0]["total"] if rows else db.session.scalar(total, params)
+    if total is None:
+        count = None
+    else:
+        # Past the end there is no row to carry the total: ask for it alone.
+        count = rows[0]["total"] if rows else db.session.scalar(total, params)
     return keyset_page(
         TASK_LIST,
         rows,
@@ -163,8 +169,10 @@ def _page_statement(
     searching: bool,
     paging: str,
     filters: tuple[str, ...] = (),
-) -> tuple[Select, Select]:
-    """The page query of one shape of list, and its total alone, built once per shape.
+    counted: bool = True,
+) -> tuple[Select, Select | None]:
+    """The page query of one shape of list, and its total alone (None unless ``counted``),
+    built once per shape.
 
     ``paging`` is "keyset" (after a cursor), "keyset_null" (after a task without a due date,
     in the due_at sort), "offset", or "deferred" (an offset by deferred join; never with a
@@ -185,13 +193,14 @@ def _page_statement(
                 tasks.c.description.ilike(pattern, escape=LIKE_ESCAPE),
             )
         )
+    if searching and counted:
         # The matches are found once (the trigram index) and both counted and paged.
         source = select(tasks).where(*conditions).cte("matches").prefix_with("MATERIALIZED")
         total = select(func.count()).select_from(source).scalar_subquery()
         query = select(source)
     else:
         source = tasks
-        if filters:
+        if filters or searching:
             total = select(func.count()).where(*conditions).scalar_subquery()
         else:
             total = _kept_total(completed)
@@ -218,7 +227,10 @@ def _page_statement(
         query = select(tasks).join(page_ids, page_ids.c.id == tasks.c.id)
     else:
         query = query.offset(bindparam("offset"))
-    page = query.add_columns(total.label("total"), _labels_column(row_id).label("labels"))
+    page = query.add_columns(_labels_column(row_id).label("labels"))
+    if not counted:
+        return page.order_by(*ordering).limit(bindparam("limit")), None
+    page = page.add_columns(total.label("total"))
     return page.order_by(*ordering).limit(bindparam("limit")), select(total)
 
 

@@ -11,6 +11,13 @@ the gunicorn workers, PostgreSQL and the load generator, plus worker memory.
     .venv/bin/python bench/run.py --heavy 100000 --duration 5   # quicker
     .venv/bin/python bench/run.py --soak 600          # and a 10-minute memory soak
     .venv/bin/python bench/run.py --floor             # and bench/floor.py's bare list route
+    .venv/bin/python bench/run.py --only 'inbox|label'   # only the rows whose label matches
+    .venv/bin/python bench/run.py --compare REV       # and the default GET /tasks of REV beside
+                                                      # this tree's, alternated, same database
+
+Besides the original rows, each filter and sort of lists, labels, priorities, due dates and
+manual order is measured for both users, with its total (the count of the matches) and
+without it (``include_total=false``).
 """
 
 import argparse
@@ -28,6 +35,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -113,16 +121,19 @@ def prepare_database(args, env: dict) -> None:
 
 
 class Server:
-    """gunicorn serving wsgi:app with the benchmark settings."""
+    """gunicorn serving wsgi:app with the benchmark settings, from this tree or another
+    checkout (``project``: its code first on the path, this tree's virtualenv)."""
 
-    def __init__(self, args, env: dict):
+    def __init__(self, args, env: dict, project: Path = PROJECT, name: str = "bench-gunicorn"):
         self.port = free_port()
-        self.log_path = Path(args.log_dir) / "bench-gunicorn.log"
+        self.log_path = Path(args.log_dir) / f"{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if project != PROJECT:
+            env = {**env, "PYTHONPATH": str(project)}
         command = [
             str(BIN / "gunicorn"),
             "-c",
-            str(PROJECT / "gunicorn.conf.py"),
+            str(project / "gunicorn.conf.py"),
             "-w",
             str(args.workers),
             "-b",
@@ -131,7 +142,7 @@ class Server:
         ]
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            command, cwd=PROJECT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT
+            command, cwd=project, env=env, stdout=self.log_file, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -307,8 +318,42 @@ def run_builtin(port: int, path: str, token: str | None, args) -> dict:
     }
 
 
-def endpoints(args) -> list[tuple[str, str, str | None]]:
-    """(label, path, user) rows of the table; user None means no token."""
+def domain_queries(port: int, token: str) -> list[tuple[str, str]]:
+    """(label, query) of each filter and sort of lists, labels, priorities, due dates and
+    manual order, for the user of ``token`` (its first list), counted and not."""
+    status, body = request(port, "GET", "/lists", headers={"Authorization": f"Bearer {token}"})
+    if status != 200 or not json.loads(body)["data"]:
+        raise SystemExit(f"the user has no lists ({status}): reseed (--reseed)")
+    work = json.loads(body)["data"][0]["id"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    week_ago = now - timedelta(days=7)
+    instant = "%Y-%m-%dT%H:%M:%SZ"
+    queries = [
+        ("list_id=<list>", f"list_id={work}"),
+        ("list_id=<list> sort=position", f"list_id={work}&sort=position&order=asc"),
+        ("inbox", "list_id=null"),
+        ("inbox sort=position", "list_id=null&sort=position&order=asc"),
+        ("label", "label=urgent"),
+        ("priority=high", "priority=high"),
+        (
+            "due in the last 7 days",
+            f"due_after={week_ago.strftime(instant)}&due_before={now.strftime(instant)}",
+        ),
+        ("overdue", "overdue=true"),
+        ("sort=due_at asc", "sort=due_at&order=asc"),
+        ("sort=priority desc", "sort=priority&order=desc"),
+    ]
+    counted = [(label, f"{query}&page_size=20") for label, query in queries]
+    uncounted = [
+        (f"{label}, no total", f"{query}&include_total=false&page_size=20")
+        for label, query in queries
+    ]
+    return counted + uncounted
+
+
+def endpoints(args, domain: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str | None]]:
+    """(label, path, user) rows of the table; user None means no token. ``domain``: each
+    user's domain_queries."""
     rows = [("healthz", "/healthz", None)]
     queries = [
         ("list", "page_size=20"),
@@ -317,13 +362,15 @@ def endpoints(args) -> list[tuple[str, str, str | None]]:
         ("search", "search=" + urllib.parse.quote(args.search) + "&page_size=20"),
     ]
     for user in ("light", "heavy"):
-        for label, query in queries:
+        for label, query in [*queries, *domain[user]]:
             rows.append((f"{label} [{user}]", f"/tasks?{query}", user))
     deep_page = max(1, args.heavy // 20)
     rows.append((f"page={deep_page} [heavy]", f"/tasks?page={deep_page}&page_size=20", "heavy"))
     rows.append(("cursor walk [heavy]", None, "heavy"))
     if args.floor:
         rows += [(f"floor list [{user}]", FLOOR_PATH, user) for user in ("light", "heavy")]
+    if args.only:
+        rows = [row for row in rows if row[0] == "healthz" or re.search(args.only, row[0])]
     return rows
 
 
@@ -379,6 +426,13 @@ def main() -> int:
         "--floor", action="store_true", help="also measure bench/floor.py's bare list route"
     )
     parser.add_argument("--log-dir", default=str(PROJECT / "test-artifacts"))
+    parser.add_argument("--only", help="measure only the rows whose label matches this regex")
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also measure the default GET /tasks of git revision REV beside this tree's",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of --compare")
     args = parser.parse_args()
 
     env = {
@@ -403,7 +457,8 @@ def main() -> int:
             check_floor(server.port, tokens)
         rss_start = server.worker_rss_mb()
         results = []
-        for label, path, user in endpoints(args):
+        domain = {user: domain_queries(server.port, token) for user, token in tokens.items()}
+        for label, path, user in endpoints(args, domain):
             if path is None:
                 cursor = deep_cursor(server.port, tokens[user], pages=50)
                 if cursor is None:
@@ -428,6 +483,7 @@ def main() -> int:
         if args.soak:
             soak(server, tokens, args, measure)
         rss_end = server.worker_rss_mb()
+        compared = compare(server, tokens, args, env, measure) if args.compare else None
     finally:
         server.stop()
 
@@ -436,7 +492,69 @@ def main() -> int:
         f"\nworker RSS MB at start: {', '.join(f'{r:.0f}' for r in rss_start)}; "
         f"at end: {', '.join(f'{r:.0f}' for r in rss_end)}"
     )
+    if compared:
+        print_comparison(compared, args)
     return 0
+
+
+COMPARED_PATH = "/tasks"  # the default page: no parameter at all
+
+
+def compare(server: Server, tokens: dict, args, env: dict, measure) -> dict:
+    """The default GET /tasks of revision ``args.compare`` (a temporary git worktree, on the
+    same database) and of this tree, measured in turn ``args.rounds`` times per user:
+    {(revision, user): [result, ...]}."""
+    checkout = Path(args.log_dir) / f"bench-compare-{args.compare}"
+    subprocess.run(
+        ["git", "worktree", "add", "--force", "--detach", str(checkout), args.compare],
+        cwd=PROJECT,
+        check=True,
+        capture_output=True,
+    )
+    results: dict = {}
+    try:
+        before = Server(args, env, project=checkout, name="bench-gunicorn-compare")
+        try:
+            servers = {args.compare: before, "this tree": server}
+            for round_number in range(args.rounds):
+                for revision, measured in servers.items():
+                    for user in ("light", "heavy"):
+                        token = login(measured.port, user)
+                        measure(
+                            measured.port,
+                            COMPARED_PATH,
+                            token,
+                            argparse.Namespace(**{**vars(args), "duration": 1}),
+                        )
+                        result = measure(measured.port, COMPARED_PATH, token, args)
+                        results.setdefault((revision, user), []).append(result)
+                        log(f"compare round {round_number + 1} {revision} [{user}]: {result}")
+        finally:
+            before.stop()
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(checkout)], cwd=PROJECT, check=False
+        )
+    return results
+
+
+def print_comparison(results: dict, args) -> None:
+    print(
+        f"\nDefault GET {COMPARED_PATH}: {args.compare} against this tree, "
+        f"{args.rounds} alternated rounds of {args.duration} s (median of the rounds)\n"
+    )
+    print("| user | before req/s | after req/s | change | before p50 ms | after p50 ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for user in ("light", "heavy"):
+        old = results[(args.compare, user)]
+        new = results[("this tree", user)]
+        old_rps = statistics.median(r["rps"] for r in old)
+        new_rps = statistics.median(r["rps"] for r in new)
+        print(
+            f"| {user} | {old_rps:.0f} | {new_rps:.0f} | {new_rps / old_rps - 1:+.1%} | "
+            f"{statistics.median(r['p50'] for r in old):.2f} | "
+            f"{statistics.median(r['p50'] for r in new):.2f} |"
+        )
 
 
 def soak(server: Server, tokens: dict, args, measure) -> None:
@@ -458,7 +576,9 @@ def soak(server: Server, tokens: dict, args, measure) -> None:
 
 def print_table(results, args, tool: str) -> None:
     health = dict(results)["healthz"]["rps"]
-    first_page = {label.split(" [")[1][:-1]: r for label, r in results if label.startswith("list")}
+    first_page = {
+        label.split(" [")[1][:-1]: r for label, r in results if label.split(" [")[0] == "list"
+    }
     print(
         "\np50 ratio: a heavy-user row against the same query for the light user; the deep "
         "page and the cursor against the heavy user's first page.\nCPU ms/req: CPU time per "

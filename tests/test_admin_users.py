@@ -118,7 +118,8 @@ def test_list_is_a_page_of_every_user_by_id(client, make_user, admin):
     emails = [user["email"] for user in body["data"]]
     assert emails[1:] == ["carol@example.com", "alice@example.com", "bob@example.com"]
     first = body["data"][0]
-    assert set(first) == {"id", "email", "role", "is_active", "created_at"}
+    assert set(first) == {"id", "email", "email_verified", "role", "is_active", "created_at"}
+    assert first["email_verified"] is False
     assert first["role"] == "admin" and first["is_active"] is True
     assert first["created_at"].endswith("+00:00")
     assert all("password" not in key for user in body["data"] for key in user)

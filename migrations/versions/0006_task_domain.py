@@ -9,7 +9,8 @@ Safe on a live tasks table of millions of rows: the new task columns are nullabl
 constant default (no table rewrite on PostgreSQL 11+, so their ACCESS EXCLUSIVE lock lasts
 milliseconds); the list foreign key is added NOT VALID (instant) and validated afterwards
 under a lock that lets reads and writes go on; the indexes are built CONCURRENTLY, outside
-the migration's transaction. Only positions are backfilled, in batches each committed alone:
+the migration's transaction, and the foreign keys validated there too. Only positions are
+backfilled, in batches each committed alone:
 every existing task is in the inbox (list_id NULL), top-level, has no due date, priority
 "none", and completed_at NULL (tasks completed before this migration have no completion time).
 A trigger gives a position to a task inserted without one: the previous release, still serving
@@ -48,7 +49,8 @@ DUE_DESC = ("ix_tasks_user_due_desc", ["user_id", sa.text("due_at DESC NULLS LAS
 # Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
 # is a fractional-indexing key (head "j": an integer part of 10 base-62 digits) that sorts as
 # the id does. Written in batches of ids, each committed alone, so no lock is held for long.
-BACKFILL_BATCH = 50_000
+# A batch's rows stay locked until it commits: a write of one of them waits that long.
+BACKFILL_BATCH = 5_000
 POSITION_FROM_ID = {
     "postgresql": "'j' || lpad(id::text, 10, '0')",
     "sqlite": "'j' || substr('0000000000' || id, -10, 10)",
@@ -144,8 +146,12 @@ def upgrade():
                 f"ALTER TABLE tasks ADD CONSTRAINT {key} FOREIGN KEY ({column}) "
                 f"REFERENCES {table} (id) ON DELETE CASCADE NOT VALID"
             )
-            op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {key}")
         with _outside_transactions():
+            # Each in a transaction of its own, once the ACCESS EXCLUSIVE lock of the column
+            # changes is released (the block commits them): a scan under SHARE UPDATE
+            # EXCLUSIVE, which reads and writes go past.
+            for _column, key, _table in REFERENCES:
+                op.execute(f"ALTER TABLE tasks VALIDATE CONSTRAINT {key}")
             for name, columns in [*TASK_INDEXES.items(), DUE_DESC]:
                 op.create_index(
                     name, "tasks", columns, postgresql_concurrently=True, if_not_exists=True

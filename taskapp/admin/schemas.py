@@ -12,6 +12,9 @@ class AdminUserSchema(Schema):
 
     id = fields.Integer(dump_only=True)
     email = fields.String(dump_only=True)
+    email_verified = fields.Boolean(
+        dump_only=True, metadata={"description": "true once a link sent to email was followed"}
+    )
     role = fields.String(dump_only=True, metadata={"description": "user or admin"})
     is_active = fields.Boolean(
         dump_only=True, metadata={"description": "false: cannot log in, every session revoked"}

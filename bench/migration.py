@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Time migration 0006 on a tasks table of 1,000,000 rows while the previous release serves.
+
+Builds a database at revision 0005 (the schema before lists, labels, due dates ...), loads one
+user's tasks with a set-based INSERT, then runs ``flask db upgrade`` to head while three probes,
+each on a connection of its own, do what the release before 0006 does against the table, one
+after the other, for the whole migration: insert a task (without a position), update a task
+among the rows the backfill rewrites, and read a first page. It prints how long the migration
+took and the longest wait of each probe (the lock a request would have queued behind), then one
+JSON line. Afterwards every task, the probes' included, must have a position.
+
+    .venv/bin/python bench/migration.py                  # 1,000,000 tasks
+    .venv/bin/python bench/migration.py --tasks 100000   # quicker
+"""
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+
+PROJECT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BEFORE = "0005"  # the revision whose schema the previous release serves
+
+
+def log(message: str) -> None:
+    print(f"[migration {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def connect(args, database: str | None = None):
+    connection = psycopg2.connect(
+        host=args.pg_host, port=args.pg_port, user="postgres", dbname=database or args.database
+    )
+    connection.autocommit = True
+    return connection
+
+
+def flask_db(args, *command: str) -> float:
+    """Run ``flask db COMMAND`` on the bench database; its wall time in seconds."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://postgres@{args.pg_host}:{args.pg_port}/{args.database}",
+        "TASKAPP_ENV": "production",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    env.pop("REDIS_URL", None)
+    started = time.monotonic()
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", *command], cwd=PROJECT, env=env, check=True
+    )
+    return time.monotonic() - started
+
+
+def load(args) -> int:
+    """A user with ``args.tasks`` tasks at revision BEFORE; the user's id."""
+    admin = connect(args, "postgres")
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{args.database}"')
+    admin.close()
+    flask_db(args, "upgrade", BEFORE)
+    connection = connect(args)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO users (email, password_hash) VALUES ('migration@example.com', 'x') "
+            "RETURNING id"
+        )
+        user_id = cursor.fetchone()[0]
+        started = time.monotonic()
+        cursor.execute("SET statement_timeout = 0")
+        cursor.execute(
+            "INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at) "
+            "SELECT %(user)s, 'Task ' || n, "
+            "CASE WHEN n %% 3 = 0 THEN NULL ELSE 'Notes of ' || n END, n %% 4 = 0, "
+            "now() - make_interval(secs => %(tasks)s - n), "
+            "now() - make_interval(secs => %(tasks)s - n) "
+            "FROM generate_series(1, %(tasks)s) AS n",
+            {"user": user_id, "tasks": args.tasks},
+        )
+        log(f"loaded {args.tasks:,} tasks in {time.monotonic() - started:.1f} s")
+        cursor.execute("VACUUM ANALYZE")
+    connection.close()
+    return user_id
+
+
+class Probe(threading.Thread):
+    """One statement of the previous release, repeated on its own connection until stopped;
+    the latency of each run, in milliseconds."""
+
+    def __init__(self, args, name: str, statement: str, parameters):
+        super().__init__(daemon=True)
+        self.args, self.label, self.statement, self.parameters = args, name, statement, parameters
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        connection = connect(self.args)
+        try:
+            with connection.cursor() as cursor:
+                while not self.stop.is_set():
+                    started = time.perf_counter()
+                    try:
+                        cursor.execute(self.statement, self.parameters())
+                    except psycopg2.Error as error:
+                        self.errors.append(type(error).__name__)
+                    self.latencies.append((time.perf_counter() - started) * 1000)
+                    time.sleep(0.01)
+        finally:
+            connection.close()
+
+    def summary(self) -> dict:
+        ordered = sorted(self.latencies) or [0.0]
+        return {
+            "runs": len(self.latencies),
+            "p50_ms": round(statistics.median(ordered), 2),
+            "max_ms": round(ordered[-1], 1),
+            "over_1s": sum(latency > 1000 for latency in ordered),
+            "errors": len(self.errors),
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", default="5432")
+    parser.add_argument("--database", default="taskapp_bench_migration")
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+
+    user_id = load(args)
+    rows = iter(range(1, 10**9))
+    probes = [
+        Probe(
+            args,
+            "insert",
+            "INSERT INTO tasks (user_id, title, completed) VALUES (%s, 'during the migration', "
+            "false)",
+            lambda: (user_id,),
+        ),
+        Probe(
+            args,
+            "update",
+            "UPDATE tasks SET title = 'changed', updated_at = now() WHERE id = %s",
+            # Rows spread over the table: every backfill batch holds some of them.
+            lambda: ((next(rows) * 7919) % args.tasks + 1,),
+        ),
+        Probe(
+            args,
+            "first page",
+            "SELECT * FROM tasks WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 20",
+            lambda: (user_id,),
+        ),
+    ]
+    for probe in probes:
+        probe.start()
+    time.sleep(1)
+    log("flask db upgrade (0005 to head), the probes running")
+    seconds = flask_db(args, "upgrade")
+    time.sleep(1)
+    for probe in probes:
+        probe.stop.set()
+    for probe in probes:
+        probe.join(timeout=30)
+
+    connection = connect(args)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(*) FILTER (WHERE position IS NULL) FROM tasks")
+        total, without_position = cursor.fetchone()
+    connection.close()
+    if not args.keep:
+        admin = connect(args, "postgres")
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        admin.close()
+
+    print(f"\nmigration 0006 on {args.tasks:,} tasks: {seconds:.1f} s\n")
+    print("| probe (previous release) | runs | p50 ms | longest wait ms | over 1 s | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    summaries = {probe.label: probe.summary() for probe in probes}
+    for label, summary in summaries.items():
+        print(
+            f"| {label} | {summary['runs']} | {summary['p50_ms']} | {summary['max_ms']} | "
+            f"{summary['over_1s']} | {summary['errors']} |"
+        )
+    print(f"\ntasks afterwards: {total:,}; without a position: {without_position}\n")
+    print(
+        json.dumps(
+            {
+                "tasks": args.tasks,
+                "migration_s": round(seconds, 1),
+                "probes": summaries,
+                "without_position": without_position,
+            }
+        )
+    )
+    return 0 if without_position == 0 and not any(p.errors for p in probes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -137,6 +137,8 @@ def test_filters(client, headers, catalogue):
     assert matching("label=X&label=y") == ["a", "e"]  # all of them, any case
     assert matching("label=x&label=y&label=z") == ["e"]
     assert matching("label=nothing") == []
+    assert matching("label=x&label=nothing") == []
+    assert matching("label=x&label=X") == ["a", "b", "e"]  # one label, named twice
     soon = catalogue["soon"].isoformat().replace("+00:00", "Z")
     assert matching(f"due_before={soon}") == ["a", "e"]
     assert matching(f"due_after={soon}") == ["b", "c"]
@@ -150,6 +152,11 @@ def test_filtered_totals_count_the_matches(client, headers, catalogue):
     listed = client.get("/tasks?page_size=1&label=y", headers=headers).json
     assert listed["meta"]["total"] == 4
     assert listed["meta"]["pages"] == 4
+    unknown = client.get("/tasks?label=y&label=nothing&page=2", headers=headers).json
+    assert unknown == {
+        "data": [],
+        "meta": {"page": 2, "page_size": 10, "total": 0, "pages": 0, "next_cursor": None},
+    }
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     false,
     func,
     insert,
@@ -98,8 +99,22 @@ def list_tasks(
             shape.append("overdue" if value else "not_overdue")
             continue
         if name == "label":
-            value = sorted({label.casefold() for label in value})
-            params["label_count"] = len(value)
+            label_ids = _label_ids(user_id, value)
+            if label_ids is None:
+                # A label the user does not have: nothing matches, nothing to ask.
+                empty = 0 if include_total else None
+                return keyset_page(
+                    TASK_LIST,
+                    [],
+                    sort=sort,
+                    order=order,
+                    page=None if cursor is not None else page,
+                    page_size=page_size,
+                    total=empty,
+                )
+            params.update((f"label_{n}", label_id) for n, label_id in enumerate(label_ids))
+            shape.append(f"label:{len(label_ids)}")
+            continue
         shape.append(name)
         params[name] = value
     if cursor is not None:
@@ -249,8 +264,8 @@ def _filter_conditions(filters: tuple[str, ...]) -> list:
             conditions.append(tasks.c.parent_id == bindparam("parent_id"))
         elif name == "priority":
             conditions.append(tasks.c.priority.in_(bindparam("priority", expanding=True)))
-        elif name == "label":
-            conditions.append(tasks.c.id.in_(_tasks_with_all_labels()))
+        elif name.startswith("label:"):
+            conditions += [_has_label(f"label_{n}") for n in range(int(name.split(":")[1]))]
         elif name == "due_after":
             conditions.append(tasks.c.due_at >= bindparam("due_after", type_=tasks.c.due_at.type))
         elif name == "due_before":
@@ -268,17 +283,28 @@ def _filter_conditions(filters: tuple[str, ...]) -> list:
     return conditions
 
 
-def _tasks_with_all_labels() -> Select:
-    """The ids of the user's tasks that carry every label in :label (case-folded keys)."""
-    return (
-        select(task_labels.c.task_id)
-        .join(Label.__table__, Label.__table__.c.id == task_labels.c.label_id)
-        .where(
-            Label.__table__.c.user_id == bindparam("user_id"),
-            Label.__table__.c.key.in_(bindparam("label", expanding=True)),
-        )
-        .group_by(task_labels.c.task_id)
-        .having(func.count() == bindparam("label_count"))
+def _label_ids(user_id: int, names: list[str]) -> list[int] | None:
+    """The ids of the user's labels with these names (case-insensitive), or None if the user
+    has not every one of them."""
+    keys = {name.casefold() for name in names}
+    labels = Label.__table__
+    ids = db.session.scalars(
+        select(labels.c.id).where(labels.c.user_id == user_id, labels.c.key.in_(keys))
+    ).all()
+    return sorted(ids) if len(ids) == len(keys) else None
+
+
+def _has_label(parameter: str):
+    """The condition that a task carries the label whose id is bound to ``parameter``.
+
+    One EXISTS per label, on the label's id (resolved first): the planner then knows from the
+    statistics how common the label is, and walks the sort index probing
+    ``(task_id, label_id)`` for a page, where a GROUP BY over every task of the label, its
+    count guessed, read and sorted all of them (1.3 s for a label of 125,000 tasks).
+    """
+    tasks = Task.__table__
+    return exists().where(
+        task_labels.c.task_id == tasks.c.id, task_labels.c.label_id == bindparam(parameter)
     )
 
 

@@ -152,6 +152,11 @@ def test_filtered_totals_count_the_matches(client, headers, catalogue):
     listed = client.get("/tasks?page_size=1&label=y", headers=headers).json
     assert listed["meta"]["total"] == 4
     assert listed["meta"]["pages"] == 4
+    # Counted in task_labels alone when labels are the only filter; with another, over tasks.
+    for query, total in [("label=x&label=Y", 2), ("label=x&label=y&label=z", 1)]:
+        assert client.get(f"/tasks?{query}", headers=headers).json["meta"]["total"] == total
+    both = client.get("/tasks?label=y&completed=false", headers=headers).json["meta"]
+    assert both["total"] == 3
     unknown = client.get("/tasks?label=y&label=nothing&page=2", headers=headers).json
     assert unknown == {
         "data": [],

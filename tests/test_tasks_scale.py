@@ -145,6 +145,69 @@ def test_kept_counts_follow_every_write(client, auth, make_task):
         assert meta["total"] == expected
 
 
+def assert_list_totals(client, headers, user_id: int) -> None:
+    """Each list's kept counts, and every list and inbox total the API gives (all, completed,
+    open), equal the tasks counted."""
+    db.session.expire_all()
+    list_ids = db.session.scalars(select(TaskList.id).where(TaskList.user_id == user_id)).all()
+    for list_id in [*list_ids, None]:
+        in_list = Task.list_id.is_(None) if list_id is None else Task.list_id == list_id
+        for completed in (None, True, False):
+            conditions = [Task.user_id == user_id, in_list]
+            if completed is not None:
+                conditions.append(Task.completed.is_(completed))
+            expected = db.session.scalar(select(func.count()).where(*conditions))
+            query = {"list_id": "null" if list_id is None else list_id}
+            if completed is not None:
+                query["completed"] = str(completed).lower()
+            meta = client.get("/tasks", query_string=query, headers=headers).json["meta"]
+            assert meta["total"] == expected, (list_id, completed)
+        if list_id is not None:
+            kept = db.session.get(TaskList, list_id)
+            done = db.session.scalar(select(func.count()).where(in_list, Task.completed.is_(True)))
+            assert (kept.total, kept.completed) == (
+                db.session.scalar(select(func.count()).where(in_list)),
+                done,
+            )
+
+
+def test_list_counts_follow_every_writer(client, auth, make_task):
+    headers = auth()
+    user_id = client.get("/me", headers=headers).json["id"]
+    work, home = (
+        client.post("/lists", json={"name": name}, headers=headers).json["id"]
+        for name in ("Work", "Home")
+    )
+    tasks = [
+        make_task(headers, list_id=work if n < 4 else None, completed=n % 2 == 0)["id"]
+        for n in range(6)
+    ]
+    parent = make_task(headers, list_id=home)["id"]
+    make_task(headers, parent_id=parent, completed=True)
+    due = "2030-01-01T09:00:00Z"
+    weekly = make_task(headers, list_id=home, due_at=due, recurrence="FREQ=WEEKLY")["id"]
+    assert_list_totals(client, headers, user_id)
+
+    steps = [
+        ("patch", f"/tasks/{tasks[0]}", {"list_id": home}),
+        ("patch", f"/tasks/{tasks[1]}", {"completed": True}),
+        ("put", f"/tasks/{tasks[2]}", {"title": "to the inbox"}),
+        ("post", f"/tasks/{tasks[4]}/move", {"list_id": work}),
+        ("post", f"/tasks/{parent}/move", {"list_id": work}),  # its subtask follows
+        ("post", "/tasks/bulk", {"action": "move", "ids": tasks[3:6], "list_id": home}),
+        ("post", "/tasks/bulk", {"action": "complete", "ids": tasks}),
+        ("post", "/tasks/bulk", {"action": "reopen", "ids": tasks[:3]}),
+        ("patch", f"/tasks/{weekly}", {"completed": True}),  # advances, stays open
+        ("delete", f"/tasks/{parent}", None),  # with its subtask
+        ("post", "/tasks/bulk", {"action": "delete", "ids": tasks[:1]}),
+        ("delete", f"/lists/{home}", None),  # with its tasks
+    ]
+    for method, path, body in steps:
+        response = client.open(path, method=method.upper(), json=body, headers=headers)
+        assert response.status_code < 300, (path, response.json)
+        assert_list_totals(client, headers, user_id)
+
+
 def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
     seeded = seed(users=2, tasks=40, prefix="bulk", password="bulk password")
     for user_id in seeded:

@@ -72,6 +72,47 @@ DEFAULT_POSITION = {
         "WHERE id = NEW.id; END",
     ],
 }
+# Each list's task counts, kept as task_counts keeps the user's (0003): by triggers, in the
+# writer's transaction, per statement on PostgreSQL. Named to fire after the tasks_count_
+# triggers (alphabetical order), so a writer locks task_counts before lists, as the services
+# do. No backfill: every task is in the inbox when the lists table is made.
+LIST_COUNTS_DELTAS = {
+    "INSERT": "SELECT list_id, 1 AS n, completed::int AS done FROM new_rows",
+    "DELETE": "SELECT list_id, -1 AS n, -(completed::int) AS done FROM old_rows",
+}
+LIST_COUNTS_DELTAS["UPDATE"] = f"{LIST_COUNTS_DELTAS['INSERT']} UNION ALL {LIST_COUNTS_DELTAS['DELETE']}"
+LIST_COUNTS_POSTGRES = [
+    "CREATE FUNCTION list_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    + " ".join(
+        f"{'IF' if n == 0 else 'ELSIF'} TG_OP = '{operation}' THEN "
+        "UPDATE lists AS l SET total = l.total + d.n, completed = l.completed + d.done "
+        "FROM (SELECT list_id, sum(n) AS n, sum(done) AS done "
+        f"FROM ({deltas}) AS rows WHERE list_id IS NOT NULL GROUP BY list_id) AS d "
+        "WHERE l.id = d.list_id AND (d.n <> 0 OR d.done <> 0);"
+        for n, (operation, deltas) in enumerate(LIST_COUNTS_DELTAS.items())
+    )
+    + " END IF; RETURN NULL; END $$",
+    "CREATE TRIGGER tasks_list_count_insert AFTER INSERT ON tasks REFERENCING NEW TABLE AS "
+    "new_rows FOR EACH STATEMENT EXECUTE FUNCTION list_counts_apply()",
+    "CREATE TRIGGER tasks_list_count_delete AFTER DELETE ON tasks REFERENCING OLD TABLE AS "
+    "old_rows FOR EACH STATEMENT EXECUTE FUNCTION list_counts_apply()",
+    "CREATE TRIGGER tasks_list_count_update AFTER UPDATE ON tasks REFERENCING OLD TABLE AS "
+    "old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION list_counts_apply()",
+]
+LIST_COUNTS_SQLITE = [
+    "CREATE TRIGGER tasks_list_count_insert AFTER INSERT ON tasks WHEN NEW.list_id IS NOT NULL "
+    "BEGIN UPDATE lists SET total = total + 1, completed = completed + NEW.completed "
+    "WHERE id = NEW.list_id; END",
+    "CREATE TRIGGER tasks_list_count_delete AFTER DELETE ON tasks WHEN OLD.list_id IS NOT NULL "
+    "BEGIN UPDATE lists SET total = total - 1, completed = completed - OLD.completed "
+    "WHERE id = OLD.list_id; END",
+    "CREATE TRIGGER tasks_list_count_update AFTER UPDATE OF list_id, completed ON tasks "
+    "WHEN OLD.list_id IS NOT NEW.list_id OR OLD.completed <> NEW.completed BEGIN "
+    "UPDATE lists SET total = total - 1, completed = completed - OLD.completed "
+    "WHERE id = OLD.list_id; "
+    "UPDATE lists SET total = total + 1, completed = completed + NEW.completed "
+    "WHERE id = NEW.list_id; END",
+]
 LIST_FK = "fk_tasks_list_id_lists"
 PARENT_FK = "fk_tasks_parent_id_tasks"
 # (column, the foreign key it gets, the table that key refers to)
@@ -88,6 +129,8 @@ def upgrade():
         sa.Column("position", sa.String(length=255), nullable=False),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("total", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("completed", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_lists_user_id_users"), ondelete="CASCADE"
         ),
@@ -172,6 +215,8 @@ def upgrade():
             op.create_index(name, "tasks", columns, sqlite_where=INBOX)
     for statement in DEFAULT_POSITION[op.get_bind().dialect.name]:
         op.execute(statement)
+    for statement in LIST_COUNTS_POSTGRES if postgres else LIST_COUNTS_SQLITE:
+        op.execute(statement)
     backfill_positions()
 
 
@@ -207,12 +252,16 @@ def _outside_transactions():
 
 def downgrade():
     names = [*TASK_INDEXES, *INBOX_INDEXES]
-    if op.get_bind().dialect.name == "postgresql":
+    postgres = op.get_bind().dialect.name == "postgresql"
+    triggers = ["tasks_default_position"] + [
+        f"tasks_list_count_{operation}" for operation in ("insert", "delete", "update")
+    ]
+    for trigger in triggers:
+        op.execute(f"DROP TRIGGER {trigger}" + (" ON tasks" if postgres else ""))
+    if postgres:
         names.append(DUE_DESC[0])
-        op.execute("DROP TRIGGER tasks_default_position ON tasks")
         op.execute("DROP FUNCTION tasks_default_position()")
-    else:
-        op.execute("DROP TRIGGER tasks_default_position")
+        op.execute("DROP FUNCTION list_counts_apply()")
     for name in names:
         op.drop_index(name, table_name="tasks")
     # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,

@@ -119,7 +119,11 @@ Index("ix_tasks_user_due_desc", Task.user_id, Task.due_at.desc().nulls_last(), T
 
 
 class TaskList(db.Model):
-    """A user's named list of tasks; deleting it deletes its tasks (ON DELETE CASCADE)."""
+    """A user's named list of tasks; deleting it deletes its tasks (ON DELETE CASCADE).
+
+    ``total`` and ``completed`` count its tasks, kept by triggers (migration 0006) as
+    TaskCount's are, so a list's page reads its total here.
+    """
 
     __tablename__ = "lists"
     __table_args__ = (
@@ -134,6 +138,8 @@ class TaskList(db.Model):
     position: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    total: Mapped[int] = mapped_column(server_default="0")
+    completed: Mapped[int] = mapped_column(server_default="0")
 
 
 class Label(db.Model):

@@ -76,8 +76,9 @@ def list_tasks(
 
     The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
     ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip:
-    without a search or another filter the total is read from the kept counts (TaskCount), so
-    no list counts a heavy user's rows; with one, the matches are counted (their number, not
+    without a search or another filter than a list (or the inbox) the total is read from the
+    kept counts (TaskCount, TaskList), so no list counts a heavy user's rows; with labels
+    alone it is counted in task_labels; otherwise the matches are counted (their number, not
     the user's, sets the cost), unless ``include_total`` is false. ``filters``: any of FILTERS
     (``list_id=None``: the inbox).
     """
@@ -218,6 +219,8 @@ def _page_statement(
         only_labels = len(filters) == 1 and filters[0].startswith("label:")
         if only_labels and not searching and completed is None:
             total = _labelled_total(int(filters[0].split(":")[1]))
+        elif filters in (("list_id",), ("inbox",)) and not searching:
+            total = _kept_list_total(filters[0], completed)
         elif filters or searching:
             total = select(func.count()).where(*conditions).scalar_subquery()
         else:
@@ -374,13 +377,38 @@ def _split_labels(names: str | None) -> list[str]:
 def _kept_total(completed: bool | None):
     """The user's task count (all, completed or open) from TaskCount, as a scalar subquery."""
     counts = TaskCount.__table__
-    column = {
-        None: counts.c.total,
-        True: counts.c.completed,
-        False: counts.c.total - counts.c.completed,
-    }[completed]
-    kept = select(column).where(counts.c.user_id == bindparam("user_id")).scalar_subquery()
+    kept = (
+        select(_kept_column(counts, completed))
+        .where(counts.c.user_id == bindparam("user_id"))
+        .scalar_subquery()
+    )
     return func.coalesce(kept, 0)
+
+
+def _kept_list_total(which: str, completed: bool | None):
+    """The task count (all, completed or open) of the list bound as list_id (``which``
+    "list_id") or of the inbox ("inbox": the user's count less those of the user's lists),
+    from the kept counts of TaskList and TaskCount, as a scalar subquery."""
+    lists = TaskList.__table__
+    column = _kept_column(lists, completed)
+    if which == "list_id":
+        kept = select(column).where(
+            lists.c.id == bindparam("list_id"), lists.c.user_id == bindparam("user_id")
+        )
+        return func.coalesce(kept.scalar_subquery(), 0)
+    in_lists = select(func.coalesce(func.sum(column), 0)).where(
+        lists.c.user_id == bindparam("user_id")
+    )
+    return _kept_total(completed) - in_lists.scalar_subquery()
+
+
+def _kept_column(table, completed: bool | None):
+    """Of a table with kept ``total`` and ``completed`` counts: all, completed or open."""
+    return {
+        None: table.c.total,
+        True: table.c.completed,
+        False: table.c.total - table.c.completed,
+    }[completed]
 
 
 def _escape_like(text: str) -> str:

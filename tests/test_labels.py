@@ -112,3 +112,33 @@ def test_the_spec_pattern_of_a_label_name_refuses_what_the_field_refuses(client)
     pattern = spec["components"]["schemas"]["LabelRename"]["properties"]["name"]["pattern"]
     for name, taken in [("work", True), (" work\t", True), ("a\x0bb", False), ("a\x1fb", False)]:
         assert (re.search(pattern, name) is not None) is taken, name
+
+
+def test_pages_show_the_labels_every_writer_left(client, headers, make_task):
+    """A page reads the names kept on the task row (tasks.label_names, by triggers); each
+    task on it shows what GET /tasks/{id} (read from task_labels) shows."""
+    first = make_task(headers, labels=["home", "Phone"])["id"]
+    second = make_task(headers, labels=["home"])["id"]
+    third = make_task(headers)["id"]
+
+    def agree():
+        page = client.get("/tasks?page_size=100", headers=headers).json["data"]
+        for task in page:
+            alone = client.get(f"/tasks/{task['id']}", headers=headers).json
+            assert task["labels"] == alone["labels"], task["id"]
+        return {task["id"]: task["labels"] for task in page}
+
+    assert agree() == {first: ["home", "Phone"], second: ["home"], third: []}
+    steps = [
+        ("patch", f"/tasks/{first}", {"labels": ["phone", "errand"]}),
+        ("post", "/tasks/bulk", {"action": "label", "ids": [second, third], "labels": ["x"]}),
+        ("post", "/tasks/bulk", {"action": "unlabel", "ids": [second], "labels": ["home"]}),
+        ("patch", "/labels/x", {"name": "Renamed"}),
+        ("delete", "/labels/phone", None),
+        ("put", f"/tasks/{third}", {"title": "no labels now"}),
+    ]
+    for method, path, body in steps:
+        response = client.open(path, method=method.upper(), json=body, headers=headers)
+        assert response.status_code < 300, (path, response.json)
+        agree()
+    assert agree() == {first: ["errand"], second: ["Renamed"], third: []}

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from conftest import assert_error, requires_postgres
+from conftest import assert_error, own_connection, requires_postgres
 from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.seed import COMMON, seed
@@ -238,12 +238,19 @@ def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkey
 
 
 @requires_postgres
+@pytest.mark.committing
 def test_no_list_query_scans_the_tasks_table(app):
     """EXPLAIN every list query on a seeded database: index scans only, never a Seq Scan."""
     heavy, *_ = seed(users=1, tasks=100_000, prefix="heavy", password="heavy password")
     seed(users=20, tasks=50, prefix="light", password="light password")
-    db.session.execute(text("ANALYZE tasks"))
-    db.session.execute(text("ANALYZE task_counts"))
+    db.session.commit()
+    # As autovacuum leaves a table (and bench/run.py its database): the seed's label and
+    # subtask updates leave pages that index-only scans would have to visit.
+    connection = own_connection()
+    try:
+        connection.cursor().execute("VACUUM ANALYZE tasks, task_counts, task_labels, labels, lists")
+    finally:
+        connection.close()
     first = service.list_tasks(heavy, page_size=20)["meta"]["next_cursor"]
     work = db.session.scalar(select(TaskList.id).where(TaskList.user_id == heavy).limit(1))
     parent = db.session.scalar(

@@ -35,6 +35,7 @@ TIMESTAMP = sa.DateTime(timezone=True)
 TASK_INDEXES = {
     "ix_tasks_user_list_created": ["user_id", "list_id", "created_at", "id"],
     "ix_tasks_user_due": ["user_id", "due_at", "id"],
+    "ix_tasks_user_completed_due": ["user_id", "completed", "due_at", "id"],
     "ix_tasks_user_priority": ["user_id", "priority", "id"],
     "ix_tasks_parent_id": ["parent_id"],
     "ix_tasks_user_list_position": ["user_id", "list_id", "position", "id"],
@@ -113,6 +114,50 @@ LIST_COUNTS_SQLITE = [
     "UPDATE lists SET total = total + 1, completed = completed + NEW.completed "
     "WHERE id = NEW.list_id; END",
 ]
+# Each task's label names on its own row (tasks.label_names, LABEL_SEPARATOR between them),
+# kept by triggers on task_labels and labels whoever writes them (a label's rename and
+# deletion, a cascade, a bulk load included): a page reads one column instead of running a
+# subquery per task. No backfill: there are no labels before this revision.
+SEPARATOR = {"postgresql": "chr(31)", "sqlite": "char(31)"}
+LABEL_NAMES_OF_TASK = (
+    "SELECT {aggregate} FROM task_labels AS tl JOIN labels AS l ON l.id = tl.label_id "
+    "WHERE tl.task_id = {task}"
+)
+LABEL_NAMES_POSTGRES = [
+    "CREATE FUNCTION task_label_names_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_TABLE_NAME = 'labels' THEN "
+    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT tl.task_id FROM "
+    "task_labels AS tl JOIN new_rows AS n ON n.id = tl.label_id); "
+    "ELSIF TG_OP = 'INSERT' THEN "
+    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT task_id FROM new_rows); "
+    "ELSE "
+    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT task_id FROM old_rows); "
+    "END IF; RETURN NULL; END $$".format(
+        names=LABEL_NAMES_OF_TASK.format(
+            aggregate=f"string_agg(l.name, {SEPARATOR['postgresql']} ORDER BY l.key)", task="t.id"
+        )
+    ),
+    "CREATE TRIGGER task_labels_names_insert AFTER INSERT ON task_labels REFERENCING NEW TABLE "
+    "AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION task_label_names_apply()",
+    "CREATE TRIGGER task_labels_names_delete AFTER DELETE ON task_labels REFERENCING OLD TABLE "
+    "AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION task_label_names_apply()",
+    "CREATE TRIGGER labels_names_update AFTER UPDATE ON labels REFERENCING NEW TABLE AS "
+    "new_rows FOR EACH STATEMENT EXECUTE FUNCTION task_label_names_apply()",
+]
+_SQLITE_NAMES = LABEL_NAMES_OF_TASK.format(
+    aggregate=f"group_concat(l.name, {SEPARATOR['sqlite']})", task="{task}"
+)
+LABEL_NAMES_SQLITE = [
+    "CREATE TRIGGER task_labels_names_insert AFTER INSERT ON task_labels BEGIN "
+    f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='NEW.task_id')}) "
+    "WHERE id = NEW.task_id; END",
+    "CREATE TRIGGER task_labels_names_delete AFTER DELETE ON task_labels BEGIN "
+    f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='OLD.task_id')}) "
+    "WHERE id = OLD.task_id; END",
+    "CREATE TRIGGER labels_names_update AFTER UPDATE OF name ON labels BEGIN "
+    f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='tasks.id')}) "
+    "WHERE id IN (SELECT task_id FROM task_labels WHERE label_id = NEW.id); END",
+]
 LIST_FK = "fk_tasks_list_id_lists"
 PARENT_FK = "fk_tasks_parent_id_tasks"
 # (column, the foreign key it gets, the table that key refers to)
@@ -183,6 +228,7 @@ def upgrade():
     op.add_column("tasks", sa.Column("completed_at", TIMESTAMP, nullable=True))
     op.add_column("tasks", sa.Column("position", sa.String(length=255), nullable=True))
     op.add_column("tasks", sa.Column("recurrence", sa.String(length=255), nullable=True))
+    op.add_column("tasks", sa.Column("label_names", sa.Text(), nullable=True))
     if postgres:
         for column, key, table in REFERENCES:
             op.execute(
@@ -216,6 +262,8 @@ def upgrade():
     for statement in DEFAULT_POSITION[op.get_bind().dialect.name]:
         op.execute(statement)
     for statement in LIST_COUNTS_POSTGRES if postgres else LIST_COUNTS_SQLITE:
+        op.execute(statement)
+    for statement in LABEL_NAMES_POSTGRES if postgres else LABEL_NAMES_SQLITE:
         op.execute(statement)
     backfill_positions()
 
@@ -258,10 +306,17 @@ def downgrade():
     ]
     for trigger in triggers:
         op.execute(f"DROP TRIGGER {trigger}" + (" ON tasks" if postgres else ""))
+    for trigger, table in [
+        ("task_labels_names_insert", "task_labels"),
+        ("task_labels_names_delete", "task_labels"),
+        ("labels_names_update", "labels"),
+    ]:
+        op.execute(f"DROP TRIGGER {trigger}" + (f" ON {table}" if postgres else ""))
     if postgres:
         names.append(DUE_DESC[0])
         op.execute("DROP FUNCTION tasks_default_position()")
         op.execute("DROP FUNCTION list_counts_apply()")
+        op.execute("DROP FUNCTION task_label_names_apply()")
     for name in names:
         op.drop_index(name, table_name="tasks")
     # Batch mode: SQLite cannot drop a column with REFERENCES, so there the table is copied,
@@ -271,7 +326,16 @@ def downgrade():
         if op.get_bind().dialect.name == "postgresql":
             for _column, key, _table in REFERENCES:
                 batch.drop_constraint(key, type_="foreignkey")
-        for column in ("recurrence", "position", "completed_at", "priority", "due_at", "list_id", "parent_id"):
+        for column in (
+            "label_names",
+            "recurrence",
+            "position",
+            "completed_at",
+            "priority",
+            "due_at",
+            "list_id",
+            "parent_id",
+        ):
             batch.drop_column(column)
     if op.get_bind().dialect.name == "sqlite":
         for revision in ("0003_task_counts", "0005_idempotency_sync"):

@@ -42,6 +42,8 @@ class Task(db.Model):
         # Migration 0006: a list's tasks, the due-date range and sort, the priority sort.
         Index("ix_tasks_user_list_created", "user_id", "list_id", "created_at", "id"),
         Index("ix_tasks_user_due", "user_id", "due_at", "id"),
+        # The open tasks by due date: overdue ones are a range of it (counted index-only).
+        Index("ix_tasks_user_completed_due", "user_id", "completed", "due_at", "id"),
         Index("ix_tasks_user_priority", "user_id", "priority", "id"),
         Index("ix_tasks_parent_id", "parent_id"),  # a task's subtasks (and their cascade)
         Index("ix_tasks_user_list_position", "user_id", "list_id", "position", "id"),
@@ -101,11 +103,14 @@ class Task(db.Model):
     # A subtask's parent: one level only, in the parent's list (tasks.service keeps both).
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     # A fractional key: lexicographic order is the manual order within the list. Set on every
-    # insert (the end of the list) and move; NULL only on rows written before migration 0005
-    # finished its backfill.
+    # insert (the end of the list) and move; a task inserted without one (by the release
+    # before migration 0006) gets one from its id, by a trigger.
     position: Mapped[str | None] = mapped_column(String(255))
     # An RRULE value (taskapp.tasks.recurrence); only with a due date.
     recurrence: Mapped[str | None] = mapped_column(String(255))
+    # The names of its labels (tasks.service.LABEL_SEPARATOR between them), kept by triggers
+    # on task_labels and labels (migration 0006) for the pages, which read no other table.
+    label_names: Mapped[str | None] = mapped_column(Text)
 
     __mapper_args__ = {
         # Fetch created_at/updated_at with RETURNING in the INSERT or UPDATE itself.

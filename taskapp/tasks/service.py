@@ -39,8 +39,8 @@ LIKE_ESCAPE = "/"
 # From this many skipped rows on, an offset page finds its rows by a deferred join (see
 # _page_statement). Below it, the plain index scan is cheaper: the join costs about 0.15 ms.
 DEFERRED_JOIN_OFFSET = 1_000
-# Between the names of a task's labels in a page row: a control character, which LabelName
-# refuses, so never part of a name.
+# Between the names of a task's labels in tasks.label_names (chr(31) in migration 0006's
+# triggers): a control character, which LabelName refuses, so never part of a name.
 LABEL_SEPARATOR = "\x1f"
 
 
@@ -138,7 +138,7 @@ def list_tasks(
     # tracking would be spent for nothing; and a dict is what the schema reads fastest.
     rows = [row._asdict() for row in db.session.execute(statement, params)]
     for row in rows:
-        row["labels"] = _split_labels(row["labels"])
+        row["labels"] = _split_labels(row.pop("label_names"))
     if total is None:
         count = None
     else:
@@ -248,7 +248,7 @@ def _page_statement(
         query = select(tasks).join(page_ids, page_ids.c.id == tasks.c.id)
     else:
         query = query.offset(bindparam("offset"))
-    page = query.add_columns(_labels_column(row_id).label("labels"))
+    page = query
     if not counted:
         return page.order_by(*ordering).limit(bindparam("limit")), None
     page = page.add_columns(total.label("total"))
@@ -357,20 +357,8 @@ def _after(column, row_id, descending: bool, *, null: bool, sort: str):
     return or_(condition, column.is_(None)) if sort == "due_at" else condition
 
 
-def _labels_column(task_id):
-    """A task's label names as one string (LABEL_SEPARATOR between them): a page brings its
-    labels in its own query, not one query per task."""
-    labels = Label.__table__
-    return (
-        select(func.aggregate_strings(labels.c.name, LABEL_SEPARATOR))
-        .select_from(task_labels.join(labels, labels.c.id == task_labels.c.label_id))
-        .where(task_labels.c.task_id == task_id)
-        .scalar_subquery()
-    )
-
-
 def _split_labels(names: str | None) -> list[str]:
-    """The label names of _labels_column, in the order of their keys."""
+    """A task's label_names (kept by triggers) as a list, in the order of their keys."""
     return sorted(names.split(LABEL_SEPARATOR), key=str.casefold) if names else []
 
 

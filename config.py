@@ -244,6 +244,11 @@ class Config:
         # Redis unreachable: count in per-process memory, with the same limits, until
         # Flask-Limiter's periodic check finds it again (it logs both transitions, once).
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        # The switch is per process, but each thread meets the outage on its own: a request
+        # already waiting on Redis when another thread switched fails after the switch, and
+        # Flask-Limiter re-raises that error (a 500) unless it swallows it. Swallowed, that
+        # request goes uncounted (at most one per other thread, per outage) and is logged.
+        self.RATELIMIT_SWALLOW_ERRORS = True
         # Moving window: exact counts, no burst of 2x the limit across a window boundary.
         self.RATELIMIT_STRATEGY = "moving-window"
         self.RATELIMIT_HEADERS_ENABLED = True

@@ -4,6 +4,7 @@ outage costs no request, limits still hold per process, and shared counting come
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -135,3 +136,22 @@ def wait_for_log(server, text: str, *, count: int) -> None:
         held = [Held(server, "GET", "/healthz") for _ in range(server.workers)]
         for request in held:
             assert request.release().status_code == 200
+
+
+def test_requests_in_flight_when_redis_hangs_are_served_not_500(app, tmp_path, redis):
+    # Each thread's request is waiting on Redis when the first of them gives up and switches
+    # the worker to its memory: the others' errors then arrive with the switch already made,
+    # which Flask-Limiter re-raises unless told to swallow them (one 500 per thread).
+    threads = 4
+    env = {"REDIS_URL": redis.url(), "GUNICORN_THREADS": str(threads)}
+    with gunicorn(tmp_path, workers=1, env=env, sync=False) as server:
+        assert attempt(server).status_code == 401
+
+        redis.pause()
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                answers = list(pool.map(lambda _: attempt(server), range(threads)))
+        finally:
+            redis.resume()
+
+        assert [answer.status_code for answer in answers] == [401] * threads, server.log()

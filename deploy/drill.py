@@ -379,6 +379,17 @@ class Topology:
             counts[name] = (booted, self.starts.get(name, 0) * self.workers)
         return counts
 
+    def app_errors(self, limit: int = 20) -> list[str]:
+        """The app instances' ERROR log lines (tracebacks included), for a failed drill:
+        the teardown deletes the logs."""
+        lines = []
+        for i in range(INSTANCES):
+            log_path = self.root / "logs" / f"app{i}.log"
+            for line in log_path.read_text(errors="replace").splitlines():
+                if '"level": "ERROR"' in line or '"level": "CRITICAL"' in line:
+                    lines.append(f"app{i}: {line[:4000]}")
+        return lines[:limit]
+
     # -- teardown ------------------------------------------------------------------------
     def teardown(self) -> None:
         """Stop everything, by its process group, whatever state the drill is in."""
@@ -636,6 +647,9 @@ def drill(topology: Topology, *, short: bool) -> dict:
     print_table(load, phases)
     for line in load.unexpected[:10]:
         log(f"unexpected: {line}")
+    if load.unexpected or redis_5xx:
+        for line in topology.app_errors():
+            log(line)
 
     return {
         "acknowledged": len(acknowledged),

@@ -7,7 +7,7 @@ endpoint with wrk (or a built-in closed-loop client when wrk is not installed) a
 table with each endpoint's throughput as a share of /healthz, the CPU time one request costs
 the gunicorn workers, PostgreSQL and the load generator, plus worker memory.
 
-    .venv/bin/python bench/run.py                     # full run (seeding 1M tasks takes ~1 min)
+    .venv/bin/python bench/run.py                     # full run (seeding 1M tasks: ~11 min here)
     .venv/bin/python bench/run.py --heavy 100000 --duration 5   # quicker
     .venv/bin/python bench/run.py --soak 600          # and a 10-minute memory soak
     .venv/bin/python bench/run.py --floor             # and bench/floor.py's bare list route

@@ -119,7 +119,9 @@ class DatabaseTimeouts:
     """PostgreSQL timeouts, ordered so that whatever hangs ends as a 503 in the app, fast.
 
     lock_timeout and statement_timeout < pool timeout: a request queued for a connection
-    outlasts a statement of the request holding it. All of them < gunicorn's worker timeout
+    outlasts a statement of the request holding it (the bulk timeout, for a handful of rare
+    writes, may exceed it: a request queued behind one may get a 503). All of them <
+    gunicorn's worker timeout
     (checked by gunicorn.conf.py against ``longest_wait``): a stuck query is answered with a
     503, never cut short by a killed worker (a 502 at the proxy).
 
@@ -136,6 +138,9 @@ class DatabaseTimeouts:
     keepalives_interval: int = 2  # DB_KEEPALIVES_INTERVAL: seconds between probes
     keepalives_count: int = 3  # DB_KEEPALIVES_COUNT: unanswered probes that end it
     tcp_user_timeout_ms: int = 10000  # DB_TCP_USER_TIMEOUT_MS: unacknowledged data
+    # DB_BULK_STATEMENT_TIMEOUT_MS: the statement timeout of the few writes whose cost follows
+    # the user's data (deleting a list, an account; renaming or deleting a label)
+    bulk_statement_ms: int = 15000
 
     @property
     def dead_server(self) -> float:
@@ -147,7 +152,8 @@ class DatabaseTimeouts:
     def longest_wait(self) -> float:
         """Seconds one request can wait on the database before it fails: pool, connect, query
         (or a server gone silent)."""
-        return self.pool + self.connect + max(self.statement_ms / 1000, self.dead_server)
+        statement = max(self.statement_ms, self.bulk_statement_ms) / 1000
+        return self.pool + self.connect + max(statement, self.dead_server)
 
     def connect_args(self) -> dict:
         """libpq connection parameters: the connect timeout, TCP keepalives, tcp_user_timeout.
@@ -177,6 +183,7 @@ def database_timeouts() -> DatabaseTimeouts:
         keepalives_interval=_env_int("DB_KEEPALIVES_INTERVAL", 2),
         keepalives_count=_env_int("DB_KEEPALIVES_COUNT", 3),
         tcp_user_timeout_ms=_env_int("DB_TCP_USER_TIMEOUT_MS", 10000),
+        bulk_statement_ms=_env_int("DB_BULK_STATEMENT_TIMEOUT_MS", 15000),
     )
     # 0 would mean "wait for ever" to libpq (connect) and PostgreSQL (statement_timeout).
     if timeouts.connect <= 0 or timeouts.statement_ms <= 0 or timeouts.lock_ms < 0:
@@ -185,6 +192,8 @@ def database_timeouts() -> DatabaseTimeouts:
         raise RuntimeError(
             "DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS must be below DB_POOL_TIMEOUT"
         )
+    if timeouts.bulk_statement_ms < timeouts.statement_ms:
+        raise RuntimeError("DB_BULK_STATEMENT_TIMEOUT_MS must not be below DB_STATEMENT_TIMEOUT_MS")
     # 0 would leave the kernel's defaults: two hours of silence before the first probe.
     probes = (timeouts.keepalives_idle, timeouts.keepalives_interval, timeouts.keepalives_count)
     if min(probes) <= 0 or timeouts.tcp_user_timeout_ms <= 0:

@@ -19,15 +19,16 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # buffering proxy (deploy/nginx.conf: client_header_timeout) is the cure in production.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-# Above the longest the database settings let a request wait (pool + connect + the longer of
-# the statement timeout and the dead-server bound of the keepalives; config.DatabaseTimeouts),
+# Above the longest the database settings let a request wait (pool + connect + the longest of
+# the statement timeouts and the dead-server bound of the keepalives; config.DatabaseTimeouts),
 # so a stuck query ends as a 503, not as a killed worker and a 502.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 _database_wait = database_timeouts().longest_wait
 if timeout <= _database_wait:
     raise RuntimeError(
         f"GUNICORN_TIMEOUT ({timeout} s) must exceed DB_POOL_TIMEOUT + DB_CONNECT_TIMEOUT "
-        "+ max(DB_STATEMENT_TIMEOUT_MS, the DB_KEEPALIVES_* / DB_TCP_USER_TIMEOUT_MS bound) "
+        "+ max(DB_STATEMENT_TIMEOUT_MS, DB_BULK_STATEMENT_TIMEOUT_MS, the DB_KEEPALIVES_* / "
+        "DB_TCP_USER_TIMEOUT_MS bound) "
         f"({_database_wait:g} s)"
     )
 # SIGTERM: workers stop accepting, finish the requests in hand (a request is bounded by the

@@ -13,10 +13,10 @@ checked for a server-side close by polling its socket instead of by ``SELECT 1``
 import logging
 import select
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from psycopg2.errors import ReadOnlySqlTransaction
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 
 from config import DatabaseTimeouts
@@ -117,6 +117,17 @@ def transaction_settings(timeouts: DatabaseTimeouts) -> str:
         f"SET LOCAL statement_timeout = {int(timeouts.statement_ms)}; "
         f"SET LOCAL lock_timeout = {int(timeouts.lock_ms)}; "
     )
+
+
+def allow_long_statements() -> None:
+    """Give the current transaction the bulk statement timeout (DB_BULK_STATEMENT_TIMEOUT_MS)
+    instead of the statement timeout, for one of the few writes whose cost follows the user's
+    data and that must stay one transaction (deleting a list or an account, renaming or
+    deleting a label: docs/performance.md). ``SET LOCAL``: it ends with the transaction. A
+    no-op where the app sets no timeouts (SQLite)."""
+    timeouts = current_app.config.get("DATABASE_TIMEOUTS")
+    if timeouts is not None:
+        db.session.execute(text(f"SET LOCAL statement_timeout = {int(timeouts.bulk_statement_ms)}"))
 
 
 def with_transaction_settings(settings: str):

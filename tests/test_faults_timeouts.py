@@ -79,8 +79,19 @@ def test_keepalives_are_configurable_and_bound_the_wait(db_env):
     assert (connect_args["keepalives_idle"], connect_args["keepalives_interval"]) == (1, 1)
     assert (connect_args["keepalives_count"], connect_args["tcp_user_timeout"]) == (2, 3000)
     assert timeouts.dead_server == 3
-    # Six seconds of pool wait, three of connect, five of statement (above the three above).
-    assert timeouts.longest_wait == 14
+    # Six seconds of pool wait, three of connect, fifteen of the bulk statement timeout
+    # (above the three above, and the five of the statement timeout).
+    assert timeouts.longest_wait == 24
+
+
+def test_the_bulk_statement_timeout_is_configurable_and_bounds_the_wait(db_env):
+    db_env.setenv("DB_BULK_STATEMENT_TIMEOUT_MS", "5000")  # as the statement timeout: allowed
+
+    assert database_timeouts().longest_wait == 6 + 3 + 11  # then the keepalive bound is longer
+
+    db_env.setenv("DB_BULK_STATEMENT_TIMEOUT_MS", "4999")  # a bulk write shorter than any other
+    with pytest.raises(RuntimeError, match="DB_BULK_STATEMENT_TIMEOUT_MS"):
+        Config()
 
 
 def check_gunicorn_config(**env) -> subprocess.CompletedProcess:
@@ -108,6 +119,7 @@ def test_gunicorn_starts_with_the_defaults():
     [
         {"GUNICORN_TIMEOUT": "10"},  # below 6 s pool + 3 s connect + 5 s statement
         {"DB_POOL_TIMEOUT": "20", "GUNICORN_TIMEOUT": "25"},
+        {"DB_BULK_STATEMENT_TIMEOUT_MS": "25000"},  # 6 + 3 + 25 s: over the 30 s default
     ],
 )
 def test_gunicorn_refuses_a_worker_timeout_below_the_database_timeouts(env):

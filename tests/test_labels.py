@@ -142,3 +142,41 @@ def test_pages_show_the_labels_every_writer_left(client, headers, make_task):
         assert response.status_code < 300, (path, response.json)
         agree()
     assert agree() == {first: ["errand"], second: ["Renamed"], third: []}
+
+
+def test_a_tasks_label_writes_change_it_once(client, headers):
+    # The label triggers touch a task only when a label itself goes: a write that removes a
+    # label from a task changes it once, so the ETag it answers with is the task's.
+    created = client.post("/tasks", json={"title": "t", "labels": ["a", "b"]}, headers=headers)
+    url = created.headers["Location"]
+
+    changed = client.patch(
+        url, json={"labels": ["b"]}, headers={**headers, "If-Match": created.headers["ETag"]}
+    )
+
+    assert changed.status_code == 200
+    assert client.get(url, headers=headers).headers["ETag"] == changed.headers["ETag"]
+    assert (
+        client.patch(
+            url, json={"title": "u"}, headers={**headers, "If-Match": changed.headers["ETag"]}
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.committing  # the feed orders commits: each request must be one of its own
+def test_rename_and_delete_show_in_the_changes_feed(client, headers):
+    labelled = client.post("/tasks", json={"title": "t", "labels": ["a"]}, headers=headers).json
+    client.post("/tasks", json={"title": "other", "labels": ["z"]}, headers=headers)
+
+    def changed_since(token: str) -> list:
+        feed = client.get(f"/tasks/changes?since={token}", headers=headers).json
+        return [(task["id"], task["labels"]) for task in feed["changed"]]
+
+    token = client.get("/tasks/changes", headers=headers).json["sync_token"]
+    assert client.patch("/labels/a", json={"name": "c"}, headers=headers).status_code == 200
+    assert changed_since(token) == [(labelled["id"], ["c"])]
+
+    token = client.get("/tasks/changes", headers=headers).json["sync_token"]
+    assert client.delete("/labels/c", headers=headers).status_code == 204
+    assert changed_since(token) == [(labelled["id"], [])]

@@ -42,11 +42,15 @@ TASK_INDEXES = {
 }
 # The inbox's order (list_id IS NULL is no constant to the planner: see the model).
 INBOX_INDEXES = {
-    f"ix_tasks_user_inbox_{column}": ["user_id", column, "id"] for column in ("created_at", "position")
+    f"ix_tasks_user_inbox_{column}": ["user_id", column, "id"]
+    for column in ("created_at", "position")
 }
 INBOX = sa.text("list_id IS NULL")
 # PostgreSQL only (SQLite has no NULLS LAST in an index): the due_at sort, descending.
-DUE_DESC = ("ix_tasks_user_due_desc", ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")])
+DUE_DESC = (
+    "ix_tasks_user_due_desc",
+    ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")],
+)
 # Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
 # is a fractional-indexing key (head "j": an integer part of 10 base-62 digits) that sorts as
 # the id does. Written in batches of ids, each committed alone, so no lock is held for long.
@@ -81,7 +85,9 @@ LIST_COUNTS_DELTAS = {
     "INSERT": "SELECT list_id, 1 AS n, completed::int AS done FROM new_rows",
     "DELETE": "SELECT list_id, -1 AS n, -(completed::int) AS done FROM old_rows",
 }
-LIST_COUNTS_DELTAS["UPDATE"] = f"{LIST_COUNTS_DELTAS['INSERT']} UNION ALL {LIST_COUNTS_DELTAS['DELETE']}"
+LIST_COUNTS_DELTAS["UPDATE"] = (
+    f"{LIST_COUNTS_DELTAS['INSERT']} UNION ALL {LIST_COUNTS_DELTAS['DELETE']}"
+)
 LIST_COUNTS_POSTGRES = [
     "CREATE FUNCTION list_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     + " ".join(
@@ -117,26 +123,36 @@ LIST_COUNTS_SQLITE = [
 # Each task's label names on its own row (tasks.label_names, LABEL_SEPARATOR between them),
 # kept by triggers on task_labels and labels whoever writes them (a label's rename and
 # deletion, a cascade, a bulk load included): a page reads one column instead of running a
-# subquery per task. No backfill: there are no labels before this revision.
+# subquery per task. A label's rename or deletion changes how its tasks read, so there the
+# same write gives each task a new version (its ETag) and updated_at, as a task write does:
+# one write per task, which is what such a request costs (docs/performance.md). A write that
+# would change nothing is skipped. No backfill: there are no labels before this revision.
 SEPARATOR = {"postgresql": "chr(31)", "sqlite": "char(31)"}
 LABEL_NAMES_OF_TASK = (
     "SELECT {aggregate} FROM task_labels AS tl JOIN labels AS l ON l.id = tl.label_id "
     "WHERE tl.task_id = {task}"
 )
+_POSTGRES_NAMES = LABEL_NAMES_OF_TASK.format(
+    aggregate=f"string_agg(l.name, {SEPARATOR['postgresql']} ORDER BY l.key)", task="t.id"
+)
+_TOUCHED = "version = t.version + 1, updated_at = now()"
 LABEL_NAMES_POSTGRES = [
     "CREATE FUNCTION task_label_names_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "IF TG_TABLE_NAME = 'labels' THEN "
-    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT tl.task_id FROM "
-    "task_labels AS tl JOIN new_rows AS n ON n.id = tl.label_id); "
+    f"UPDATE tasks AS t SET label_names = ({{names}}), {_TOUCHED} WHERE t.id IN "
+    "(SELECT tl.task_id FROM task_labels AS tl JOIN new_rows AS n ON n.id = tl.label_id) "
+    "AND t.label_names IS DISTINCT FROM ({names}); "
     "ELSIF TG_OP = 'INSERT' THEN "
-    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT task_id FROM new_rows); "
+    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT task_id FROM new_rows) "
+    "AND t.label_names IS DISTINCT FROM ({names}); "
     "ELSE "
-    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT task_id FROM old_rows); "
-    "END IF; RETURN NULL; END $$".format(
-        names=LABEL_NAMES_OF_TASK.format(
-            aggregate=f"string_agg(l.name, {SEPARATOR['postgresql']} ORDER BY l.key)", task="t.id"
-        )
-    ),
+    # The links of a deleted label (its cascade): those tasks are touched.
+    f"UPDATE tasks AS t SET label_names = ({{names}}), {_TOUCHED} WHERE t.id IN "
+    "(SELECT o.task_id FROM old_rows AS o WHERE NOT EXISTS "
+    "(SELECT 1 FROM labels AS l WHERE l.id = o.label_id)); "
+    "UPDATE tasks AS t SET label_names = ({names}) WHERE t.id IN (SELECT task_id FROM old_rows) "
+    "AND t.label_names IS DISTINCT FROM ({names}); "
+    "END IF; RETURN NULL; END $$".replace("{names}", _POSTGRES_NAMES),
     "CREATE TRIGGER task_labels_names_insert AFTER INSERT ON task_labels REFERENCING NEW TABLE "
     "AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION task_label_names_apply()",
     "CREATE TRIGGER task_labels_names_delete AFTER DELETE ON task_labels REFERENCING OLD TABLE "
@@ -147,16 +163,24 @@ LABEL_NAMES_POSTGRES = [
 _SQLITE_NAMES = LABEL_NAMES_OF_TASK.format(
     aggregate=f"group_concat(l.name, {SEPARATOR['sqlite']})", task="{task}"
 )
+_LABEL_GONE = "NOT EXISTS (SELECT 1 FROM labels WHERE id = OLD.label_id)"
 LABEL_NAMES_SQLITE = [
     "CREATE TRIGGER task_labels_names_insert AFTER INSERT ON task_labels BEGIN "
     f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='NEW.task_id')}) "
-    "WHERE id = NEW.task_id; END",
+    f"WHERE id = NEW.task_id AND label_names IS NOT ({_SQLITE_NAMES.format(task='NEW.task_id')}); "
+    "END",
     "CREATE TRIGGER task_labels_names_delete AFTER DELETE ON task_labels BEGIN "
+    f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='OLD.task_id')}), "
+    "version = version + 1, updated_at = CURRENT_TIMESTAMP "
+    f"WHERE id = OLD.task_id AND {_LABEL_GONE}; "
     f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='OLD.task_id')}) "
-    "WHERE id = OLD.task_id; END",
+    f"WHERE id = OLD.task_id AND label_names IS NOT ({_SQLITE_NAMES.format(task='OLD.task_id')}); "
+    "END",
     "CREATE TRIGGER labels_names_update AFTER UPDATE OF name ON labels BEGIN "
-    f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='tasks.id')}) "
-    "WHERE id IN (SELECT task_id FROM task_labels WHERE label_id = NEW.id); END",
+    f"UPDATE tasks SET label_names = ({_SQLITE_NAMES.format(task='tasks.id')}), "
+    "version = version + 1, updated_at = CURRENT_TIMESTAMP "
+    "WHERE id IN (SELECT task_id FROM task_labels WHERE label_id = NEW.id) "
+    f"AND label_names IS NOT ({_SQLITE_NAMES.format(task='tasks.id')}); END",
 ]
 LIST_FK = "fk_tasks_list_id_lists"
 PARENT_FK = "fk_tasks_parent_id_tasks"

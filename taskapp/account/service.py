@@ -11,6 +11,7 @@ from taskapp.auth.email_tokens import invalidate_tokens
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
 from taskapp.auth.service import lock_user, revoke_sessions
+from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
 
@@ -96,6 +97,7 @@ def delete_account(user_id: int, *, password: str) -> None:
         raise Conflict(LAST_ADMIN)
     # Serialises with a login in flight (see lock_user): it sees no user, or its session goes.
     lock_user(user_id)
+    allow_long_statements()  # the cascade deletes every task of the account
     db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()
     audit.record("account_deleted", "account deleted by its user", user_id=user_id)

@@ -3,9 +3,10 @@
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
-from taskapp.tasks.models import Label, Task, task_labels
+from taskapp.tasks.models import Label, task_labels
 from taskapp.tasks.service import lock_user_tasks
 
 NOT_FOUND = "Label not found"
@@ -25,9 +26,14 @@ def list_labels(user_id: int) -> dict:
 
 
 def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
-    """Rename the user's label on every task; Conflict if another label has the new name."""
+    """Rename the user's label on every task; Conflict if another label has the new name.
+
+    The labels table's trigger (migration 0006) rewrites the names on the task rows and, in
+    the same write, gives each task a new version and updated_at: one write per task.
+    """
     labels = Label.__table__
     lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
+    allow_long_statements()  # as many tasks as carry the label
     statement = (
         update(labels)
         .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
@@ -41,7 +47,9 @@ def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
         raise Conflict("You already have a label with that name") from None
     if label is None:
         raise NotFound(NOT_FOUND)
-    tasks = _touch_tasks(label.id)
+    tasks = db.session.scalar(
+        select(func.count()).select_from(task_labels).where(task_labels.c.label_id == label.id)
+    )
     db.session.commit()
     return {"name": label.name, "tasks": tasks}
 
@@ -50,6 +58,7 @@ def delete_label(user_id: int, name: str) -> None:
     """Delete the user's label, and so remove it from every task."""
     labels = Label.__table__
     lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
+    allow_long_statements()  # as many tasks as carry the label
     label_id = db.session.scalar(
         select(labels.c.id)
         .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
@@ -57,19 +66,7 @@ def delete_label(user_id: int, name: str) -> None:
     )
     if label_id is None:
         raise NotFound(NOT_FOUND)
-    _touch_tasks(label_id)
+    # The cascade's trigger (migration 0006) takes the name off each task row and gives the
+    # task a new version and updated_at, in one write per task.
     db.session.execute(delete(labels).where(labels.c.id == label_id))
     db.session.commit()
-
-
-def _touch_tasks(label_id: int) -> int:
-    """A new version (so a new ETag) and updated_at for every task with the label, whose
-    representation is changing; how many there are."""
-    tasks = Task.__table__
-    labelled = select(task_labels.c.task_id).where(task_labels.c.label_id == label_id)
-    result = db.session.execute(
-        update(tasks)
-        .where(tasks.c.id.in_(labelled))
-        .values(version=tasks.c.version + 1, updated_at=func.now())  # as tasks.service does
-    )
-    return result.rowcount

@@ -5,6 +5,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp.auth.models import User
+from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.tasks.models import TaskList
@@ -71,6 +72,7 @@ def delete_list(user_id: int, list_id: int) -> None:
     the kept task counts follow, by their triggers)."""
     lists = TaskList.__table__
     lock_user_tasks(user_id)  # it deletes the user's tasks: their lock order
+    allow_long_statements()  # as many tasks as the list holds
     statement = (
         delete(lists).where(lists.c.id == list_id, lists.c.user_id == user_id).returning(lists.c.id)
     )

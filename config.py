@@ -121,9 +121,8 @@ class DatabaseTimeouts:
     lock_timeout and statement_timeout < pool timeout: a request queued for a connection
     outlasts a statement of the request holding it (the bulk timeout, for a handful of rare
     writes, may exceed it: a request queued behind one may get a 503). All of them <
-    gunicorn's worker timeout
-    (checked by gunicorn.conf.py against ``longest_wait``): a stuck query is answered with a
-    503, never cut short by a killed worker (a 502 at the proxy).
+    gunicorn's worker timeout (checked by gunicorn.conf.py against ``longest_wait``): a stuck
+    query is answered with a 503, never cut short by a killed worker (a 502 at the proxy).
 
     The keepalive and tcp_user_timeout values bound the wait on a server that vanished
     without closing its sockets (a host lost, a partition): statement_timeout cannot, since

@@ -26,6 +26,12 @@ RATE_LIMIT_HEADERS = {
         ("Retry-After", "Seconds until the window next frees a request"),
     )
 }
+# The description of the few writes that call taskapp.database.allow_long_statements.
+BULK_WRITE = (
+    "Its cost follows the number of tasks it touches, in one transaction: it runs under "
+    "DB_BULK_STATEMENT_TIMEOUT_MS, past which it is a 503 that changes nothing (retrying "
+    "will not help; see docs/performance.md)."
+)
 # A 422 lists what was wrong, never the whole request again: the errors object of a body with
 # a thousand unknown fields, or one with a megabyte-long name, would be as large as the body.
 MAX_ERROR_ENTRIES = 20

@@ -123,21 +123,6 @@ def test_a_hung_redis_does_not_stall_requests(app, tmp_path, redis):
         assert server.log().count(FELL_BACK) == 1, server.log()
 
 
-def wait_for_log(server, text: str, *, count: int) -> None:
-    """Serve requests to every worker until ``text`` was logged ``count`` times.
-
-    Flask-Limiter looks for its storage again on a request, at most every 1, 2, 4, ... 32 s
-    since it lost it; the requests here keep each worker asking.
-    """
-    deadline = time.monotonic() + 45
-    while server.log().count(text) < count:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{text!r} was not logged {count} times:\n{server.log()}")
-        held = [Held(server, "GET", "/healthz") for _ in range(server.workers)]
-        for request in held:
-            assert request.release().status_code == 200
-
-
 def test_requests_in_flight_when_redis_hangs_are_served_not_500(app, tmp_path, redis):
     # Each thread's request is waiting on Redis when the first of them gives up and switches
     # the worker to its memory: the others' errors then arrive with the switch already made,
@@ -155,3 +140,18 @@ def test_requests_in_flight_when_redis_hangs_are_served_not_500(app, tmp_path, r
             redis.resume()
 
         assert [answer.status_code for answer in answers] == [401] * threads, server.log()
+
+
+def wait_for_log(server, text: str, *, count: int) -> None:
+    """Serve requests to every worker until ``text`` was logged ``count`` times.
+
+    Flask-Limiter looks for its storage again on a request, at most every 1, 2, 4, ... 32 s
+    since it lost it; the requests here keep each worker asking.
+    """
+    deadline = time.monotonic() + 45
+    while server.log().count(text) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{text!r} was not logged {count} times:\n{server.log()}")
+        held = [Held(server, "GET", "/healthz") for _ in range(server.workers)]
+        for request in held:
+            assert request.release().status_code == 200

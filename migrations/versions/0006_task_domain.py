@@ -42,15 +42,11 @@ TASK_INDEXES = {
 }
 # The inbox's order (list_id IS NULL is no constant to the planner: see the model).
 INBOX_INDEXES = {
-    f"ix_tasks_user_inbox_{column}": ["user_id", column, "id"]
-    for column in ("created_at", "position")
+    f"ix_tasks_user_inbox_{column}": ["user_id", column, "id"] for column in ("created_at", "position")
 }
 INBOX = sa.text("list_id IS NULL")
 # PostgreSQL only (SQLite has no NULLS LAST in an index): the due_at sort, descending.
-DUE_DESC = (
-    "ix_tasks_user_due_desc",
-    ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")],
-)
+DUE_DESC = ("ix_tasks_user_due_desc", ["user_id", sa.text("due_at DESC NULLS LAST"), sa.text("id DESC")])
 # Existing tasks get positions in the order of their ids: "j" and the id in ten decimal digits
 # is a fractional-indexing key (head "j": an integer part of 10 base-62 digits) that sorts as
 # the id does. Written in batches of ids, each committed alone, so no lock is held for long.
@@ -85,9 +81,7 @@ LIST_COUNTS_DELTAS = {
     "INSERT": "SELECT list_id, 1 AS n, completed::int AS done FROM new_rows",
     "DELETE": "SELECT list_id, -1 AS n, -(completed::int) AS done FROM old_rows",
 }
-LIST_COUNTS_DELTAS["UPDATE"] = (
-    f"{LIST_COUNTS_DELTAS['INSERT']} UNION ALL {LIST_COUNTS_DELTAS['DELETE']}"
-)
+LIST_COUNTS_DELTAS["UPDATE"] = f"{LIST_COUNTS_DELTAS['INSERT']} UNION ALL {LIST_COUNTS_DELTAS['DELETE']}"
 LIST_COUNTS_POSTGRES = [
     "CREATE FUNCTION list_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     + " ".join(

@@ -10,7 +10,7 @@ from taskapp.account.schemas import (
     PasswordConfirmSchema,
     SessionSchema,
 )
-from taskapp.api import ID, Blueprint
+from taskapp.api import BULK_WRITE, ID, Blueprint
 from taskapp.auth.tokens import SESSION_CLAIM
 from taskapp.extensions import api
 from taskapp.security import authenticated, password_check_limited
@@ -37,7 +37,7 @@ class Me(MethodView):
     @blp.alt_response(
         409, schema=api.ERROR_SCHEMA, description="Conflict: the caller is the last active admin"
     )
-    @blp.doc(operationId="delete_me")
+    @blp.doc(operationId="delete_me", description=BULK_WRITE)
     def delete(self, body):
         """Delete the account with its tasks and sessions (password required)"""
         service.delete_account(current_user.id, password=body["password"])

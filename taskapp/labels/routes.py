@@ -3,7 +3,7 @@
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from taskapp.api import Blueprint
+from taskapp.api import BULK_WRITE, Blueprint
 from taskapp.labels import service
 from taskapp.labels.schemas import LabelPageSchema, LabelRenameSchema, LabelSchema
 from taskapp.security import authenticated, task_write_limited
@@ -32,7 +32,7 @@ class LabelItem(MethodView):
     @blp.response(200, LabelSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="Another label has the new name")
-    @blp.doc(operationId="rename_label")
+    @blp.doc(operationId="rename_label", description=BULK_WRITE)
     def patch(self, body, name):
         """Rename a label on every task (the name is matched case-insensitively)"""
         return service.rename_label(current_user.id, name, new_name=body["name"])
@@ -41,7 +41,7 @@ class LabelItem(MethodView):
     @task_write_limited(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
-    @blp.doc(operationId="delete_label")
+    @blp.doc(operationId="delete_label", description=BULK_WRITE)
     def delete(self, name):
         """Delete a label: remove it from every task"""
         service.delete_label(current_user.id, name)

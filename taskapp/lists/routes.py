@@ -4,7 +4,7 @@ from flask import current_app, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from taskapp.api import ID, Blueprint
+from taskapp.api import BULK_WRITE, ID, Blueprint
 from taskapp.idempotency import idempotent
 from taskapp.lists import service
 from taskapp.lists.schemas import ListPageSchema, ListSchema, ListWriteSchema
@@ -69,7 +69,7 @@ class ListItem(MethodView):
     @task_write_limited(blp)
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
-    @blp.doc(operationId="delete_list")
+    @blp.doc(operationId="delete_list", description=BULK_WRITE)
     def delete(self, list_id):
         """Delete a list and all its tasks, in one transaction"""
         service.delete_list(current_user.id, list_id)

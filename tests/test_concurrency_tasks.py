@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select
+from test_tasks_kept_filter_counts import assert_kept_counts
 
 from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
 from pgcluster import wait_for
@@ -334,4 +335,45 @@ def test_one_users_writes_across_rows_queue_rather_than_deadlock(server):
     assert {status for _job, status, _text in failed} <= {200, 201, 204, 404}
     listed = call(server, "GET", f"/tasks?parent_id={parent}", headers=headers).json()["data"]
     assert len({task["list_id"] for task in listed}) == 1  # the subtasks followed, together
+    assert "Traceback" not in server.log()
+
+
+def test_kept_filter_counts_stay_exact_under_parallel_writers(server):
+    # The counts per priority, due day and label (migration 0007) are upserted by statement
+    # triggers: parallel writers of one user's tasks must neither lose an increment nor
+    # make a row twice (the user's counts row orders them).
+    headers = sign_in(server)
+    user_id = call(server, "GET", "/me", headers=headers).json()["id"]
+    days = [f"2030-01-{day:02d}T{hour:02d}:30:00Z" for day in (1, 2, 3) for hour in (0, 23)]
+    ids = [
+        call(
+            server,
+            "POST",
+            "/tasks",
+            json={"title": f"t{n}", "due_at": days[n % 6], "labels": [f"l{n % 3}"]},
+            headers=headers,
+        ).json()["id"]
+        for n in range(24)
+    ]
+    jobs = []
+    for n in range(24):
+        jobs += [
+            ("POST", "/tasks", {"title": f"new {n}", "priority": "high", "due_at": days[n % 6]}),
+            ("PATCH", f"/tasks/{ids[n]}", {"priority": ["low", "high"][n % 2], "due_at": days[-1]}),
+            ("POST", "/tasks/bulk", {"action": "complete", "ids": ids[n % 8 :: 8]}),
+            ("POST", "/tasks/bulk", {"action": "label", "ids": ids[:12], "labels": [f"m{n % 4}"]}),
+            ("DELETE", f"/tasks/{ids[(n * 7) % 24]}", None),
+        ]
+
+    def send(job):
+        method, path, body = job
+        return call(server, method, path, json=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [response.status_code for response in pool.map(send, jobs)]
+
+    # A bulk request naming a task another request deleted is a 404 that changes nothing.
+    assert set(statuses) <= {200, 201, 204, 404}
+    assert statuses.count(201) == 24
+    assert_kept_counts(user_id)
     assert "Traceback" not in server.log()

@@ -160,3 +160,44 @@ def test_0006_backfills_positions_and_downgrades_keeping_the_counts(scratch_data
     assert flask_db(scratch_database_url, "downgrade", "0003").returncode == 0
     run_sql(scratch_database_url, "DELETE FROM tasks WHERE id <= 21")
     assert run_sql(scratch_database_url, "SELECT total FROM task_counts") == [(100,)]
+
+
+def test_0007_counts_the_existing_tasks_then_its_triggers_keep_them(scratch_database_url):
+    assert flask_db(scratch_database_url, "upgrade", "0006").returncode == 0
+    run_sql(
+        scratch_database_url,
+        "INSERT INTO users (email, password_hash) VALUES ('m@example.com', 'x');"
+        "INSERT INTO labels (user_id, name, key) VALUES (1, 'Home', 'home');"
+        "INSERT INTO tasks (user_id, title, priority, completed, due_at) "
+        "SELECT 1, 't' || n, n % 4, n % 3 = 0, "
+        "CASE WHEN n % 5 > 0 THEN '2030-01-01T23:00:00Z'::timestamptz + n * interval '1 hour' END "
+        "FROM generate_series(1, 120) n;"
+        "INSERT INTO task_labels (task_id, label_id) SELECT id, 1 FROM tasks WHERE id % 2 = 0",
+    )
+    kept = {
+        "SELECT priority, total, completed FROM task_priority_counts ORDER BY 1": (
+            "SELECT priority, count(*), count(*) FILTER (WHERE completed) FROM tasks "
+            "GROUP BY 1 ORDER BY 1"
+        ),
+        "SELECT due_on, total, completed FROM task_due_counts ORDER BY 1": (
+            "SELECT (due_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE completed) "
+            "FROM tasks WHERE due_at IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ),
+        "SELECT label_id, tasks FROM label_counts": (
+            "SELECT label_id, count(*) FROM task_labels GROUP BY 1"
+        ),
+    }
+
+    upgrade = flask_db(scratch_database_url, "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    run_sql(
+        scratch_database_url,
+        "UPDATE tasks SET due_at = due_at + interval '1 day', priority = 3 WHERE id % 7 = 0;"
+        "DELETE FROM tasks WHERE id % 11 = 0",
+    )
+    for read, counted in kept.items():
+        expected = run_sql(scratch_database_url, counted)
+        assert expected
+        assert run_sql(scratch_database_url, read) == expected
+    assert flask_db(scratch_database_url, "downgrade", "0006").returncode == 0
+    assert run_sql(scratch_database_url, "SELECT to_regclass('task_due_counts')") == [(None,)]

@@ -6,20 +6,19 @@ from sqlalchemy.exc import IntegrityError
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
-from taskapp.tasks.models import Label, task_labels
+from taskapp.tasks.models import Label, LabelCount
 from taskapp.tasks.service import lock_user_tasks
 
 NOT_FOUND = "Label not found"
 
 
 def list_labels(user_id: int) -> dict:
-    """The user's labels with their task counts, by key."""
-    labels = Label.__table__
+    """The user's labels with their task counts (kept: LabelCount), by key."""
+    labels, counts = Label.__table__, LabelCount.__table__
     rows = db.session.execute(
-        select(labels.c.name, func.count(task_labels.c.task_id).label("tasks"))
-        .outerjoin(task_labels, task_labels.c.label_id == labels.c.id)
+        select(labels.c.name, func.coalesce(counts.c.tasks, 0).label("tasks"))
+        .outerjoin(counts, counts.c.label_id == labels.c.id)
         .where(labels.c.user_id == user_id)
-        .group_by(labels.c.id, labels.c.name, labels.c.key)
         .order_by(labels.c.key)
     )
     return {"data": [row._asdict() for row in rows]}
@@ -47,9 +46,8 @@ def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
         raise Conflict("You already have a label with that name") from None
     if label is None:
         raise NotFound(NOT_FOUND)
-    tasks = db.session.scalar(
-        select(func.count()).select_from(task_labels).where(task_labels.c.label_id == label.id)
-    )
+    counted = select(LabelCount.tasks).where(LabelCount.label_id == label.id)
+    tasks = db.session.scalar(counted) or 0  # no row: the label was never on a task
     db.session.commit()
     return {"name": label.name, "tasks": tasks}
 

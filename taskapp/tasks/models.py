@@ -1,10 +1,11 @@
 """The task model and the indexes that serve its list queries."""
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     ForeignKey,
     Index,
     SmallInteger,
@@ -169,7 +170,18 @@ task_labels = Table(
 )
 
 
-class TaskCount(db.Model):
+class KeptCounts:
+    """The columns of a count of a user's tasks kept by triggers: in all and completed."""
+
+    # First in the table, then the class's own key: the primary key's order.
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, sort_order=-1
+    )
+    total: Mapped[int] = mapped_column(server_default="0")
+    completed: Mapped[int] = mapped_column(server_default="0")
+
+
+class TaskCount(KeptCounts, db.Model):
     """How many tasks a user has, in all and completed: kept by triggers (migration 0003).
 
     Every insert, update and delete of tasks adjusts it in the same transaction, so a list
@@ -179,9 +191,34 @@ class TaskCount(db.Model):
 
     __tablename__ = "task_counts"
 
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    total: Mapped[int] = mapped_column(server_default="0")
-    completed: Mapped[int] = mapped_column(server_default="0")
     stamp: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class TaskPriorityCount(KeptCounts, db.Model):
+    """How many of a user's tasks have each priority, in all and completed: kept by triggers
+    (migration 0007), so a ``priority`` filter reads its total here."""
+
+    __tablename__ = "task_priority_counts"
+
+    priority: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+
+
+class TaskDueCount(KeptCounts, db.Model):
+    """How many of a user's tasks are due on each day (UTC), in all and completed: kept by
+    triggers (migration 0007). A due range's total sums the days it covers whole and counts
+    only the tasks of its first and last day; a day whose count falls to 0 has no row."""
+
+    __tablename__ = "task_due_counts"
+
+    due_on: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class LabelCount(db.Model):
+    """How many tasks carry a label: kept by triggers on task_labels (migration 0007)."""
+
+    __tablename__ = "label_counts"
+
+    label_id: Mapped[int] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True
+    )
+    tasks: Mapped[int] = mapped_column(server_default="0")

@@ -2,12 +2,13 @@
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import NamedTuple, NoReturn
 
 from flask import current_app
 from fractional_indexing import generate_key_between
 from sqlalchemy import (
+    Date,
     Select,
     and_,
     bindparam,
@@ -29,7 +30,16 @@ from taskapp.extensions import db
 from taskapp.pagination import after_keys, keyset_page
 from taskapp.sync import service as sync
 from taskapp.tasks import recurrence
-from taskapp.tasks.models import Label, Task, TaskCount, TaskList, task_labels
+from taskapp.tasks.models import (
+    Label,
+    LabelCount,
+    Task,
+    TaskCount,
+    TaskDueCount,
+    TaskList,
+    TaskPriorityCount,
+    task_labels,
+)
 
 STALE = "The task has changed since that ETag was read; fetch it again"
 NOT_FOUND = "Task not found"
@@ -56,6 +66,14 @@ class Version(NamedTuple):
 # What the rules read of a task they lock: its placement, and its recurrence state.
 LOCKED_COLUMNS = ("id", "list_id", "parent_id", "recurrence", "due_at", "completed")
 FILTERS = ("list_id", "parent_id", "priority", "label", "due_after", "due_before", "overdue")
+# The filter shapes whose total the kept due-day counts give (TaskDueCount), when the range
+# spans more than one day: (the parameter of its lower bound, of its upper bound).
+DUE_RANGES = {
+    ("due_after",): ("due_after", None),
+    ("due_before",): (None, "due_before"),
+    ("due_after", "due_before"): ("due_after", "due_before"),
+    ("overdue",): (None, "now"),
+}
 UNSET = object()
 
 
@@ -75,14 +93,16 @@ def list_tasks(
     """One page of the user's tasks, filtered and totally ordered (ties broken by id).
 
     The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
-    ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip:
-    without a search or another filter than a list (or the inbox) the total is read from the
-    kept counts (TaskCount, TaskList), so no list counts a heavy user's rows; with labels
-    alone it is counted in task_labels; otherwise the matches are counted (their number, not
-    the user's, sets the cost), unless ``include_total`` is false. ``filters``: any of FILTERS
-    (``list_id=None``: the inbox).
+    ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip.
+    Without a search, the total of no filter, a list or the inbox, ``priority``, one label, a
+    due range or ``overdue`` (each alone) is read from the kept counts (TaskCount, TaskList,
+    TaskPriorityCount, LabelCount, TaskDueCount: a due range sums its whole days and counts
+    the tasks of its first and last day), so no total counts a heavy user's rows; with
+    several labels alone it is counted in task_labels; otherwise the matches are counted
+    (their number, not the user's, sets the cost), unless ``include_total`` is false.
+    ``filters``: any of FILTERS (``list_id=None``: the inbox).
     """
-    params = {"user_id": user_id, "limit": page_size}
+    params = {"user_id": user_id, "limit": page_size, "now": datetime.now(UTC)}
     if search:
         params["pattern"] = "%" + _escape_like(search) + "%"
     shape = []
@@ -125,6 +145,7 @@ def list_tasks(
         params["offset"] = (page - 1) * page_size
         deep = not search and params["offset"] >= DEFERRED_JOIN_OFFSET
         paging = "deferred" if deep else "offset"
+    due_days = include_total and not search and _bind_due_days(params, tuple(shape))
     statement, total = _page_statement(
         sort,
         order,
@@ -133,6 +154,7 @@ def list_tasks(
         paging=paging,
         filters=tuple(shape),
         counted=include_total,
+        due_days=due_days,
     )
     # Plain dicts, not ORM instances: a page is rendered, never changed, so identity and change
     # tracking would be spent for nothing; and a dict is what the schema reads fastest.
@@ -186,6 +208,7 @@ def _page_statement(
     paging: str,
     filters: tuple[str, ...] = (),
     counted: bool = True,
+    due_days: bool = False,
 ) -> tuple[Select, Select | None]:
     """The page query of one shape of list, and its total alone (None unless ``counted``),
     built once per shape.
@@ -193,9 +216,10 @@ def _page_statement(
     ``paging`` is "keyset" (after a cursor), "keyset_null" (after a task without a due date,
     in the due_at sort), "offset", or "deferred" (an offset by deferred join; never with a
     search, whose matches are already read once). ``filters`` names the filters present (see
-    list_tasks). Values come as bound parameters (user_id, limit, offset or after_value and
-    after_id, pattern, the filters' values), so each request only binds them: building the
-    statement cost more than running it.
+    list_tasks); ``due_days``: the due range's days are bound (_bind_due_days). Values come as
+    bound parameters (user_id, limit, offset or after_value and after_id, pattern, now, the
+    filters' values), so each request only binds them: building the statement cost more than
+    running it.
     """
     tasks = Task.__table__
     conditions = [tasks.c.user_id == bindparam("user_id"), *_filter_conditions(filters)]
@@ -219,6 +243,12 @@ def _page_statement(
         only_labels = len(filters) == 1 and filters[0].startswith("label:")
         if only_labels and not searching and completed is None:
             total = _labelled_total(int(filters[0].split(":")[1]))
+        elif filters == ("priority",) and not searching:
+            total = _kept_priority_total(completed)
+        elif due_days and not (filters == ("overdue",) and completed):
+            low, high = DUE_RANGES[filters]
+            # overdue: the open tasks only, whatever ``completed`` (None or False) says.
+            total = _kept_due_total(False if high == "now" else completed, low=low, high=high)
         elif filters in (("list_id",), ("inbox",)) and not searching:
             total = _kept_list_total(filters[0], completed)
         elif filters or searching:
@@ -277,12 +307,12 @@ def _filter_conditions(filters: tuple[str, ...]) -> list:
         elif name == "due_before":
             conditions.append(tasks.c.due_at < bindparam("due_before", type_=tasks.c.due_at.type))
         elif name == "overdue":
-            conditions.append(and_(tasks.c.due_at < func.now(), tasks.c.completed.is_(False)))
+            conditions.append(and_(tasks.c.due_at < _now(), tasks.c.completed.is_(False)))
         elif name == "not_overdue":
             conditions.append(
                 or_(
                     tasks.c.due_at.is_(None),
-                    tasks.c.due_at >= func.now(),
+                    tasks.c.due_at >= _now(),
                     tasks.c.completed.is_(True),
                 )
             )
@@ -302,9 +332,14 @@ def _label_ids(user_id: int, names: list[str]) -> list[int] | None:
 
 def _labelled_total(count: int):
     """How many tasks carry all ``count`` labels bound as label_0 ...: counted in task_labels
-    alone. The labels are the user's, and a user's labels are only ever on the user's tasks,
-    so no task row is read (the count of a label of 125,000 tasks: 10 ms, against 400 ms
-    joining each to its task to check its owner)."""
+    alone (one label: its kept count, LabelCount). The labels are the user's, and a user's
+    labels are only ever on the user's tasks, so no task row is read (counting a label's
+    125,000 links this way took 10 ms, against 400 ms joining each to its task to check its
+    owner)."""
+    if count == 1:  # one label: its kept count (LabelCount)
+        counts = LabelCount.__table__
+        kept = select(counts.c.tasks).where(counts.c.label_id == bindparam("label_0"))
+        return func.coalesce(kept.scalar_subquery(), 0)
     first = task_labels.alias("first_label")
     others = [
         exists().where(
@@ -319,6 +354,81 @@ def _labelled_total(count: int):
         .where(first.c.label_id == bindparam("label_0"), *others)
         .scalar_subquery()
     )
+
+
+def _now():
+    """The request's time, bound as ``now`` (list_tasks): the page and its total, counted or
+    kept, compare due dates with the same instant."""
+    return bindparam("now", type_=Task.__table__.c.due_at.type)
+
+
+def _bind_due_days(params: dict, shape: tuple[str, ...]) -> bool:
+    """Bind the days of a due range (a shape of DUE_RANGES) that spans more than one UTC day,
+    and say whether it does: ``first_day`` and ``last_day`` bound the days counted whole (the
+    lower bound's next day, the upper bound's own day, excluded), ``low_day_end`` and
+    ``high_day_start`` the parts of the bounds' days counted task by task. A range within one
+    day, or empty, is counted as any filter is: it costs that day's tasks at most."""
+    if shape not in DUE_RANGES:
+        return False
+    low, high = (params[name] if name else None for name in DUE_RANGES[shape])
+    if low is not None and high is not None and (low >= high or _day(low) == _day(high)):
+        return False
+    if low is not None:
+        try:
+            params["low_day_end"] = _day(low) + timedelta(days=1)
+        except OverflowError:  # from 9999-12-31 on: a range within its one day, counted
+            return False
+        params["first_day"] = params["low_day_end"].date()
+    if high is not None:
+        params["high_day_start"] = _day(high)
+        params["last_day"] = params["high_day_start"].date()
+    return True
+
+
+def _day(moment: datetime) -> datetime:
+    """The start of the UTC day of ``moment``."""
+    return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
+
+
+def _kept_priority_total(completed: bool | None):
+    """How many of the user's tasks (all, completed or open) have a priority bound as
+    ``priority``: summed from TaskPriorityCount, as a scalar subquery."""
+    counts = TaskPriorityCount.__table__
+    kept = select(func.sum(_kept_column(counts, completed))).where(
+        counts.c.user_id == bindparam("user_id"),
+        counts.c.priority.in_(bindparam("priority", expanding=True)),
+    )
+    return func.coalesce(kept.scalar_subquery(), 0)
+
+
+def _kept_due_total(completed: bool | None, *, low: str | None, high: str | None):
+    """How many of the user's tasks (all, completed or open) are due from the bound ``low``
+    (inclusive) to the bound ``high`` (exclusive), either open-ended if None: the days between
+    summed from TaskDueCount, the tasks of the bounds' own days counted in the due index
+    (bound by _bind_due_days), as a scalar subquery."""
+    counts, tasks = TaskDueCount.__table__, Task.__table__
+    due = tasks.c.due_at
+
+    def counted(start: str, end: str):
+        conditions = [
+            tasks.c.user_id == bindparam("user_id"),
+            due >= bindparam(start, type_=due.type),
+            due < bindparam(end, type_=due.type),
+        ]
+        if completed is not None:
+            conditions.append(tasks.c.completed.is_(completed))
+        return select(func.count()).where(*conditions).scalar_subquery()
+
+    days = [counts.c.user_id == bindparam("user_id")]
+    total = []
+    if low is not None:
+        days.append(counts.c.due_on >= bindparam("first_day", type_=Date()))
+        total.append(counted(low, "low_day_end"))
+    if high is not None:
+        days.append(counts.c.due_on < bindparam("last_day", type_=Date()))
+        total.append(counted("high_day_start", high))
+    kept = select(func.sum(_kept_column(counts, completed))).where(*days).scalar_subquery()
+    return sum(total, func.coalesce(kept, 0))
 
 
 def _has_label(parameter: str):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Time migration 0006 on a tasks table of 1,000,000 rows while the previous release serves.
+"""Time the migrations to head on a tasks table of 1,000,000 rows while the previous release
+serves.
 
 Builds a database at revision 0005 (the schema before lists, labels, due dates ...), loads one
 user's tasks with a set-based INSERT, then runs ``flask db upgrade`` to head while three probes,
@@ -11,6 +12,11 @@ JSON line. Afterwards every task, the probes' included, must have a position.
 
     .venv/bin/python bench/migration.py                  # 1,000,000 tasks
     .venv/bin/python bench/migration.py --tasks 100000   # quicker
+
+With ``--existing --before REV``, it takes a database already seeded at head instead (the
+benchmark's, whose tasks have lists, labels, due dates and priorities), downgrades it to REV,
+and times the upgrade from there (``--existing --before 0006``: migration 0007 alone). Only
+revisions from 0006 on downgrade without losing the seeded data.
 """
 
 import argparse
@@ -28,7 +34,7 @@ import psycopg2
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-BEFORE = "0005"  # the revision whose schema the previous release serves
+BEFORE = "0005"  # the revision whose schema the previous release serves, by default
 
 
 def log(message: str) -> None:
@@ -59,14 +65,30 @@ def flask_db(args, *command: str) -> float:
     return time.monotonic() - started
 
 
+def existing(args) -> int:
+    """The seeded database downgraded to ``args.before``; the id of its heaviest user (whose
+    task count becomes ``args.tasks``)."""
+    flask_db(args, "downgrade", args.before)
+    connection = connect(args)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, count(*) FROM tasks GROUP BY user_id ORDER BY 2 DESC LIMIT 1"
+        )
+        user_id, args.tasks = cursor.fetchone()
+        cursor.execute("VACUUM ANALYZE")
+    connection.close()
+    log(f"{args.database} at {args.before}: {args.tasks:,} tasks for user {user_id}")
+    return user_id
+
+
 def load(args) -> int:
-    """A user with ``args.tasks`` tasks at revision BEFORE; the user's id."""
+    """A user with ``args.tasks`` tasks at revision ``args.before``; the user's id."""
     admin = connect(args, "postgres")
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
         cursor.execute(f'CREATE DATABASE "{args.database}"')
     admin.close()
-    flask_db(args, "upgrade", BEFORE)
+    flask_db(args, "upgrade", args.before)
     connection = connect(args)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -137,10 +159,19 @@ def main() -> int:
     parser.add_argument("--database", default="taskapp_bench_migration")
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--before", default=BEFORE, help="the revision to upgrade from")
+    parser.add_argument(
+        "--existing", action="store_true", help="downgrade a seeded database (kept) to --before"
+    )
     args = parser.parse_args()
 
-    user_id = load(args)
+    user_id = existing(args) if args.existing else load(args)
     rows = iter(range(1, 10**9))
+    connection = connect(args)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id) FROM tasks WHERE user_id = %s", (user_id,))
+        first_id = cursor.fetchone()[0]
+    connection.close()
     probes = [
         Probe(
             args,
@@ -152,9 +183,9 @@ def main() -> int:
         Probe(
             args,
             "update",
-            "UPDATE tasks SET title = 'changed', updated_at = now() WHERE id = %s",
+            "UPDATE tasks SET title = title, updated_at = now() WHERE id = %s",
             # Rows spread over the table: every backfill batch holds some of them.
-            lambda: ((next(rows) * 7919) % args.tasks + 1,),
+            lambda: ((next(rows) * 7919) % args.tasks + first_id,),
         ),
         Probe(
             args,
@@ -166,7 +197,7 @@ def main() -> int:
     for probe in probes:
         probe.start()
     time.sleep(1)
-    log("flask db upgrade (0005 to head), the probes running")
+    log(f"flask db upgrade ({args.before} to head), the probes running")
     seconds = flask_db(args, "upgrade")
     time.sleep(1)
     for probe in probes:
@@ -179,13 +210,13 @@ def main() -> int:
         cursor.execute("SELECT count(*), count(*) FILTER (WHERE position IS NULL) FROM tasks")
         total, without_position = cursor.fetchone()
     connection.close()
-    if not args.keep:
+    if not (args.keep or args.existing):
         admin = connect(args, "postgres")
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
         admin.close()
 
-    print(f"\nmigration 0006 on {args.tasks:,} tasks: {seconds:.1f} s\n")
+    print(f"\nmigrations from {args.before} to head on {args.tasks:,} tasks: {seconds:.1f} s\n")
     print("| probe (previous release) | runs | p50 ms | longest wait ms | over 1 s | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     summaries = {probe.label: probe.summary() for probe in probes}
@@ -198,6 +229,7 @@ def main() -> int:
     print(
         json.dumps(
             {
+                "before": args.before,
                 "tasks": args.tasks,
                 "migration_s": round(seconds, 1),
                 "probes": summaries,

@@ -16,6 +16,8 @@ task_labels in SHARE ROW EXCLUSIVE mode (reads go on; writes wait for the backfi
 1.3 s for 1,000,000 tasks, BENCHMARKS.md), so no write is counted twice or missed.
 """
 
+from typing import NamedTuple
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -24,21 +26,42 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# (the kept table, its key column, the key of a task row per dialect; {row} is the row's
-# alias: NEW, OLD or a transition table). A NULL key (a task without a due date) is not kept.
+
+class Kept(NamedTuple):
+    """A count of tasks kept per (user_id, ``key``)."""
+
+    table: str
+    key: str  # its key column
+    type: sa.types.TypeEngine
+    column: str  # the tasks column the key is made of
+    # The key of a task row per dialect; {row} is the row's alias (NEW, OLD, a transition
+    # table). A NULL key (a task without a due date) is not kept.
+    expression: dict[str, str]
+    triggers: str  # the prefix of its triggers' names
+
+
 KEPT = [
-    ("task_priority_counts", "priority", {"postgresql": "{row}.priority", "sqlite": "{row}.priority"}),
-    (
+    Kept(
+        "task_priority_counts",
+        "priority",
+        sa.SmallInteger(),
+        "priority",
+        {"postgresql": "{row}.priority", "sqlite": "{row}.priority"},
+        "tasks_priority_count",
+    ),
+    Kept(
         "task_due_counts",
         "due_on",
+        sa.Date(),
+        "due_at",
         {"postgresql": "({row}.due_at AT TIME ZONE 'UTC')::date", "sqlite": "date({row}.due_at)"},
+        "tasks_due_count",
     ),
 ]
-KEY_TYPES = {"priority": sa.SmallInteger(), "due_on": sa.Date()}
 
 
-def _postgres(table: str, key: str, expression: str) -> list[str]:
-    """The function and triggers that keep ``table`` per (user_id, ``key``).
+def _postgres(kept: Kept) -> list[str]:
+    """The function and triggers that keep ``kept`` on PostgreSQL.
 
     Inserted rows add, deleted rows remove, updated rows move (an upsert: a task's new key
     may have no row yet); a statement's rows are grouped first, and groups that net to
@@ -46,6 +69,7 @@ def _postgres(table: str, key: str, expression: str) -> list[str]:
     going, by a cascade, and with it the count rows); a count that falls to 0 is deleted, so
     the table holds no more rows than the keys in use.
     """
+    table, key, expression = kept.table, kept.key, kept.expression["postgresql"]
     new, old = expression.format(row="new_rows"), expression.format(row="old_rows")
     deltas = {
         "new": f"SELECT user_id, {new} AS k, 1 AS n, completed::int AS done FROM new_rows",
@@ -79,24 +103,24 @@ def _postgres(table: str, key: str, expression: str) -> list[str]:
         + upsert.format(rows=f"{deltas['new']} UNION ALL {deltas['old']}")
         + f" {emptied} END IF;"
     )
-    name = table.removeprefix("task_").removesuffix("s")
+    name = kept.triggers
     return [
         f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} "
         "RETURN NULL; END $$",
-        f"CREATE TRIGGER tasks_{name}_insert AFTER INSERT ON tasks REFERENCING NEW TABLE AS "
+        f"CREATE TRIGGER {name}_insert AFTER INSERT ON tasks REFERENCING NEW TABLE AS "
         f"new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER tasks_{name}_delete AFTER DELETE ON tasks REFERENCING OLD TABLE AS "
+        f"CREATE TRIGGER {name}_delete AFTER DELETE ON tasks REFERENCING OLD TABLE AS "
         f"old_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER tasks_{name}_update AFTER UPDATE ON tasks REFERENCING OLD TABLE AS "
+        f"CREATE TRIGGER {name}_update AFTER UPDATE ON tasks REFERENCING OLD TABLE AS "
         f"old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
     ]
 
 
-def _sqlite(table: str, key: str, expression: str) -> list[str]:
+def _sqlite(kept: Kept) -> list[str]:
     """The same, per row, for SQLite."""
+    table, key, name = kept.table, kept.key, kept.triggers
+    expression = kept.expression["sqlite"]
     new, old = expression.format(row="NEW"), expression.format(row="OLD")
-    column = "due_at" if key == "due_on" else key
-    name = table.removeprefix("task_").removesuffix("s")
     add = (
         f"INSERT INTO {table} (user_id, {key}, total, completed) "
         f"SELECT NEW.user_id, {new}, 1, NEW.completed WHERE {new} IS NOT NULL "
@@ -109,9 +133,9 @@ def _sqlite(table: str, key: str, expression: str) -> list[str]:
         f"DELETE FROM {table} WHERE user_id = OLD.user_id AND {key} = {old} AND total = 0;"
     )
     return [
-        f"CREATE TRIGGER tasks_{name}_insert AFTER INSERT ON tasks BEGIN {add} END",
-        f"CREATE TRIGGER tasks_{name}_delete AFTER DELETE ON tasks BEGIN {remove} END",
-        f"CREATE TRIGGER tasks_{name}_update AFTER UPDATE OF {column}, completed ON tasks "
+        f"CREATE TRIGGER {name}_insert AFTER INSERT ON tasks BEGIN {add} END",
+        f"CREATE TRIGGER {name}_delete AFTER DELETE ON tasks BEGIN {remove} END",
+        f"CREATE TRIGGER {name}_update AFTER UPDATE OF {kept.column}, completed ON tasks "
         f"WHEN {old} IS NOT {new} OR OLD.completed <> NEW.completed BEGIN {remove} {add} END",
     ]
 
@@ -145,8 +169,8 @@ LABEL_COUNTS = {
 }
 TRIGGERS = [
     *(
-        (f"tasks_{table.removeprefix('task_').removesuffix('s')}_{operation}", "tasks")
-        for table, _key, _expression in KEPT
+        (f"{kept.triggers}_{operation}", "tasks")
+        for kept in KEPT
         for operation in ("insert", "delete", "update")
     ),
     ("task_labels_count_insert", "task_labels"),
@@ -159,33 +183,40 @@ def upgrade():
     if dialect == "postgresql":
         # Writers wait from here to the commit (the backfill); readers do not.
         op.execute("LOCK TABLE tasks, task_labels IN SHARE ROW EXCLUSIVE MODE")
-    for table, key, expression in KEPT:
+    for kept in KEPT:
+        table, key = kept.table, kept.key
         op.create_table(
             table,
             sa.Column("user_id", sa.Integer(), nullable=False),
-            sa.Column(key, KEY_TYPES[key], nullable=False),
+            sa.Column(key, kept.type, nullable=False),
             sa.Column("total", sa.Integer(), server_default="0", nullable=False),
             sa.Column("completed", sa.Integer(), server_default="0", nullable=False),
             sa.ForeignKeyConstraint(
-                ["user_id"], ["users.id"], name=op.f(f"fk_{table}_user_id_users"), ondelete="CASCADE"
+                ["user_id"],
+                ["users.id"],
+                name=op.f(f"fk_{table}_user_id_users"),
+                ondelete="CASCADE",
             ),
             sa.PrimaryKeyConstraint("user_id", key, name=op.f(f"pk_{table}")),
         )
-        row = expression[dialect].format(row="tasks")
+        row = kept.expression[dialect].format(row="tasks")
         op.execute(
             f"INSERT INTO {table} (user_id, {key}, total, completed) "
             f"SELECT user_id, {row}, count(*), sum(CASE WHEN completed THEN 1 ELSE 0 END) "
             f"FROM tasks WHERE {row} IS NOT NULL GROUP BY user_id, {row}"
         )
         build = _postgres if dialect == "postgresql" else _sqlite
-        for statement in build(table, key, expression[dialect]):
+        for statement in build(kept):
             op.execute(statement)
     op.create_table(
         "label_counts",
         sa.Column("label_id", sa.Integer(), nullable=False),
         sa.Column("tasks", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
-            ["label_id"], ["labels.id"], name=op.f("fk_label_counts_label_id_labels"), ondelete="CASCADE"
+            ["label_id"],
+            ["labels.id"],
+            name=op.f("fk_label_counts_label_id_labels"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("label_id", name=op.f("pk_label_counts")),
     )
@@ -202,9 +233,9 @@ def downgrade():
     for trigger, table in TRIGGERS:
         op.execute(f"DROP TRIGGER {trigger}" + (f" ON {table}" if postgres else ""))
     if postgres:
-        for table, _key, _expression in KEPT:
-            op.execute(f"DROP FUNCTION {table}_apply()")
+        for kept in KEPT:
+            op.execute(f"DROP FUNCTION {kept.table}_apply()")
         op.execute("DROP FUNCTION label_counts_apply()")
     op.drop_table("label_counts")
-    for table, _key, _expression in reversed(KEPT):
-        op.drop_table(table)
+    for kept in reversed(KEPT):
+        op.drop_table(kept.table)

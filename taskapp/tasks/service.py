@@ -94,15 +94,16 @@ def list_tasks(
 
     The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
     ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip.
-    Without a search, the total of no filter, a list or the inbox, ``priority``, one label, a
-    due range or ``overdue`` (each alone) is read from the kept counts (TaskCount, TaskList,
-    TaskPriorityCount, LabelCount, TaskDueCount: a due range sums its whole days and counts
-    the tasks of its first and last day), so no total counts a heavy user's rows; with
-    several labels alone it is counted in task_labels; otherwise the matches are counted
-    (their number, not the user's, sets the cost), unless ``include_total`` is false.
+    Without a search, the total of no filter, a list or the inbox, ``priority``, one label
+    (without ``completed``), a due range or ``overdue`` (each alone) is read from the kept
+    counts (TaskCount, TaskList, TaskPriorityCount, LabelCount, TaskDueCount: a due range
+    sums its whole days and counts the tasks of its first and last day), so no total counts
+    a heavy user's rows; with several labels alone it is counted in task_labels; otherwise
+    the matches are counted (their number, not the user's, sets the cost), unless
+    ``include_total`` is false.
     ``filters``: any of FILTERS (``list_id=None``: the inbox).
     """
-    params = {"user_id": user_id, "limit": page_size, "now": datetime.now(UTC)}
+    params = {"user_id": user_id, "limit": page_size}
     if search:
         params["pattern"] = "%" + _escape_like(search) + "%"
     shape = []
@@ -118,6 +119,7 @@ def list_tasks(
             continue
         if name == "overdue":
             shape.append("overdue" if value else "not_overdue")
+            params["now"] = datetime.now(UTC)
             continue
         if name == "label":
             label_ids = _label_ids(user_id, value)
@@ -145,7 +147,7 @@ def list_tasks(
         params["offset"] = (page - 1) * page_size
         deep = not search and params["offset"] >= DEFERRED_JOIN_OFFSET
         paging = "deferred" if deep else "offset"
-    due_days = include_total and not search and _bind_due_days(params, tuple(shape))
+    due_days = include_total and not search and _bind_due_days(params, tuple(shape), completed)
     statement, total = _page_statement(
         sort,
         order,
@@ -245,10 +247,10 @@ def _page_statement(
             total = _labelled_total(int(filters[0].split(":")[1]))
         elif filters == ("priority",) and not searching:
             total = _kept_priority_total(completed)
-        elif due_days and not (filters == ("overdue",) and completed):
-            low, high = DUE_RANGES[filters]
+        elif due_days:
             # overdue: the open tasks only, whatever ``completed`` (None or False) says.
-            total = _kept_due_total(False if high == "now" else completed, low=low, high=high)
+            kept_completed = False if filters == ("overdue",) else completed
+            total = _kept_due_total(kept_completed, *DUE_RANGES[filters])
         elif filters in (("list_id",), ("inbox",)) and not searching:
             total = _kept_list_total(filters[0], completed)
         elif filters or searching:
@@ -362,13 +364,14 @@ def _now():
     return bindparam("now", type_=Task.__table__.c.due_at.type)
 
 
-def _bind_due_days(params: dict, shape: tuple[str, ...]) -> bool:
+def _bind_due_days(params: dict, shape: tuple[str, ...], completed: bool | None) -> bool:
     """Bind the days of a due range (a shape of DUE_RANGES) that spans more than one UTC day,
     and say whether it does: ``first_day`` and ``last_day`` bound the days counted whole (the
     lower bound's next day, the upper bound's own day, excluded), ``low_day_end`` and
     ``high_day_start`` the parts of the bounds' days counted task by task. A range within one
-    day, or empty, is counted as any filter is: it costs that day's tasks at most."""
-    if shape not in DUE_RANGES:
+    day, or empty, is counted as any filter is: it costs that day's tasks at most. So are
+    overdue completed tasks (there are none)."""
+    if shape not in DUE_RANGES or (shape == ("overdue",) and completed):
         return False
     low, high = (params[name] if name else None for name in DUE_RANGES[shape])
     if low is not None and high is not None and (low >= high or _day(low) == _day(high)):
@@ -401,7 +404,7 @@ def _kept_priority_total(completed: bool | None):
     return func.coalesce(kept.scalar_subquery(), 0)
 
 
-def _kept_due_total(completed: bool | None, *, low: str | None, high: str | None):
+def _kept_due_total(completed: bool | None, low: str | None, high: str | None):
     """How many of the user's tasks (all, completed or open) are due from the bound ``low``
     (inclusive) to the bound ``high`` (exclusive), either open-ended if None: the days between
     summed from TaskDueCount, the tasks of the bounds' own days counted in the due index

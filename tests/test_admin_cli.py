@@ -147,7 +147,7 @@ def test_running_it_twice_is_harmless(runner):
     assert len(users_named("root@example.com")) == 1
 
 
-def test_as_an_operator_runs_it(tmp_path):
+def test_as_an_operator_runs_it(scratch_database_url):
     """``flask --app wsgi users create-admin`` in a shell, password from the environment."""
     env = {
         name: value
@@ -155,7 +155,7 @@ def test_as_an_operator_runs_it(tmp_path):
         if not name.startswith(("TEST_", "RATELIMIT_", "TASKAPP_")) and name != "DATABASE_URL"
     }
     env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'operator.db'}",
+        DATABASE_URL=scratch_database_url,
         TASKAPP_ENV="production",
         JWT_SECRET_KEY=secrets.token_urlsafe(40),
         BCRYPT_ROUNDS="4",

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
-from conftest import assert_error, bearer, own_connection, requires_postgres
+from conftest import assert_error, bearer, own_connection
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import Session, User
 from taskapp.extensions import db
@@ -338,7 +338,6 @@ def wait_for_lock_waiter(holder_pid: int, timeout: float = 10) -> bool:
         watcher.close()
 
 
-@requires_postgres
 @pytest.mark.committing
 def test_two_admins_demoting_each_other_at_once_leave_one(app, client, make_admin):
     """The guard counts admins under row locks: a concurrent demotion is waited for.

@@ -8,13 +8,13 @@ import bcrypt
 import pytest
 from sqlalchemy import select
 
-from conftest import PASSWORD, own_connection, requires_postgres
+from conftest import PASSWORD, own_connection
 from pgcluster import wait_for
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import Session, User
 from taskapp.extensions import db
 
-pytestmark = [requires_postgres, pytest.mark.committing]
+pytestmark = [pytest.mark.committing]
 
 NEW_PASSWORD = "a brand new passphrase"
 

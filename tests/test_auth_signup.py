@@ -7,7 +7,7 @@ import bcrypt
 import pytest
 from sqlalchemy import select
 
-from conftest import PASSWORD, assert_error, requires_postgres, row_count
+from conftest import PASSWORD, assert_error, row_count
 from taskapp.auth.models import User
 from taskapp.extensions import db
 
@@ -242,7 +242,6 @@ def test_fourth_signup_in_a_minute_is_rate_limited(client):
 
 
 @pytest.mark.committing
-@requires_postgres
 def test_concurrent_signups_of_one_email_create_one_user(app, monkeypatch):
     monkeypatch.setitem(app.config, "RATELIMIT_SIGNUP", "1000 per minute")
     threads_count = 8

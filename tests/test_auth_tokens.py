@@ -10,7 +10,7 @@ import pytest
 from flask_jwt_extended import decode_token
 from sqlalchemy import select, update
 
-from conftest import TEST_JWT_SECRET, assert_error, bearer, requires_postgres
+from conftest import TEST_JWT_SECRET, assert_error, bearer
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.auth.tokens import token_digest
 from taskapp.extensions import db
@@ -437,7 +437,6 @@ def test_eleventh_refresh_in_a_minute_is_rate_limited(app, client, pair, monkeyp
 
 
 @pytest.mark.committing
-@requires_postgres
 def test_concurrent_refreshes_with_one_token_succeed_once(app, pair):
     threads_count = 6
     barrier = threading.Barrier(threads_count)

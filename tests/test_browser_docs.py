@@ -49,9 +49,9 @@ pytestmark = [
 
 
 @contextmanager
-def live_server(tmp_path: Path):
-    """gunicorn serving wsgi:app in production mode on its own SQLite file, so this test runs
-    with or without PostgreSQL; limits in process memory."""
+def live_server(tmp_path: Path, database_url: str):
+    """gunicorn serving wsgi:app in production mode on a database of its own (migrated here);
+    limits in process memory."""
     env = {
         name: value
         for name, value in os.environ.items()
@@ -59,7 +59,7 @@ def live_server(tmp_path: Path):
         and name not in ("DATABASE_URL", "REDIS_URL", "CORS_ORIGINS", "METRICS_ENABLED")
     }
     env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'browser.db'}",
+        DATABASE_URL=database_url,
         TASKAPP_ENV="production",
         JWT_SECRET_KEY=secrets.token_urlsafe(40),
         BCRYPT_ROUNDS="4",
@@ -93,8 +93,8 @@ def live_server(tmp_path: Path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    with live_server(tmp_path) as served:
+def server(tmp_path, scratch_database_url):
+    with live_server(tmp_path, scratch_database_url) as served:
         yield served
 
 

@@ -13,12 +13,12 @@ from http import HTTPStatus
 
 import pytest
 
-from conftest import PASSWORD, requires_postgres, requires_redis
+from conftest import PASSWORD, requires_redis
 from servers import gunicorn
 
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is not installed")
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 PACKAGE = "taskapp_client"
 

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import func, select
 from test_tasks_kept_filter_counts import assert_kept_counts
 
-from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
+from conftest import PASSWORD, own_connection, requires_redis
 from pgcluster import wait_for
 from servers import Server, call, gunicorn
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 CREATES = 300
 

@@ -7,10 +7,10 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from config import DatabaseTimeouts
-from conftest import own_connection, requires_postgres
+from conftest import own_connection
 from taskapp.extensions import db
 
-pytestmark = [requires_postgres, pytest.mark.committing]
+pytestmark = [pytest.mark.committing]
 
 
 @pytest.fixture

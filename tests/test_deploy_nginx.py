@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import PASSWORD, requires_postgres, requires_redis
+from conftest import PASSWORD, requires_redis
 from servers import assert_rate_limited, free_port, gunicorn, render_deploy_file
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -26,7 +26,7 @@ MAX_BODY = 1024 * 1024  # the app's default MAX_CONTENT_LENGTH
 requires_nginx = pytest.mark.skipif(
     not os.path.exists(NGINX), reason="needs nginx (Debian package)"
 )
-pytestmark = [requires_postgres, requires_redis, requires_nginx, pytest.mark.gunicorn]
+pytestmark = [requires_redis, requires_nginx, pytest.mark.gunicorn]
 pytestmark.append(pytest.mark.committing)
 
 

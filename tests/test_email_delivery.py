@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from conftest import requires_postgres, unique_email
+from conftest import unique_email
 from servers import PROJECT, call, gunicorn
 from smtpserver import SmtpSink, authenticator
 from taskapp.extensions import db
@@ -252,7 +252,6 @@ def worker_env(sink: SmtpSink) -> dict:
 DELIVER = [sys.executable, "-m", "flask", "--app", "wsgi", "mail", "deliver"]
 
 
-@requires_postgres
 @pytest.mark.committing
 def test_the_worker_delivers_as_messages_come_and_stops_on_sigterm(app):
     sink = SmtpSink().start()
@@ -280,7 +279,6 @@ def test_the_worker_delivers_as_messages_come_and_stops_on_sigterm(app):
         sink.stop()
 
 
-@requires_postgres
 @pytest.mark.committing
 def test_two_workers_never_send_the_same_message(app):
     sink = SmtpSink(delay=0.02).start()  # slow enough for the workers to overlap
@@ -329,7 +327,6 @@ def test_the_worker_skips_messages_not_yet_due(app, runner, smtp):
     assert smtp.to(email) == []
 
 
-@requires_postgres
 @pytest.mark.gunicorn
 @pytest.mark.committing
 def test_under_gunicorn_the_response_does_not_wait_for_the_smtp_server(app, tmp_path):

@@ -27,7 +27,7 @@ def broken_app(build_app):
     """An app whose database cannot be reached."""
     return build_app(
         SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE,
-        SQLALCHEMY_ENGINE_OPTIONS=config.Config._engine_options(UNREACHABLE_DATABASE),
+        SQLALCHEMY_ENGINE_OPTIONS=config.Config._engine_options(),
     )
 
 
@@ -291,7 +291,7 @@ def test_readyz_reports_a_dead_redis_as_degraded_not_unready():
     env = {
         **os.environ,
         "TASKAPP_ENV": "development",
-        "DATABASE_URL": os.environ.get("TEST_DATABASE_URL") or "sqlite:///:memory:",
+        "DATABASE_URL": os.environ["TEST_DATABASE_URL"],
         "REDIS_URL": "redis://127.0.0.1:1/0",
         "JWT_SECRET_KEY": LONG_ENOUGH_KEY,
     }
@@ -448,7 +448,7 @@ def test_docs_assets_are_served(client):
 def production_env(monkeypatch):
     """TASKAPP_ENV=production over the test database and Redis the other apps use."""
     monkeypatch.setenv("TASKAPP_ENV", "production")
-    monkeypatch.setenv("DATABASE_URL", os.environ.get("TEST_DATABASE_URL") or "sqlite:///:memory:")
+    monkeypatch.setenv("DATABASE_URL", os.environ["TEST_DATABASE_URL"])
     if os.environ.get("TEST_REDIS_URL"):
         monkeypatch.setenv("REDIS_URL", os.environ["TEST_REDIS_URL"])
     else:
@@ -504,7 +504,6 @@ def test_unknown_environment_name_refuses_to_start(monkeypatch):
         ("postgresql://u:p@db:5432/app", "postgresql+psycopg2://u:p@db:5432/app"),
         ("postgresql://postgres@127.0.0.1/test", "postgresql+psycopg2://postgres@127.0.0.1/test"),
         ("postgresql+psycopg2://u@db/app", "postgresql+psycopg2://u@db/app"),
-        ("sqlite:///:memory:", "sqlite:///:memory:"),
         # libpq's multi-host form (pg_autoctl show uri), in SQLAlchemy's spelling
         (
             "postgres://u:p@n1:5611,n2:5612/app?target_session_attrs=read-write&sslmode=require",

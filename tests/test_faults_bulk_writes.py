@@ -7,10 +7,8 @@ import dataclasses
 import pytest
 from sqlalchemy import text
 
-from conftest import PASSWORD, assert_error, requires_postgres
+from conftest import PASSWORD, assert_error
 from taskapp.extensions import db
-
-pytestmark = requires_postgres
 
 # Past the statement timeout below, inside the bulk one.
 SLOW_TASK_WRITES = [

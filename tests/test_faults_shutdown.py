@@ -6,11 +6,11 @@ import signal
 
 import pytest
 
-from conftest import PASSWORD, requires_postgres, requires_redis
+from conftest import PASSWORD, requires_redis
 from pgcluster import wait_for
 from servers import call, gunicorn, held_request
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 
 def test_sigterm_lets_a_slow_request_in_flight_finish(app, tmp_path):

@@ -5,10 +5,10 @@ import secrets
 
 import pytest
 
-from conftest import PASSWORD, requires_postgres, requires_redis
+from conftest import PASSWORD, requires_redis
 from servers import assert_rate_limited, call, gunicorn, held_request
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 LOGIN_LIMIT = 5
 

@@ -9,12 +9,12 @@ import requests
 from flask_jwt_extended import decode_token
 from sqlalchemy import select
 
-from conftest import PASSWORD, TEST_JWT_SECRET, requires_postgres, requires_redis
+from conftest import PASSWORD, TEST_JWT_SECRET, requires_redis
 from servers import Held, call, gunicorn
 from taskapp.auth.models import RefreshToken
 from taskapp.extensions import db
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 WORKERS = 4
 LATECOMERS = 8  # queued behind the first round, on whichever worker frees first

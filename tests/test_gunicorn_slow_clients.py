@@ -9,10 +9,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import requires_postgres, requires_redis
+from conftest import requires_redis
 from servers import Server, call, gunicorn
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn]
+pytestmark = [requires_redis, pytest.mark.gunicorn]
 
 DRIP_SECONDS = 0.2  # one byte of a header value each time
 PROMPT = 5  # seconds: a generous bound; an idle server answers /healthz in milliseconds

@@ -11,7 +11,7 @@ from test_observability_metrics import samples
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import config
-from conftest import assert_error, requires_postgres, requires_redis
+from conftest import assert_error, requires_redis
 from servers import gunicorn
 
 MADE_UP_METHODS = ["FOO", "TRACE", "CONNECT", "QUERY", "PROPFIND", "M-SEARCH", "X" * 200]
@@ -159,7 +159,6 @@ def send_chunked(port: int, path: str, body: bytes) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(payload)
 
 
-@requires_postgres
 @requires_redis
 @pytest.mark.gunicorn
 @pytest.mark.committing

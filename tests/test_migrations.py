@@ -1,49 +1,14 @@
 """The migrations build a fresh PostgreSQL database that matches the models, and tear it down."""
 
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 
-import psycopg2
-import pytest
-from sqlalchemy.engine import make_url
-
-from conftest import PROJECT, requires_postgres
-
-pytestmark = requires_postgres
+from conftest import PROJECT, connect
 
 TABLES = {"users", "sessions", "refresh_tokens", "tasks"}
-
-
-def admin_connection():
-    """An autocommit connection to the ``postgres`` database of the test server."""
-    url = make_url(os.environ["TEST_DATABASE_URL"])
-    connection = psycopg2.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        dbname="postgres",
-    )
-    connection.autocommit = True
-    return connection
-
-
-@pytest.fixture
-def scratch_database_url():
-    """A new, empty database, dropped (with its connections) at the end."""
-    name = f"taskapp_migcheck_{secrets.token_hex(6)}"
-    connection = admin_connection()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        url = make_url(os.environ["TEST_DATABASE_URL"]).set(database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.close()
 
 
 def flask_db(database_url: str, *args: str) -> subprocess.CompletedProcess:
@@ -65,30 +30,19 @@ def flask_db(database_url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def run_sql(database_url: str, statement: str) -> list[tuple]:
+    with contextlib.closing(connect(database_url)) as connection, connection.cursor() as cursor:
+        cursor.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
 def public_tables(database_url: str) -> set[str]:
-    url = make_url(database_url)
-    connection = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            return {row[0] for row in cursor.fetchall()}
-    finally:
-        connection.close()
+    tables = run_sql(database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {row[0] for row in tables}
 
 
 def alembic_revision(database_url: str) -> list[str]:
-    url = make_url(database_url)
-    connection = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT version_num FROM alembic_version")
-            return [row[0] for row in cursor.fetchall()]
-    finally:
-        connection.close()
+    return [row[0] for row in run_sql(database_url, "SELECT version_num FROM alembic_version")]
 
 
 def test_upgrade_builds_a_schema_that_matches_the_models(scratch_database_url):
@@ -124,20 +78,6 @@ def test_downgrade_to_base_removes_every_table_and_can_upgrade_again(scratch_dat
     assert again.returncode == 0, again.stderr
     check = flask_db(scratch_database_url, "check")
     assert check.returncode == 0, check.stdout + check.stderr
-
-
-def run_sql(database_url: str, statement: str) -> list[tuple]:
-    url = make_url(database_url)
-    connection = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
-    )
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
 
 
 def test_0006_backfills_positions_and_downgrades_keeping_the_counts(scratch_database_url):

@@ -47,7 +47,7 @@ def test_the_image_migrates_then_serves_with_the_tested_commands():
 
 def test_no_local_state_goes_into_the_image():
     ignored = set((PROJECT / ".dockerignore").read_text().split())
-    # instance/ holds the development signing key and SQLite database.
+    # instance/ holds the development signing key and the embedded PostgreSQL's data.
     assert {"instance", ".venv", ".git", "test-artifacts"} <= ignored
 
 

@@ -7,10 +7,10 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import requires_postgres, requires_redis
+from conftest import requires_redis
 from servers import call, gunicorn, on_every_worker
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 PASSWORD = "a secret only the test knows"
 

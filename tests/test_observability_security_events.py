@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from conftest import PASSWORD, requires_postgres, requires_redis
+from conftest import PASSWORD, requires_redis
 from servers import call, gunicorn, on_every_worker
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import User
@@ -154,7 +154,6 @@ def test_repeated_failed_logins_are_logged_when_limited(client, make_user, json_
 # --- under gunicorn: multiprocess metrics, JSON logs, a proxy passing garbage ---------------
 
 
-@requires_postgres
 @requires_redis
 @pytest.mark.gunicorn
 @pytest.mark.committing

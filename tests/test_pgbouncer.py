@@ -3,6 +3,7 @@ pgbouncer): the HTTP flows work with many app connections sharing two server con
 the statement and lock timeouts hold, and no session state is left on a server connection."""
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
+from conftest import PASSWORD, own_connection, requires_redis
 from servers import Server, call, free_port, gunicorn, render_deploy_file
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -25,7 +26,7 @@ SERVER_CONNECTIONS = 2  # default_pool_size: far fewer than the app's connection
 requires_pgbouncer = pytest.mark.skipif(
     not os.path.exists(PGBOUNCER), reason="needs pgbouncer (Debian package)"
 )
-pytestmark = [requires_postgres, requires_redis, requires_pgbouncer, pytest.mark.gunicorn]
+pytestmark = [requires_redis, requires_pgbouncer, pytest.mark.gunicorn]
 pytestmark += [pytest.mark.slow, pytest.mark.committing]
 
 
@@ -70,12 +71,18 @@ def bouncer(app) -> Iterator[Bouncer]:
     directory = Path(tempfile.mkdtemp(prefix="taskapp-pgbouncer-"))
     directory.chmod(0o755)  # readable by the user it drops to
     user = target.username or "postgres"
+    # The embedded server listens on a socket in its data directory only, which only the
+    # server's own user may enter: PgBouncer then runs as that user.
+    server_host = target.host or target.query.get("host") or "127.0.0.1"
+    run_as = "postgres"
+    if server_host.startswith("/"):
+        run_as = pwd.getpwuid(os.stat(server_host).st_uid).pw_name
     (directory / "userlist.txt").write_text(f'"{user}" ""\n')
     port = free_port()
     config = render_deploy_file(
         "pgbouncer.ini",
         dbname=target.database,
-        server_host=target.host or "127.0.0.1",
+        server_host=server_host,
         server_port=str(target.port or 5432),
         listen_addr="127.0.0.1",
         listen_port=str(port),
@@ -86,8 +93,8 @@ def bouncer(app) -> Iterator[Bouncer]:
     )
     (directory / "pgbouncer.ini").write_text(config)
     log_path = directory / "pgbouncer.log"
-    # PgBouncer refuses to run as root: it is told to drop to the postgres user.
-    as_user = ["-u", "postgres"] if os.geteuid() == 0 else []
+    # PgBouncer refuses to run as root: it is told to drop to another user.
+    as_user = ["-u", run_as] if os.geteuid() == 0 else []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [PGBOUNCER, *as_user, str(directory / "pgbouncer.ini")],

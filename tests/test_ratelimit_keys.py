@@ -218,13 +218,13 @@ print(json.dumps({
 """
 
 
-def test_ratelimit_enabled_false_turns_limiting_off(tmp_path):
+def test_ratelimit_enabled_false_turns_limiting_off(scratch_database_url):
     # In a child process: the limiter is one object per process, so disabling it here would
     # disable it for every other test.
     env = {
         **os.environ,
         "TASKAPP_ENV": "development",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'disabled.db'}",
+        "DATABASE_URL": scratch_database_url,
         "REDIS_URL": "redis://127.0.0.1:1/0",  # configured but unused: not "degraded"
         "JWT_SECRET_KEY": "a-signing-key-long-enough-for-the-check-0123",
         "RATELIMIT_ENABLED": "false",

@@ -8,14 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import requires_postgres, requires_redis
+from conftest import requires_redis
 from servers import Held, assert_rate_limited, call, gunicorn, redis_server
 
 requires_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs the redis-server program"
 )
 pytestmark = [
-    requires_postgres,
     requires_redis,  # gunicorn() clears the limiter keys of TEST_REDIS_URL's database
     requires_redis_server,
     pytest.mark.gunicorn,

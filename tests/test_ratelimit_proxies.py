@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from conftest import requires_postgres, requires_redis
+from conftest import requires_redis
 from servers import assert_rate_limited, call, gunicorn, on_every_worker
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
+pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 LOGIN_LIMIT = 5
 ATTEMPT = {"email": "nobody@example.com", "password": "not the password"}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from conftest import PASSWORD, assert_error, own_connection, requires_postgres, requires_redis
+from conftest import PASSWORD, assert_error, own_connection, requires_redis
 from servers import call, gunicorn
 from taskapp.extensions import db
 from taskapp.idempotency import service
@@ -92,7 +92,6 @@ def test_a_failed_request_keeps_no_key(client, auth):
     assert post(client, headers, "f").status_code == 201
 
 
-@requires_postgres
 def test_an_attempt_still_in_flight_is_a_409(client, auth, app):
     headers = auth()
     user_id = client.get("/me", headers=headers).json["id"]
@@ -170,7 +169,6 @@ def test_the_spec_documents_the_header_and_its_answers(client):
     assert "Idempotent-Replayed" in operation["responses"]["201"]["headers"]
 
 
-@requires_postgres
 @requires_redis
 @pytest.mark.gunicorn
 @pytest.mark.committing

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 import config
-from conftest import PASSWORD, assert_error, requires_postgres
+from conftest import PASSWORD, assert_error
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
 
@@ -144,7 +144,6 @@ def test_the_quota_defaults_to_100000_and_is_configurable(monkeypatch):
         config.TestingConfig()
 
 
-@requires_postgres
 @pytest.mark.committing
 def test_concurrent_creates_cannot_race_past_the_quota(app, make_user, login, monkeypatch):
     quota, attempts = 5, 16

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from conftest import assert_error, own_connection, requires_postgres
+from conftest import assert_error, own_connection
 from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.seed import COMMON, seed
@@ -220,7 +220,6 @@ def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
     assert db.session.get(TaskCount, seeded[1]) is None
 
 
-@requires_postgres
 @pytest.mark.committing
 def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkeypatch, build_app):
     # ``app`` (committing) truncates the tables afterwards: the seed commits for real.
@@ -237,7 +236,6 @@ def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkey
         db.session.rollback()
 
 
-@requires_postgres
 @pytest.mark.committing
 def test_no_list_query_scans_the_tasks_table(app):
     """EXPLAIN every list query on a seeded database: index scans only, never a Seq Scan."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from conftest import assert_error, own_connection, requires_postgres
+from conftest import assert_error, own_connection
 from taskapp.extensions import db
 from taskapp.sync import service as sync_service
 from taskapp.sync.models import Change
@@ -61,7 +61,6 @@ def test_without_since_there_are_no_changes_and_a_token_for_now(client, auth, ma
 
 def test_changes_and_deletions_since_a_token(client, auth, make_task):
     headers = auth()
-    # The deleted one first: SQLite reuses the largest id.
     deleted, changed, kept = (make_task(headers, title=t) for t in ("gone", "changed", "kept"))
     token = sync(client, headers)["sync_token"]
     client.patch(f"/tasks/{changed['id']}", json={"completed": True}, headers=headers)
@@ -169,7 +168,6 @@ def test_deleting_the_account_takes_its_change_log(client, auth, make_task):
     assert db.session.scalars(select(Change)).all() == []
 
 
-@requires_postgres
 def test_a_transaction_that_commits_late_is_not_skipped(client, auth, make_task):
     headers = auth()
     early, late = make_task(headers, title="early"), make_task(headers, title="late")
@@ -197,7 +195,6 @@ def test_a_transaction_that_commits_late_is_not_skipped(client, auth, make_task)
         second.close()
 
 
-@requires_postgres
 @pytest.mark.slow
 def test_a_reader_syncing_during_concurrent_writes_ends_with_the_final_state(client, auth):
     headers = auth()

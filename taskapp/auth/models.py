@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, false, func, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from taskapp.extensions import db
-from taskapp.sqltypes import UTCDateTime
+from taskapp.timestamps import UTCDateTime
 
 USER = "user"
 ADMIN = "admin"

@@ -6,7 +6,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConst
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapp.extensions import db
-from taskapp.sqltypes import UTCDateTime
+from taskapp.timestamps import UTCDateTime
 
 
 class IdempotencyKey(db.Model):

@@ -41,14 +41,13 @@ def claim_key(
     Conflict while another attempt with the key is in flight, KeyReused for a different
     request. A key older than ``kept_for`` counts as unused (the purge may not have run yet).
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Held until this transaction ends: a concurrent attempt answers 409 at once instead
-        # of queueing behind the unique index for as long as the first one takes.
-        held = db.session.scalar(
-            text("SELECT pg_try_advisory_xact_lock(:lock)"), {"lock": _lock_id(user_id, key)}
-        )
-        if not held:
-            raise Conflict(IN_FLIGHT, headers=RETRY_AFTER)
+    # Held until this transaction ends: a concurrent attempt answers 409 at once instead of
+    # queueing behind the unique index for as long as the first one takes.
+    held = db.session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:lock)"), {"lock": _lock_id(user_id, key)}
+    )
+    if not held:
+        raise Conflict(IN_FLIGHT, headers=RETRY_AFTER)
     found = db.session.scalar(
         select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
@@ -65,8 +64,8 @@ def claim_key(
     try:
         db.session.flush()
     except IntegrityError:
-        # Another attempt committed the key first (SQLite has no advisory lock; on
-        # PostgreSQL, two keys whose lock ids collide): it is in flight or done.
+        # Another attempt committed the key first (two keys whose lock ids collide): it is
+        # in flight or done.
         db.session.rollback()
         raise Conflict(IN_FLIGHT, headers=RETRY_AFTER) from None
     return claimed.id

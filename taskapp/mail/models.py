@@ -6,7 +6,7 @@ from sqlalchemy import Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapp.extensions import db
-from taskapp.sqltypes import UTCDateTime
+from taskapp.timestamps import UTCDateTime
 
 
 class OutboxMessage(db.Model):
@@ -19,7 +19,6 @@ class OutboxMessage(db.Model):
             "ix_mail_outbox_due",
             "next_attempt_at",
             postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
-            sqlite_where=text("sent_at IS NULL AND failed_at IS NULL"),
         ),
     )
 

@@ -46,7 +46,7 @@ def queue_mail(recipient: str, template: str, *, subject: str, **context) -> Out
 
 def retry_delay(attempts: int) -> timedelta:
     """How long to wait after the ``attempts``-th failed attempt: doubling, capped, and at
-    least a second (so one pass over the due messages tries each once, even on SQLite)."""
+    least a second (so one pass over the due messages tries each once)."""
     config = current_app.config
     seconds = config["MAIL_RETRY_SECONDS"] * 2 ** min(attempts - 1, 32)
     return timedelta(seconds=max(min(seconds, config["MAIL_RETRY_MAX_SECONDS"]), 1))

@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapp.extensions import db
-from taskapp.sqltypes import UTCDateTime
+from taskapp.timestamps import UTCDateTime
 
 
 class Change(db.Model):
@@ -15,9 +15,9 @@ class Change(db.Model):
     Written by database triggers (migration 0006) in the writer's own transaction, so every
     writer is covered and a change and its log row commit together. ``seq`` is that
     transaction's id on PostgreSQL (``pg_current_xact_id()``), which a sync reader compares
-    with its snapshot's xmin, so a transaction that commits late is still read; on SQLite (one
-    writer at a time) a counter. A deleted entity stays as a tombstone (``deleted``) until
-    ``flask sync purge`` removes it after SYNC_RETENTION_DAYS.
+    with its snapshot's xmin, so a transaction that commits late is still read. A deleted
+    entity stays as a tombstone (``deleted``) until ``flask sync purge`` removes it after
+    SYNC_RETENTION_DAYS.
     """
 
     __tablename__ = "sync_changes"

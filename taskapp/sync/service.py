@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Table, and_, delete, func, select, text, tuple_
+from sqlalchemy import Table, and_, delete, select, text, tuple_
 
 from taskapp.errors import AppError
 from taskapp.extensions import db
@@ -112,13 +112,11 @@ def purge_tombstones(*, older_than: timedelta, batch_size: int = 1000) -> int:
     """Delete tombstones older than ``older_than`` (plus a margin), in batches."""
     cutoff = datetime.now(UTC) - older_than - PURGE_MARGIN
     changes = Change.__table__
-    # The newest row stays: on SQLite the next seq is counted from it.
-    newest = select(func.max(changes.c.seq)).scalar_subquery()
     deleted = 0
     while True:
         batch = (
             select(changes.c.user_id, changes.c.kind, changes.c.entity_id)
-            .where(changes.c.deleted, changes.c.changed_at < cutoff, changes.c.seq < newest)
+            .where(changes.c.deleted, changes.c.changed_at < cutoff)
             .limit(batch_size)
         )
         keys = tuple_(changes.c.user_id, changes.c.kind, changes.c.entity_id)
@@ -131,10 +129,7 @@ def purge_tombstones(*, older_than: timedelta, batch_size: int = 1000) -> int:
 
 def _horizon() -> int:
     """The lowest ``seq`` a transaction not yet visible to a later read can have."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return db.session.scalar(XMIN)
-    # SQLite: one writer at a time, each seq the last plus one.
-    return db.session.scalar(select(func.coalesce(func.max(Change.seq), 0) + 1))
+    return db.session.scalar(XMIN)
 
 
 def _mac(payload: bytes) -> bytes:

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapp.extensions import db
-from taskapp.sqltypes import UTCDateTime
+from taskapp.timestamps import UTCDateTime
 
 
 class Task(db.Model):

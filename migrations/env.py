@@ -45,14 +45,6 @@ def get_metadata():
     return target_db.metadata
 
 
-def include_object(obj, name, type_, reflected, compare_to):
-    """Leave out of comparisons the schema items meant for another dialect (ddl_if)."""
-    ddl_if = getattr(obj, "_ddl_if", None)
-    if ddl_if is not None and ddl_if.dialect:
-        return ddl_if.dialect == context.get_bind().dialect.name
-    return True
-
-
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -91,7 +83,6 @@ def run_migrations_online():
                 logger.info("No changes in schema detected.")
 
     conf_args = current_app.extensions["migrate"].configure_args
-    conf_args.setdefault("include_object", include_object)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
@@ -101,12 +92,11 @@ def run_migrations_online():
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                # The app's statement_timeout guards request paths; building an index on a
-                # large table may take minutes. SET LOCAL, after the app's own (taskapp.database)
-                # and, like it, for this transaction only. (lock_timeout stays: a migration
-                # must not queue behind a long transaction while blocking every request.)
-                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            # The app's statement_timeout guards request paths; building an index on a large
+            # table may take minutes. SET LOCAL, after the app's own (taskapp.database) and,
+            # like it, for this transaction only. (lock_timeout stays: a migration must not
+            # queue behind a long transaction while blocking every request.)
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

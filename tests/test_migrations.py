@@ -1,13 +1,19 @@
-"""The migrations build a fresh PostgreSQL database that matches the models, and tear it down."""
+"""The migrations build a fresh PostgreSQL database that matches the models, and tear it down;
+the revisions are frozen history, which no change to the application can rewrite."""
 
+import ast
 import contextlib
 import os
 import secrets
 import subprocess
 import sys
 
-from conftest import PROJECT, connect
+import pytest
 
+from conftest import PROJECT, connect
+from taskapp.database import TRANSACTION_SETTINGS_OPTION
+
+REVISIONS = sorted((PROJECT / "migrations" / "versions").glob("*.py"))
 TABLES = {"users", "sessions", "refresh_tokens", "tasks"}
 
 
@@ -141,3 +147,75 @@ def test_0007_counts_the_existing_tasks_then_its_triggers_keep_them(scratch_data
         assert run_sql(scratch_database_url, read) == expected
     assert flask_db(scratch_database_url, "downgrade", "0006").returncode == 0
     assert run_sql(scratch_database_url, "SELECT to_regclass('task_due_counts')") == [(None,)]
+
+
+# The project's own top-level modules and packages (taskapp, config, wsgi, ...): what a revision
+# must not import, since what they are later would change what an old revision does.
+PROJECT_MODULES = {path.stem for path in PROJECT.glob("*.py")} | {
+    path.parent.name for path in PROJECT.glob("*/__init__.py")
+}
+# Ways to run the code of another file: a revision that loads one depends on its today's text.
+LOADERS = {"importlib", "runpy", "imp", "pkgutil", "zipimport"}
+LOADING_CALLS = {"__import__", "exec", "eval", "compile", "open", "exec_module", "run_path"}
+
+
+def frozen_history_offences(source: str) -> list[str]:
+    """What in a revision's ``source`` imports the project's code or loads another file."""
+    offences = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [("." * node.level) + (node.module or "")]
+        elif isinstance(node, ast.Call):
+            function = node.func
+            name = getattr(function, "id", None) or getattr(function, "attr", None)
+            if name in LOADING_CALLS:
+                offences.append(f"line {node.lineno}: calls {name}()")
+            continue
+        else:
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            if module.startswith(".") or top in PROJECT_MODULES or top in LOADERS:
+                offences.append(f"line {node.lineno}: imports {module}")
+    return offences
+
+
+def test_the_offences_found_are_those_of_the_revisions_before_they_were_frozen():
+    # So the test below is not vacuous: the project's modules are known, and what 0006 did
+    # before issue 23 (import the app, load earlier revisions by path) is found.
+    assert {"taskapp", "config", "wsgi"} <= PROJECT_MODULES
+    source = (
+        "import importlib.util\n"
+        "from taskapp.database import TRANSACTION_SETTINGS_OPTION\n"
+        "import config\n"
+        "spec.loader.exec_module(module)\n"
+    )
+    assert frozen_history_offences(source) == [
+        "line 1: imports importlib.util",
+        "line 2: imports taskapp.database",
+        "line 3: imports config",
+        "line 4: calls exec_module()",
+    ]
+    assert frozen_history_offences("import sqlalchemy as sa\nfrom alembic import op\n") == []
+
+
+@pytest.mark.parametrize("revision", REVISIONS, ids=lambda path: path.stem)
+def test_no_revision_imports_the_application_or_loads_another_file(revision):
+    assert frozen_history_offences(revision.read_text()) == []
+
+
+def test_0006_sends_its_statements_bare_with_the_option_the_app_reads():
+    """0006 copies the name of the app's execution option (it may not import it): the app
+    that runs the revision must still read that name, or CREATE INDEX CONCURRENTLY would go in
+    one message with the app's SET LOCAL timeouts, which PostgreSQL refuses."""
+    (revision,) = (path for path in REVISIONS if path.name.startswith("0006_"))
+    copies = [
+        node.value.value
+        for node in ast.parse(revision.read_text()).body
+        if isinstance(node, ast.Assign)
+        and [getattr(target, "id", None) for target in node.targets]
+        == ["TRANSACTION_SETTINGS_OPTION"]
+    ]
+    assert copies == [TRANSACTION_SETTINGS_OPTION]

@@ -17,10 +17,8 @@ TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade():
-    postgres = op.get_bind().dialect.name == "postgresql"
-    if postgres:
-        # Trusted extension since PostgreSQL 13: the database owner may create it.
-        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    # Trusted extension since PostgreSQL 13: the database owner may create it.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 
     op.create_table(
         "users",
@@ -96,15 +94,14 @@ def upgrade():
     op.create_index("ix_tasks_user_created", "tasks", ["user_id", "created_at", "id"])
     op.create_index("ix_tasks_user_updated", "tasks", ["user_id", "updated_at", "id"])
     op.create_index("ix_tasks_user_title", "tasks", ["user_id", "title", "id"])
-    if postgres:
-        for column in ("title", "description"):
-            op.create_index(
-                f"ix_tasks_{column}_trgm",
-                "tasks",
-                [column],
-                postgresql_using="gin",
-                postgresql_ops={column: "gin_trgm_ops"},
-            )
+    for column in ("title", "description"):
+        op.create_index(
+            f"ix_tasks_{column}_trgm",
+            "tasks",
+            [column],
+            postgresql_using="gin",
+            postgresql_ops={column: "gin_trgm_ops"},
+        )
 
 
 def downgrade():

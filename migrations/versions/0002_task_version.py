@@ -24,6 +24,4 @@ def upgrade():
 
 
 def downgrade():
-    # Batch mode: SQLite before 3.35 has no DROP COLUMN, so there the table is copied.
-    with op.batch_alter_table("tasks") as batch:
-        batch.drop_column("version")
+    op.drop_column("tasks", "version")

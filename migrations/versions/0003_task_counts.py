@@ -6,9 +6,9 @@ Create Date: 2026-11-24
 
 Counting a heavy user's tasks on every list request costs as much as reading them all; the
 counts are kept instead, in the same transaction as every insert, update and delete of a
-task, whoever writes it (the API, a bulk COPY, an ON DELETE CASCADE). On PostgreSQL the
-triggers are per statement with transition tables, so a bulk load updates each user's count
-once, not once per row.
+task, whoever writes it (the API, a bulk COPY, an ON DELETE CASCADE). The triggers are per
+statement with transition tables, so a bulk load updates each user's count once, not once per
+row.
 
 Per-user trigram indexes join the global ones (btree_gin puts user_id in the same GIN index):
 for a user with few tasks a search then reads only that user's postings; for a user with very
@@ -25,7 +25,7 @@ depends_on = None
 
 SORT_COLUMNS = ("created_at", "updated_at", "title")
 
-POSTGRES_UP = """
+COUNT_TRIGGERS = """
 CREATE FUNCTION task_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   -- One statement's rows at once: inserted rows add, deleted rows remove, updates move.
@@ -59,26 +59,8 @@ CREATE TRIGGER tasks_count_update AFTER UPDATE ON tasks
   FOR EACH STATEMENT EXECUTE FUNCTION task_counts_apply();
 """
 
-SQLITE_UP = [
-    """CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
-         INSERT INTO task_counts (user_id, total, completed) VALUES (NEW.user_id, 1, NEW.completed)
-         ON CONFLICT (user_id) DO UPDATE
-           SET total = total + 1, completed = completed + excluded.completed;
-       END""",
-    """CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
-         UPDATE task_counts SET total = total - 1, completed = completed - OLD.completed
-           WHERE user_id = OLD.user_id;
-       END""",
-    """CREATE TRIGGER tasks_count_update AFTER UPDATE OF completed ON tasks
-       WHEN OLD.completed <> NEW.completed BEGIN
-         UPDATE task_counts SET completed = completed + NEW.completed - OLD.completed
-           WHERE user_id = NEW.user_id;
-       END""",
-]
-
 
 def upgrade():
-    postgres = op.get_bind().dialect.name == "postgresql"
     op.create_table(
         "task_counts",
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -95,37 +77,29 @@ def upgrade():
         "SELECT user_id, count(*), sum(CASE WHEN completed THEN 1 ELSE 0 END) "
         "FROM tasks GROUP BY user_id"
     )
-    if postgres:
-        op.execute(POSTGRES_UP)
-    else:
-        for statement in SQLITE_UP:
-            op.execute(statement)
+    op.execute(COUNT_TRIGGERS)
     for column in SORT_COLUMNS:
         op.create_index(
             f"ix_tasks_user_completed_{column}", "tasks", ["user_id", "completed", column, "id"]
         )
-    if postgres:
-        # Trusted extension: the database owner may create it.
-        op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
-        for column in ("title", "description"):
-            op.create_index(
-                f"ix_tasks_user_{column}_trgm",
-                "tasks",
-                ["user_id", column],
-                postgresql_using="gin",
-                postgresql_ops={column: "gin_trgm_ops"},
-            )
+    # Trusted extension: the database owner may create it.
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    for column in ("title", "description"):
+        op.create_index(
+            f"ix_tasks_user_{column}_trgm",
+            "tasks",
+            ["user_id", column],
+            postgresql_using="gin",
+            postgresql_ops={column: "gin_trgm_ops"},
+        )
 
 
 def downgrade():
-    if op.get_bind().dialect.name == "postgresql":
-        for column in ("title", "description"):
-            op.drop_index(f"ix_tasks_user_{column}_trgm", table_name="tasks")
+    for column in ("title", "description"):
+        op.drop_index(f"ix_tasks_user_{column}_trgm", table_name="tasks")
     for column in SORT_COLUMNS:
         op.drop_index(f"ix_tasks_user_completed_{column}", table_name="tasks")
-    postgres = op.get_bind().dialect.name == "postgresql"
     for operation in ("insert", "delete", "update"):
-        op.execute(f"DROP TRIGGER tasks_count_{operation}" + (" ON tasks" if postgres else ""))
-    if postgres:
-        op.execute("DROP FUNCTION task_counts_apply()")
+        op.execute(f"DROP TRIGGER tasks_count_{operation} ON tasks")
+    op.execute("DROP FUNCTION task_counts_apply()")
     op.drop_table("task_counts")

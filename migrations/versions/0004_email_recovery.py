@@ -41,7 +41,10 @@ def upgrade():
             name=op.f("ck_email_tokens_purpose"),
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_email_tokens_user_id_users"), ondelete="CASCADE"
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_email_tokens_user_id_users"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_tokens")),
         sa.UniqueConstraint("digest", name=op.f("uq_email_tokens_digest")),
@@ -68,7 +71,6 @@ def upgrade():
         "mail_outbox",
         ["next_attempt_at"],
         postgresql_where=UNSENT,
-        sqlite_where=UNSENT,
     )
 
 
@@ -78,6 +80,4 @@ def downgrade():
     op.drop_index("ix_email_tokens_expires_at", table_name="email_tokens")
     op.drop_index("ix_email_tokens_user_id_purpose", table_name="email_tokens")
     op.drop_table("email_tokens")
-    # Batch mode: SQLite before 3.35 has no DROP COLUMN, so there the table is copied.
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("email_verified")
+    op.drop_column("users", "email_verified")

@@ -5,8 +5,8 @@ Revises: 0004
 Create Date: 2026-12-02
 
 sync_changes holds one row per task (and later list, label: ``kind``) with the id of the
-transaction that last wrote it, or a counter on SQLite; triggers write it in the writer's own
-transaction, whoever writes (the API, bulk loads, cascades), and mark deletions as tombstones.
+transaction that last wrote it; triggers write it in the writer's own transaction, whoever
+writes (the API, bulk loads, cascades), and mark deletions as tombstones.
 The same triggers bump task_counts.stamp, which the list ETags are made of.
 """
 
@@ -18,7 +18,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-POSTGRES_UP = """
+SYNC_TRIGGERS = """
 CREATE FUNCTION sync_tasks_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   xact bigint := pg_current_xact_id()::text::bigint;
@@ -52,28 +52,8 @@ CREATE TRIGGER tasks_sync_update AFTER UPDATE ON tasks
   REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sync_tasks_changed();
 """
 
-# SQLite writes one transaction at a time: the next seq is the largest plus one.
-_SQLITE_LOG = """
-  INSERT INTO sync_changes (user_id, kind, entity_id, seq, deleted, changed_at)
-    SELECT {row}.user_id, 'task', {row}.id,
-           (SELECT coalesce(max(seq), 0) + 1 FROM sync_changes), {deleted}, CURRENT_TIMESTAMP
-    WHERE EXISTS (SELECT 1 FROM users WHERE id = {row}.user_id)
-    ON CONFLICT (user_id, kind, entity_id) DO UPDATE
-      SET seq = excluded.seq, deleted = excluded.deleted, changed_at = excluded.changed_at;
-  INSERT INTO task_counts (user_id, stamp)
-    SELECT {row}.user_id, 1 WHERE EXISTS (SELECT 1 FROM users WHERE id = {row}.user_id)
-    ON CONFLICT (user_id) DO UPDATE SET stamp = stamp + 1;
-"""
-SQLITE_UP = [
-    f"CREATE TRIGGER tasks_sync_{operation} AFTER {operation.upper()} ON tasks BEGIN"
-    + _SQLITE_LOG.format(row=row, deleted=deleted)
-    + "END"
-    for operation, row, deleted in (("insert", "NEW", 0), ("update", "NEW", 0), ("delete", "OLD", 1))
-]
-
 
 def upgrade():
-    postgres = op.get_bind().dialect.name == "postgresql"
     op.create_table(
         "idempotency_keys",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -124,30 +104,18 @@ def upgrade():
     )
     # Tasks that exist already are in the log from the start: a first sync after the
     # upgrade needs no special case.
-    seq = "pg_current_xact_id()::text::bigint" if postgres else "1"
     op.execute(
         "INSERT INTO sync_changes (user_id, kind, entity_id, seq) "
-        f"SELECT user_id, 'task', id, {seq} FROM tasks"
+        "SELECT user_id, 'task', id, pg_current_xact_id()::text::bigint FROM tasks"
     )
-    if postgres:
-        op.execute(POSTGRES_UP)
-    else:
-        for statement in SQLITE_UP:
-            op.execute(statement)
+    op.execute(SYNC_TRIGGERS)
 
 
 def downgrade():
-    postgres = op.get_bind().dialect.name == "postgresql"
     for operation in ("insert", "delete", "update"):
-        op.execute(f"DROP TRIGGER tasks_sync_{operation}" + (" ON tasks" if postgres else ""))
-    if postgres:
-        op.execute("DROP FUNCTION sync_tasks_changed()")
-    if postgres:
-        op.drop_column("task_counts", "stamp")
-    else:
-        # Not batch mode: its table copy and rename trips over 0003's count triggers on tasks,
-        # which name task_counts. SQLite drops a plain column in place (3.35 and newer).
-        op.execute("ALTER TABLE task_counts DROP COLUMN stamp")
+        op.execute(f"DROP TRIGGER tasks_sync_{operation} ON tasks")
+    op.execute("DROP FUNCTION sync_tasks_changed()")
+    op.drop_column("task_counts", "stamp")
     op.drop_index("ix_sync_changes_changed_at", table_name="sync_changes")
     op.drop_index("ix_sync_changes_user_id_kind_seq", table_name="sync_changes")
     op.drop_table("sync_changes")

@@ -7,8 +7,8 @@ Create Date: 2026-12-07
 The totals of ``GET /tasks?priority=``, of a due-date range, of ``overdue=true`` and of a
 single ``label`` counted their matches: 200,000 of a heavy user's tasks cost 17 to 21 ms a
 page. They are kept instead, as task_counts keeps the user's (0003) and lists theirs (0006):
-by triggers, in the writer's transaction, per statement on PostgreSQL. A due range sums the
-days it covers and counts only the tasks of its first and last day (taskapp.tasks.service).
+by triggers, in the writer's transaction, per statement. A due range sums the days it covers
+and counts only the tasks of its first and last day (the app's page queries).
 
 Safe on a live tasks table of millions of rows: the new tables are made, the triggers created
 and the counts of the existing rows filled in one transaction, which holds tasks and
@@ -33,10 +33,9 @@ class Kept(NamedTuple):
     table: str
     key: str  # its key column
     type: sa.types.TypeEngine
-    column: str  # the tasks column the key is made of
-    # The key of a task row per dialect; {row} is the row's alias (NEW, OLD, a transition
-    # table). A NULL key (a task without a due date) is not kept.
-    expression: dict[str, str]
+    # The key of a task row; {row} is the row's alias (a table, a transition table). A NULL
+    # key (a task without a due date) is not kept.
+    expression: str
     triggers: str  # the prefix of its triggers' names
 
 
@@ -45,23 +44,21 @@ KEPT = [
         "task_priority_counts",
         "priority",
         sa.SmallInteger(),
-        "priority",
-        {"postgresql": "{row}.priority", "sqlite": "{row}.priority"},
+        "{row}.priority",
         "tasks_priority_count",
     ),
     Kept(
         "task_due_counts",
         "due_on",
         sa.Date(),
-        "due_at",
-        {"postgresql": "({row}.due_at AT TIME ZONE 'UTC')::date", "sqlite": "date({row}.due_at)"},
+        "({row}.due_at AT TIME ZONE 'UTC')::date",
         "tasks_due_count",
     ),
 ]
 
 
-def _postgres(kept: Kept) -> list[str]:
-    """The function and triggers that keep ``kept`` on PostgreSQL.
+def _triggers(kept: Kept) -> list[str]:
+    """The function and triggers that keep ``kept``.
 
     Inserted rows add, deleted rows remove, updated rows move (an upsert: a task's new key
     may have no row yet); a statement's rows are grouped first, and groups that net to
@@ -69,7 +66,7 @@ def _postgres(kept: Kept) -> list[str]:
     going, by a cascade, and with it the count rows); a count that falls to 0 is deleted, so
     the table holds no more rows than the keys in use.
     """
-    table, key, expression = kept.table, kept.key, kept.expression["postgresql"]
+    table, key, expression = kept.table, kept.key, kept.expression
     new, old = expression.format(row="new_rows"), expression.format(row="old_rows")
     deltas = {
         "new": f"SELECT user_id, {new} AS k, 1 AS n, completed::int AS done FROM new_rows",
@@ -116,57 +113,24 @@ def _postgres(kept: Kept) -> list[str]:
     ]
 
 
-def _sqlite(kept: Kept) -> list[str]:
-    """The same, per row, for SQLite."""
-    table, key, name = kept.table, kept.key, kept.triggers
-    expression = kept.expression["sqlite"]
-    new, old = expression.format(row="NEW"), expression.format(row="OLD")
-    add = (
-        f"INSERT INTO {table} (user_id, {key}, total, completed) "
-        f"SELECT NEW.user_id, {new}, 1, NEW.completed WHERE {new} IS NOT NULL "
-        f"ON CONFLICT (user_id, {key}) DO UPDATE "
-        "SET total = total + 1, completed = completed + excluded.completed;"
-    )
-    remove = (
-        f"UPDATE {table} SET total = total - 1, completed = completed - OLD.completed "
-        f"WHERE user_id = OLD.user_id AND {key} = {old}; "
-        f"DELETE FROM {table} WHERE user_id = OLD.user_id AND {key} = {old} AND total = 0;"
-    )
-    return [
-        f"CREATE TRIGGER {name}_insert AFTER INSERT ON tasks BEGIN {add} END",
-        f"CREATE TRIGGER {name}_delete AFTER DELETE ON tasks BEGIN {remove} END",
-        f"CREATE TRIGGER {name}_update AFTER UPDATE OF {kept.column}, completed ON tasks "
-        f"WHEN {old} IS NOT {new} OR OLD.completed <> NEW.completed BEGIN {remove} {add} END",
-    ]
-
-
 # How many tasks carry each label, kept by triggers on task_labels. Its own table, not a
 # column of labels: a write to labels fires the label names trigger of 0006.
-LABEL_COUNTS = {
-    "postgresql": [
-        "CREATE FUNCTION label_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF TG_OP = 'INSERT' THEN "
-        "INSERT INTO label_counts AS c (label_id, tasks) "
-        "SELECT label_id, count(*) FROM new_rows GROUP BY label_id "
-        "ON CONFLICT (label_id) DO UPDATE SET tasks = c.tasks + EXCLUDED.tasks; "
-        "ELSE "
-        "UPDATE label_counts AS c SET tasks = c.tasks - d.n "
-        "FROM (SELECT label_id, count(*) AS n FROM old_rows GROUP BY label_id) AS d "
-        "WHERE c.label_id = d.label_id; "
-        "END IF; RETURN NULL; END $$",
-        "CREATE TRIGGER task_labels_count_insert AFTER INSERT ON task_labels REFERENCING NEW "
-        "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION label_counts_apply()",
-        "CREATE TRIGGER task_labels_count_delete AFTER DELETE ON task_labels REFERENCING OLD "
-        "TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION label_counts_apply()",
-    ],
-    "sqlite": [
-        "CREATE TRIGGER task_labels_count_insert AFTER INSERT ON task_labels BEGIN "
-        "INSERT INTO label_counts (label_id, tasks) VALUES (NEW.label_id, 1) "
-        "ON CONFLICT (label_id) DO UPDATE SET tasks = tasks + 1; END",
-        "CREATE TRIGGER task_labels_count_delete AFTER DELETE ON task_labels BEGIN "
-        "UPDATE label_counts SET tasks = tasks - 1 WHERE label_id = OLD.label_id; END",
-    ],
-}
+LABEL_COUNTS = [
+    "CREATE FUNCTION label_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP = 'INSERT' THEN "
+    "INSERT INTO label_counts AS c (label_id, tasks) "
+    "SELECT label_id, count(*) FROM new_rows GROUP BY label_id "
+    "ON CONFLICT (label_id) DO UPDATE SET tasks = c.tasks + EXCLUDED.tasks; "
+    "ELSE "
+    "UPDATE label_counts AS c SET tasks = c.tasks - d.n "
+    "FROM (SELECT label_id, count(*) AS n FROM old_rows GROUP BY label_id) AS d "
+    "WHERE c.label_id = d.label_id; "
+    "END IF; RETURN NULL; END $$",
+    "CREATE TRIGGER task_labels_count_insert AFTER INSERT ON task_labels REFERENCING NEW "
+    "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION label_counts_apply()",
+    "CREATE TRIGGER task_labels_count_delete AFTER DELETE ON task_labels REFERENCING OLD "
+    "TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION label_counts_apply()",
+]
 TRIGGERS = [
     *(
         (f"{kept.triggers}_{operation}", "tasks")
@@ -179,10 +143,8 @@ TRIGGERS = [
 
 
 def upgrade():
-    dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
-        # Writers wait from here to the commit (the backfill); readers do not.
-        op.execute("LOCK TABLE tasks, task_labels IN SHARE ROW EXCLUSIVE MODE")
+    # Writers wait from here to the commit (the backfill); readers do not.
+    op.execute("LOCK TABLE tasks, task_labels IN SHARE ROW EXCLUSIVE MODE")
     for kept in KEPT:
         table, key = kept.table, kept.key
         op.create_table(
@@ -199,14 +161,13 @@ def upgrade():
             ),
             sa.PrimaryKeyConstraint("user_id", key, name=op.f(f"pk_{table}")),
         )
-        row = kept.expression[dialect].format(row="tasks")
+        row = kept.expression.format(row="tasks")
         op.execute(
             f"INSERT INTO {table} (user_id, {key}, total, completed) "
             f"SELECT user_id, {row}, count(*), sum(CASE WHEN completed THEN 1 ELSE 0 END) "
             f"FROM tasks WHERE {row} IS NOT NULL GROUP BY user_id, {row}"
         )
-        build = _postgres if dialect == "postgresql" else _sqlite
-        for statement in build(kept):
+        for statement in _triggers(kept):
             op.execute(statement)
     op.create_table(
         "label_counts",
@@ -224,18 +185,16 @@ def upgrade():
         "INSERT INTO label_counts (label_id, tasks) "
         "SELECT label_id, count(*) FROM task_labels GROUP BY label_id"
     )
-    for statement in LABEL_COUNTS[dialect]:
+    for statement in LABEL_COUNTS:
         op.execute(statement)
 
 
 def downgrade():
-    postgres = op.get_bind().dialect.name == "postgresql"
     for trigger, table in TRIGGERS:
-        op.execute(f"DROP TRIGGER {trigger}" + (f" ON {table}" if postgres else ""))
-    if postgres:
-        for kept in KEPT:
-            op.execute(f"DROP FUNCTION {kept.table}_apply()")
-        op.execute("DROP FUNCTION label_counts_apply()")
+        op.execute(f"DROP TRIGGER {trigger} ON {table}")
+    for kept in KEPT:
+        op.execute(f"DROP FUNCTION {kept.table}_apply()")
+    op.execute("DROP FUNCTION label_counts_apply()")
     op.drop_table("label_counts")
     for kept in reversed(KEPT):
         op.drop_table(kept.table)

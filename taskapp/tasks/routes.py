@@ -86,7 +86,7 @@ def conditional_write(schema):
     def decorator(view):
         view = item_write_errors(view)
         view = blp.response(200, TaskSchema, headers=ETAG)(view)
-        view = blp.doc(parameters=[IF_MATCH])(view)
+        view = blp.header_parameter(IF_MATCH)(view)
         return blp.arguments(schema)(view)
 
     return decorator
@@ -218,7 +218,7 @@ class TaskBulk(MethodView):
 @blp.route(TASK_URL)
 class TaskItem(MethodView):
     @authenticated(blp)
-    @blp.doc(parameters=[IF_NONE_MATCH])
+    @blp.header_parameter(IF_NONE_MATCH)
     @blp.response(200, TaskSchema, headers=ETAG)
     @blp.alt_response(304, description="Not Modified: If-None-Match matched", headers=ETAG)
     @blp.alt_response(404, response="NOT_FOUND")
@@ -257,7 +257,7 @@ class TaskItem(MethodView):
 
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.doc(parameters=[IF_MATCH])
+    @blp.header_parameter(IF_MATCH)
     @blp.response(204)
     @item_write_errors
     @blp.doc(operationId="delete_task")

@@ -44,7 +44,7 @@ RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
-# Where the Blueprint's documentation helpers (header_parameter, success_headers,
+# Where the Blueprint's documentation helpers (header_parameter, success_headers, note,
 # unless_documented) leave what SharedResponsesPlugin adds to an operation: an extension key of
 # the operation, merged by ``Blueprint.doc`` whatever the order of the decorators, and removed
 # by the plugin, so it never reaches the document.
@@ -75,7 +75,7 @@ class SharedResponsesPlugin(BasePlugin):
     """Documents what every route shares: 400/413/415 where a JSON body is read, 503 (with
     Retry-After) where the database is used, and the rate-limit headers on the success
     responses of every route that documents a 429; and adds what the Blueprint's helpers left
-    under EXTRA_DOC: header parameters, success headers, responses unless documented."""
+    under EXTRA_DOC: header parameters, notes, success headers, responses unless documented."""
 
     def __init__(self, *, without_database=("/healthz",)):
         self.without_database = without_database
@@ -113,6 +113,10 @@ class SharedResponsesPlugin(BasePlugin):
         for code, name in extra.get("responses", {}).items():
             if not any(str(documented) == str(code) for documented in responses):
                 responses[code] = self._ref(name)
+        notes = sorted(extra.get("notes", {}))
+        if notes:
+            paragraphs = [operation.get("description", ""), *notes]
+            operation["description"] = "\n\n".join(filter(None, paragraphs))
         headers = extra.get("success_headers", {})
         for code, response in responses.items():
             if headers and str(code).startswith("2"):
@@ -257,6 +261,11 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    def error(self, status: int, description: str) -> Callable:
+        """Document an error response of the view: the error envelope, with what it means
+        here (``alt_response`` with the API's error schema)."""
+        return self.alt_response(status, schema=Api.ERROR_SCHEMA, description=description)
+
     @classmethod
     def header_parameter(cls, parameter: dict) -> Callable:
         """Document a header the view reads itself (an OpenAPI parameter object), next to the
@@ -268,6 +277,12 @@ class Blueprint(flask_smorest.Blueprint):
         """Document response headers on every success response of the view, whichever they
         are (``response`` or ``alt_response(..., success=True)``)."""
         return cls.doc(**{EXTRA_DOC: {"success_headers": headers}})
+
+    @classmethod
+    def note(cls, text: str) -> Callable:
+        """Add a paragraph shared by several routes (such as BULK_WRITE) to the operation's
+        description, after the one its docstring gives."""
+        return cls.doc(**{EXTRA_DOC: {"notes": {text: text}}})
 
     @classmethod
     def unless_documented(cls, status: int, response: str) -> Callable:

@@ -19,8 +19,11 @@ README = PROJECT / "README.md"
 METHODS = ("get", "put", "post", "patch", "delete")
 # Flask's rule syntax to the spec's: /tasks/<int(max=2147483647):task_id> -> /tasks/{task_id}
 CONVERTER = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([A-Za-z_]+)>")
-# A route named in prose: "GET /tasks/{task_id}", or a path in backticks ("`/tasks/42`").
-NAMED_ROUTE = re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) (/[\w{}/.-]*)|`(/[\w{}/.-]*)[`?]")
+# A route named in prose: "GET /tasks/{task_id}", or a path in backticks ("`/tasks/42`"). Only
+# paths of non-empty segments: "`/tasks/`" and "`/tasks//1`" are the examples of paths that
+# match no route.
+PATH = r"(?:/[A-Za-z{][\w{}.-]*)+"
+NAMED_ROUTE = re.compile(rf"\b(?:GET|POST|PUT|PATCH|DELETE) ({PATH})|`({PATH})[`?]")
 # Flask's own /static route: the package has no static folder, so it only ever answers 404.
 UNSERVED_ENDPOINTS = {"static"}
 # How the code reads a setting: _env_int("NAME", ...), os.environ.get("NAME"), env.get("NAME"),

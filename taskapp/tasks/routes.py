@@ -84,7 +84,7 @@ LOCATION = {"Location": {"description": "URL of the new task", "schema": {"type"
 def item_write_errors(view):
     """The errors of a write to one task: 404, and 412 (a stale If-Match)."""
     view = blp.error(404, "`Task not found`: no such task of the caller's")(view)
-    return blp.error(412, "The task changed since the If-Match was read: GET it again")(view)
+    return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
 
 
 def conditional_write(schema, example: dict):

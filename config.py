@@ -325,7 +325,9 @@ class Config:
         self.OPENAPI_SWAGGER_UI_URL = "/docs/static/"
         self.API_SPEC_OPTIONS = {
             "info": {
-                "description": "Multi-user task manager. The contract: docs/api.md.\n\n"
+                "description": "Multi-user task manager. Each operation here is its route's "
+                "contract; what spans routes (errors, authentication, pagination, conditional "
+                "requests, idempotency, sync, rate limits) is docs/api.md.\n\n"
                 "Every error is the JSON envelope {code, status, message?, errors?}. A method "
                 "the path does not serve is a 405 with Allow (answered before the app when no "
                 "route serves it at all). With "

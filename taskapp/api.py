@@ -3,11 +3,13 @@ body parser, and the OpenAPI additions every route shares."""
 
 import functools
 import json
-from copy import deepcopy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import flask_smorest
 from apispec import BasePlugin
 from flask import request
+from flask.views import MethodView
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
@@ -42,12 +44,38 @@ RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
+# Where the Blueprint's documentation helpers (header_parameter, success_headers, note,
+# unless_documented) leave what SharedResponsesPlugin adds to an operation: an extension key of
+# the operation, merged by ``Blueprint.doc`` whatever the order of the decorators, and removed
+# by the plugin, so it never reaches the document.
+EXTRA_DOC = "x-taskapp-doc"
+# The attribute under which Blueprint.guard declares the checks around a view (ours, not
+# flask-smorest's: functools.wraps carries it up through every decorator, as it does theirs).
+GUARDS = "taskapp_guards"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A check around a view (``wrap``), run in ``rank`` order, lowest first, whatever the
+    order of the decorators that declared it: see ``Blueprint.guard``."""
+
+    rank: int
+    wrap: Callable[[Callable], Callable]
+
+
+# The one order of the checks around a view: the caller is known before a limit counts it
+# (limits keyed by user), and a request is counted before its idempotency key is claimed.
+AUTHENTICATE = 10
+AUTHORISE = 20
+LIMIT = 30
+IDEMPOTENCY = 40
 
 
 class SharedResponsesPlugin(BasePlugin):
     """Documents what every route shares: 400/413/415 where a JSON body is read, 503 (with
     Retry-After) where the database is used, and the rate-limit headers on the success
-    responses of every route that documents a 429."""
+    responses of every route that documents a 429; and adds what the Blueprint's helpers left
+    under EXTRA_DOC: header parameters, notes, success headers, responses unless documented."""
 
     def __init__(self, *, without_database=("/healthz",)):
         self.without_database = without_database
@@ -63,6 +91,7 @@ class SharedResponsesPlugin(BasePlugin):
     def operation_helper(self, path=None, operations=None, **_kwargs) -> None:
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
+            self._add_extra(operation, operation.pop(EXTRA_DOC, {}))
             if "requestBody" in operation:
                 responses.setdefault("400", self._ref("BAD_REQUEST"))
                 responses.setdefault("413", self._ref("REQUEST_ENTITY_TOO_LARGE"))
@@ -75,6 +104,23 @@ class SharedResponsesPlugin(BasePlugin):
                 for code, response in responses.items():
                     if str(code).startswith("2"):
                         response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
+
+    def _add_extra(self, operation: dict, extra: dict) -> None:
+        # Parameters in the order of their names, so the order of the decorators is not seen.
+        for _name, parameter in sorted(extra.get("parameters", {}).items()):
+            operation.setdefault("parameters", []).append(parameter)
+        responses = operation["responses"]
+        for code, name in extra.get("responses", {}).items():
+            if not any(str(documented) == str(code) for documented in responses):
+                responses[code] = self._ref(name)
+        notes = sorted(extra.get("notes", {}))
+        if notes:
+            paragraphs = [operation.get("description", ""), *notes]
+            operation["description"] = "\n\n".join(filter(None, paragraphs))
+        headers = extra.get("success_headers", {})
+        for code, response in responses.items():
+            if headers and str(code).startswith("2"):
+                response.setdefault("headers", {}).update(headers)
 
 
 def bound_errors(errors) -> tuple[object, bool]:
@@ -143,11 +189,53 @@ class JSONBodyParser(FlaskParser):
             abort(400, messages={"json": ["Invalid JSON body."]})
 
 
+def compose(*decorators: Callable) -> Callable:
+    """One decorator applying ``decorators`` as if stacked in that order (the last first)."""
+    return functools.reduce(lambda outer, inner: lambda view: outer(inner(view)), decorators)
+
+
+def _guarded(view: Callable) -> Callable:
+    """``view`` inside the checks declared on it, in their rank order."""
+    guards = getattr(view, GUARDS, ())
+    for guard in sorted(guards, key=lambda guard: guard.rank, reverse=True):
+        view = guard.wrap(view)
+    if guards:
+        setattr(view, GUARDS, ())  # applied: a second registration adds none again
+    return view
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint whose bodies are read by JSONBodyParser (so 400, not 500), and
-    must be JSON: 415 for a body of another type, or none where one is required."""
+    must be JSON: 415 for a body of another type, or none where one is required; whose views
+    run inside the checks declared with ``guard``; and which documents header parameters and
+    response headers beside what flask-smorest infers, whatever the decorators' order."""
 
     ARGUMENTS_PARSER = JSONBodyParser()
+
+    def add_url_rule(self, rule, endpoint=None, view_func=None, *args, **kwargs):
+        if isinstance(view_func, type(MethodView)):
+            for method in view_func.methods or ():
+                name = method.lower()
+                setattr(view_func, name, _guarded(getattr(view_func, name)))
+        elif view_func is not None:
+            view_func = _guarded(view_func)
+        return super().add_url_rule(rule, endpoint, view_func, *args, **kwargs)
+
+    @staticmethod
+    def guard(rank: int, wrap: Callable[[Callable], Callable]) -> Callable:
+        """Declare a check around the view (``wrap``, a decorator), applied when the view is
+        routed, outside every other decorator and in ``rank`` order among the checks (see
+        AUTHENTICATE ... IDEMPOTENCY): so the order of the decorators does not matter."""
+
+        def decorator(view: Callable) -> Callable:
+            @functools.wraps(view)
+            def declared(*args, **kwargs):
+                return view(*args, **kwargs)
+
+            setattr(declared, GUARDS, (*getattr(view, GUARDS, ()), Guard(rank, wrap)))
+            return declared
+
+        return decorator
 
     def arguments(self, schema, *, location="json", required=True, **kwargs):
         if isinstance(schema, type):
@@ -173,17 +261,31 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    @staticmethod
-    def header_parameter(parameter: dict):
+    def error(self, status: int, description: str) -> Callable:
+        """Document an error response of the view: the error envelope, with what it means
+        here (``alt_response`` with the API's error schema)."""
+        return self.alt_response(status, schema=Api.ERROR_SCHEMA, description=description)
+
+    @classmethod
+    def header_parameter(cls, parameter: dict) -> Callable:
         """Document a header the view reads itself (an OpenAPI parameter object), next to the
         parameters of ``arguments``: ``doc(parameters=...)`` would replace those."""
+        return cls.doc(**{EXTRA_DOC: {"parameters": {parameter["name"]: parameter}}})
 
-        def decorator(view):
-            # flask-smorest has no public way to add one parameter beside those of
-            # `arguments`; `_apidoc` is its private store, pinned by setup.cfg (<0.48).
-            view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
-            arguments = view._apidoc.setdefault("arguments", {})
-            arguments.setdefault("parameters", []).append(parameter)
-            return view
+    @classmethod
+    def success_headers(cls, headers: dict) -> Callable:
+        """Document response headers on every success response of the view, whichever they
+        are (``response`` or ``alt_response(..., success=True)``)."""
+        return cls.doc(**{EXTRA_DOC: {"success_headers": headers}})
 
-        return decorator
+    @classmethod
+    def note(cls, text: str) -> Callable:
+        """Add a paragraph shared by several routes (such as BULK_WRITE) to the operation's
+        description, after the one its docstring gives."""
+        return cls.doc(**{EXTRA_DOC: {"notes": {text: text}}})
+
+    @classmethod
+    def unless_documented(cls, status: int, response: str) -> Callable:
+        """Document ``status`` as the component ``response`` unless the view documents a
+        response of its own for it (then that one names this case too)."""
+        return cls.doc(**{EXTRA_DOC: {"responses": {status: response}}})

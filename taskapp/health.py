@@ -13,6 +13,9 @@ from taskapp.extensions import db, limiter
 
 log = logging.getLogger(__name__)
 
+LIVE = {"status": "ok"}
+READY = {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
 
@@ -60,20 +63,33 @@ def check_dependencies() -> dict:
 
 @blp.route("/healthz")
 class Liveness(MethodView):
-    @blp.response(200, LivenessSchema)
+    @blp.response(200, LivenessSchema, example=LIVE)
     @blp.doc(operationId="check_liveness")
     def get(self):
-        """Liveness: 200 while the process serves"""
-        return {"status": "ok"}
+        """Liveness: 200 while the process serves
+
+        No authentication, no rate limit; it touches neither the database nor Redis.
+        """
+        return LIVE
 
 
 @blp.route("/readyz")
 class Readiness(MethodView):
-    @blp.response(200, ReadinessSchema)
-    @blp.alt_response(503, schema=ReadinessSchema, description="PostgreSQL is unreachable")
+    @blp.response(200, ReadinessSchema, example=READY)
+    @blp.alt_response(
+        503,
+        schema=ReadinessSchema,
+        description="PostgreSQL is unreachable: take the instance out of rotation",
+        example={"status": "unready", "checks": {"database": "down", "redis": "ok"}},
+    )
     @blp.doc(operationId="check_readiness")
     def get(self):
-        """Readiness: 503 when the database does not answer"""
+        """Readiness: 503 when the database does not answer
+
+        No authentication, no rate limit. `redis` is `ok`, `degraded` (Redis unreachable: rate
+        limits are counted per process until it answers again; still 200), `not configured`
+        or `disabled` (`RATELIMIT_ENABLED=false`).
+        """
         checks = check_dependencies()
         ready = checks["database"] == "ok"
         body = {"status": "ready" if ready else "unready", "checks": checks}

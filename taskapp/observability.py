@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, g, has_request_context, request
 from flask_jwt_extended import get_jwt
+from flask_smorest.spec.plugins import FlaskPlugin
 
 from config import config_from_env
 
@@ -149,8 +150,11 @@ def register_request_logging(app: Flask) -> None:
 
 
 def route(req) -> str:
-    """The URL rule that matched (``/tasks/<int:task_id>``): one series per route, not per id."""
-    return req.url_rule.rule if req.url_rule is not None else "unmatched"
+    """The route that matched, as the OpenAPI document names it (``/tasks/{task_id}``, never
+    the converter's ``<int(max=...):task_id>``): one series per route, not per id."""
+    if req.url_rule is None:
+        return "unmatched"
+    return FlaskPlugin.flaskpath2openapi(req.url_rule.rule)
 
 
 def register_metrics(app: Flask) -> None:

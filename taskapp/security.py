@@ -8,11 +8,17 @@ from collections.abc import Callable
 from flask import current_app, request
 from flask_jwt_extended import current_user, get_current_user, jwt_required
 from flask_limiter import RequestLimit
-from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from taskapp import audit
-from taskapp.api import RATE_LIMIT_HEADERS
+from taskapp.api import (
+    AUTHENTICATE,
+    AUTHORISE,
+    LIMIT,
+    RATE_LIMIT_HEADERS,
+    Blueprint,
+    compose,
+)
 from taskapp.clientaddr import client_network
 from taskapp.emails import InvalidEmail, normalise_email
 from taskapp.errors import Forbidden
@@ -27,31 +33,33 @@ ACCOUNT_PASSWORD_SCOPE = "password:account"
 
 
 def authenticated(blp: Blueprint) -> Callable:
-    """Require a valid access token of a live session; documents bearer auth and 401."""
+    """Require a valid access token of a live session, checked before anything else the route
+    declares (``api.AUTHENTICATE``); documents bearer auth and 401."""
+    return compose(
+        blp.guard(AUTHENTICATE, jwt_required()),
+        blp.alt_response(401, response="UNAUTHORIZED"),
+        blp.doc(security=BEARER),
+    )
 
-    def decorator(view: Callable) -> Callable:
-        view = jwt_required()(view)
-        view = blp.alt_response(401, response="UNAUTHORIZED")(view)
-        return blp.doc(security=BEARER)(view)
 
-    return decorator
+def _check_role(view: Callable) -> Callable:
+    @functools.wraps(view)
+    def check_role(*args, **kwargs):
+        # The role is read with the session on every request: a demotion applies at once.
+        if not current_user.is_admin:
+            raise Forbidden("This route is for administrators")
+        return view(*args, **kwargs)
+
+    return check_role
 
 
 def admin_required(blp: Blueprint) -> Callable:
     """Require an access token of a live session of an admin; documents 401 and 403."""
-
-    def decorator(view: Callable) -> Callable:
-        @functools.wraps(view)
-        def check_role(*args, **kwargs):
-            # The role is read with the session on every request: a demotion applies at once.
-            if not current_user.is_admin:
-                raise Forbidden("This route is for administrators")
-            return view(*args, **kwargs)
-
-        checked = authenticated(blp)(check_role)
-        return blp.alt_response(403, response="FORBIDDEN")(checked)
-
-    return decorator
+    return compose(
+        authenticated(blp),
+        blp.guard(AUTHORISE, _check_role),
+        blp.alt_response(403, response="FORBIDDEN"),
+    )
 
 
 def submitted_email(field: str = "email") -> str | None:
@@ -91,8 +99,8 @@ def _email_digest_key(email: str) -> str:
 def _caller():
     """The user of the verified access token, or None where no token was verified.
 
-    Key functions must never raise (Flask-Limiter would take it for a storage outage), so a
-    limit placed above ``authenticated`` by mistake counts per address rather than failing.
+    Key functions must never raise (Flask-Limiter would take it for a storage outage). The
+    limits run after ``authenticated`` (``api.LIMIT``), so on its routes there is one.
     """
     try:
         return get_current_user()
@@ -129,21 +137,24 @@ def _log_password_limit_breach(limit: RequestLimit) -> None:
 
 
 def _limited(blp: Blueprint, limits: list[Callable], description: str) -> Callable:
-    """Apply ``limits`` (innermost first) and document 429 (``taskapp.api`` adds the rate-limit
-    headers to the success response of every route with a 429)."""
+    """Apply ``limits`` after authentication, before anything else the route declares
+    (``api.LIMIT``), and document 429 (``taskapp.api`` adds the rate-limit headers to the
+    success response of every route with a 429)."""
 
-    def decorator(view: Callable) -> Callable:
-        view = blp.alt_response(
-            429,
-            schema=api.ERROR_SCHEMA,
-            description=f"Rate limit exceeded: {description}",
-            headers=RATE_LIMIT_HEADERS,
-        )(view)
+    def limit_all(view: Callable) -> Callable:
         for limit in limits:
             view = limit(view)
         return view
 
-    return decorator
+    return compose(
+        blp.guard(LIMIT, limit_all),
+        blp.alt_response(
+            429,
+            schema=api.ERROR_SCHEMA,
+            description=f"Rate limit exceeded: {description}",
+            headers=RATE_LIMIT_HEADERS,
+        ),
+    )
 
 
 def rate_limited(
@@ -190,8 +201,8 @@ def password_check_limited(blp: Blueprint) -> Callable:
 
     Per account (RATELIMIT_LOGIN_EMAIL, one count with /login's per-email limit: a stolen
     access token adds no guesses) and per client address (RATELIMIT_PASSWORD_CHECK, one count
-    across these routes). Goes below ``authenticated`` (the account is the token's): only
-    authenticated requests count.
+    across these routes). Checked after ``authenticated`` (the account is the token's),
+    wherever the decorator stands: only authenticated requests count.
     """
     limits = [
         limiter.shared_limit(
@@ -211,7 +222,7 @@ def password_check_limited(blp: Blueprint) -> Callable:
 
 def task_write_limited(blp: Blueprint) -> Callable:
     """Limit a task write per user (RATELIMIT_TASK_WRITES), one count across every route that
-    creates, changes or deletes tasks. Goes below ``authenticated``."""
+    creates, changes or deletes tasks. Checked after ``authenticated``."""
     limit = limiter.shared_limit(
         _configured("RATELIMIT_TASK_WRITES"), scope="task-writes", key_func=caller_key
     )

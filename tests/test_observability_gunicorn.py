@@ -55,7 +55,7 @@ def test_metrics_count_the_requests_of_every_worker(server):
         assert scrape.status == 200
         text = scrape.body.decode()
         assert request_count(text, "GET", "/readyz", "200") == 5
-        assert request_count(text, "GET", "/tasks/<int(max=2147483647):task_id>", "401") == 1
+        assert request_count(text, "GET", "/tasks/{task_id}", "401") == 1
 
 
 def test_every_log_line_is_json_with_the_access_lines_and_no_secret(server):

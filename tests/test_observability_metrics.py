@@ -1,9 +1,12 @@
 """/metrics: off by default; when enabled, request counts and latencies by route and status."""
 
+import re
+
 from prometheus_client.parser import text_string_to_metric_families
 
 import config
 from conftest import assert_error
+from taskapp.observability import route
 
 DURATION = "flask_http_request_duration_seconds"
 
@@ -47,7 +50,7 @@ def test_requests_are_counted_and_timed_by_route_and_status(build_app):
 
     assert count(parsed, "GET", "/healthz", "200") == 3
     # One series per route, not per id: both task ids land in the rule's series.
-    assert count(parsed, "GET", "/tasks/<int(max=2147483647):task_id>", "401") == 2
+    assert count(parsed, "GET", "/tasks/{task_id}", "401") == 2
     assert count(parsed, "GET", "unmatched", "404") == 1
     assert count(parsed, "POST", "/signup", "422") == 1
     inf = (f"{DURATION}_bucket", ("le", "+Inf"), ("method", "GET"))
@@ -71,3 +74,19 @@ def test_apps_built_in_one_process_keep_their_own_counts(build_app):
     assert (
         count(samples(second.get("/metrics").get_data(as_text=True)), "GET", "/healthz", "200") == 1
     )
+
+
+def test_every_route_is_labelled_by_its_documented_path_never_by_converter_internals(build_app):
+    app = build_app(METRICS_ENABLED=True)
+    documented = set(app.test_client().get("/openapi.json").json["paths"])
+    with app.test_request_context():
+        labels = {}
+        for rule in app.url_map.iter_rules():
+            request = type("Matched", (), {"url_rule": rule})
+            labels[rule.rule] = route(request)
+    assert labels["/tasks/<int(max=2147483647):task_id>"] == "/tasks/{task_id}"
+    assert not [label for label in labels.values() if re.search(r"[<>()=]|max", label)]
+    # Each label of a route with a parameter is its path in the OpenAPI document (Swagger UI's
+    # files are not API routes).
+    with_parameters = {label for label in labels.values() if "{" in label}
+    assert with_parameters - documented == {"/docs/static/{filename}"}

@@ -34,3 +34,27 @@ class SessionSchema(Schema):
     current = fields.Boolean(
         dump_only=True, metadata={"description": "true for the session of the calling token"}
     )
+
+
+# Examples for the OpenAPI document (see taskapp/auth/schemas.py).
+ME_EXAMPLE = {
+    "id": 1,
+    "email": "ada@example.com",
+    "email_verified": True,
+    "role": "user",
+    "created_at": "2026-12-02T13:41:04+00:00",
+}
+PASSWORD_CHANGE_EXAMPLE = {
+    "current_password": "correct horse battery",
+    "new_password": "staple battery horse",
+}
+PASSWORD_CONFIRM_EXAMPLE = {"password": "correct horse battery"}
+SESSIONS_EXAMPLE = [
+    {
+        "id": 3,
+        "created_at": "2026-12-02T13:41:04+00:00",
+        "last_used_at": "2026-12-05T08:12:40+00:00",
+        "user_agent": "curl/8.5.0",
+        "current": True,
+    }
+]

@@ -47,3 +47,19 @@ class AdminUserPageSchema(Schema):
 
     data = fields.List(fields.Nested(AdminUserSchema), required=True)
     meta = fields.Nested(PageMetaSchema, required=True)
+
+
+# Examples for the OpenAPI document (see taskapp/auth/schemas.py).
+ADMIN_USER_EXAMPLE = {
+    "id": 7,
+    "email": "bob@example.org",
+    "email_verified": False,
+    "role": "user",
+    "is_active": True,
+    "created_at": "2026-12-02T13:41:04+00:00",
+}
+ADMIN_USER_PATCH_EXAMPLE = {"is_active": False}
+ADMIN_USER_PAGE_EXAMPLE = {
+    "data": [ADMIN_USER_EXAMPLE],
+    "meta": {"page": 1, "page_size": 10, "total": 1, "pages": 1, "next_cursor": None},
+}

@@ -108,3 +108,21 @@ class TokenPairSchema(Schema):
     expires_in = fields.Integer(
         required=True, metadata={"description": "Access token lifetime in seconds"}
     )
+
+
+# Examples for the OpenAPI document: valid against their schemas (tests/test_docs_contract.py);
+# schemathesis sends the request ones.
+CREDENTIALS_EXAMPLE = {"email": "ada@example.com", "password": "correct horse battery"}
+USER_EXAMPLE = {
+    "id": 1,
+    "email": "ada@example.com",
+    "email_verified": False,
+    "created_at": "2026-12-02T13:41:04+00:00",
+}
+TOKEN_PAIR_EXAMPLE = {
+    "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+    "refresh_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIiwidHlwZSI6InJlZnJlc2gifQ.c2ln",
+    "token_type": "bearer",
+    "expires_in": 900,
+}
+REFRESH_TOKEN_EXAMPLE = {"refresh_token": TOKEN_PAIR_EXAMPLE["refresh_token"]}

@@ -1,9 +1,9 @@
 """Idempotency-Key (draft-ietf-httpapi-idempotency-key-header) for non-idempotent writes.
 
-``idempotent(blp)`` goes on a view (under ``authenticated``, above ``blp.response``): with the
-header, the first request's response is stored with the key, in the transaction of the work
-itself, and a retry gets it back (``Idempotent-Replayed: true``) without the work being done
-again; without it, nothing changes.
+``idempotent(blp)`` goes on a view, anywhere among its decorators: with the header, the first
+request's response is stored with the key, in the transaction of the work itself, and a retry
+gets it back (``Idempotent-Replayed: true``) without the work being done again; without it,
+nothing changes.
 """
 
 import functools
@@ -16,7 +16,7 @@ from flask import current_app, request
 from flask_jwt_extended import current_user
 from flask_smorest import abort
 
-from taskapp.api import Blueprint
+from taskapp.api import IDEMPOTENCY, Blueprint, compose
 from taskapp.extensions import db
 from taskapp.idempotency import service
 from taskapp.sessions import held_commits
@@ -54,53 +54,52 @@ REPLAYED_HEADER = {
 
 
 def idempotent(blp: Blueprint) -> Callable:
-    """Honour an Idempotency-Key header on the view; documents the header, 400, 409, 422."""
+    """Honour an Idempotency-Key header on the view; documents the header, the replay header
+    on its success responses, 400, 409 (unless the view has its own) and 422. Runs after
+    authentication and the limits, around everything else (``api.IDEMPOTENCY``), so it stores
+    the response as sent, whatever the order of the decorators."""
+    return compose(
+        blp.guard(IDEMPOTENCY, _honour_key),
+        blp.header_parameter(KEY_PARAMETER),
+        blp.success_headers(REPLAYED_HEADER),
+        blp.alt_response(400, response="BAD_REQUEST"),
+        # A view with a 409 of its own names the in-flight case in it: one 409 per route.
+        blp.unless_documented(409, "CONFLICT"),
+        blp.alt_response(422, response="UNPROCESSABLE_ENTITY"),
+    )
 
-    def decorator(view: Callable) -> Callable:
-        success_codes = getattr(view, "_apidoc", {}).get("success_status_codes")
-        if not success_codes:
-            raise TypeError("idempotent must decorate a view already under blp.response")
 
-        @functools.wraps(view)
-        def with_key(*args, **kwargs):
-            key = _parsed_key(request.headers.get(HEADER))
-            if key is None:
-                return view(*args, **kwargs)
-            hours = current_app.config["IDEMPOTENCY_KEY_HOURS"]
-            claim = service.claim_key(
-                current_user.id,
-                key=key,
-                fingerprint=_fingerprint(),
-                kept_for=timedelta(hours=hours),
-            )
-            if isinstance(claim, service.StoredResponse):
-                return _replay(claim)
-            try:
-                # The work's commits wait for the response's: a worker that dies between
-                # the two would otherwise leave work done and a key that cannot replay it.
-                with held_commits(db.session):
-                    response = current_app.make_response(view(*args, **kwargs))
-                headers = response.headers
-                kept = {name: headers[name] for name in REPLAYED_HEADERS if name in headers}
-                stored = service.StoredResponse(response.status_code, kept, response.get_data())
-                service.store_response(claim, stored)
-            except BaseException:
-                # The reservation goes with the failed work: a retry runs afresh.
-                db.session.rollback()
-                raise
-            return response
+def _honour_key(view: Callable) -> Callable:
+    @functools.wraps(view)
+    def with_key(*args, **kwargs):
+        key = _parsed_key(request.headers.get(HEADER))
+        if key is None:
+            return view(*args, **kwargs)
+        hours = current_app.config["IDEMPOTENCY_KEY_HOURS"]
+        claim = service.claim_key(
+            current_user.id,
+            key=key,
+            fingerprint=_fingerprint(),
+            kept_for=timedelta(hours=hours),
+        )
+        if isinstance(claim, service.StoredResponse):
+            return _replay(claim)
+        try:
+            # The work's commits wait for the response's: a worker that dies between the two
+            # would otherwise leave work done and a key that cannot replay it.
+            with held_commits(db.session):
+                response = current_app.make_response(view(*args, **kwargs))
+            headers = response.headers
+            kept = {name: headers[name] for name in REPLAYED_HEADERS if name in headers}
+            stored = service.StoredResponse(response.status_code, kept, response.get_data())
+            service.store_response(claim, stored)
+        except BaseException:
+            # The reservation goes with the failed work: a retry runs afresh.
+            db.session.rollback()
+            raise
+        return response
 
-        with_key = blp.header_parameter(KEY_PARAMETER)(with_key)
-        replayed = {code: {"headers": REPLAYED_HEADER} for code in success_codes}
-        with_key = blp.doc(responses=replayed)(with_key)
-        with_key = blp.alt_response(400, response="BAD_REQUEST")(with_key)
-        documented = view._apidoc.get("response", {}).get("responses", {})
-        if 409 not in documented:
-            # A view with a 409 of its own names the in-flight case in it: one 409 per route.
-            with_key = blp.alt_response(409, response="CONFLICT")(with_key)
-        return blp.alt_response(422, response="UNPROCESSABLE_ENTITY")(with_key)
-
-    return decorator
+    return with_key
 
 
 def _parsed_key(value: str | None) -> str | None:

@@ -5,7 +5,14 @@ from flask_jwt_extended import current_user
 
 from taskapp.api import BULK_WRITE, Blueprint
 from taskapp.labels import service
-from taskapp.labels.schemas import LabelPageSchema, LabelRenameSchema, LabelSchema
+from taskapp.labels.schemas import (
+    LABEL_EXAMPLE,
+    LABEL_PAGE_EXAMPLE,
+    LABEL_RENAME_EXAMPLE,
+    LabelPageSchema,
+    LabelRenameSchema,
+    LabelSchema,
+)
 from taskapp.security import authenticated, task_write_limited
 
 blp = Blueprint("labels", __name__, description="The caller's labels")
@@ -17,10 +24,15 @@ LABEL_URL = "/labels/<path:name>"
 @blp.route("/labels")
 class Labels(MethodView):
     @authenticated(blp)
-    @blp.response(200, LabelPageSchema)
+    @blp.response(200, LabelPageSchema, example=LABEL_PAGE_EXAMPLE)
     @blp.doc(operationId="list_labels")
     def get(self):
-        """List the caller's labels with their task counts"""
+        """List the caller's labels with their task counts
+
+        Sorted case-insensitively, each with the number of the caller's tasks that carry it.
+        Labels are made by naming them in a task's `labels`; a label with no task left stays
+        until deleted.
+        """
         return service.list_labels(current_user.id)
 
 
@@ -28,20 +40,30 @@ class Labels(MethodView):
 class LabelItem(MethodView):
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.arguments(LabelRenameSchema)
-    @blp.response(200, LabelSchema)
-    @blp.alt_response(404, response="NOT_FOUND")
-    @blp.alt_response(409, response="CONFLICT", description="Another label has the new name")
-    @blp.doc(operationId="rename_label", description=BULK_WRITE)
+    @blp.arguments(LabelRenameSchema, example=LABEL_RENAME_EXAMPLE)
+    @blp.response(200, LabelSchema, example=LABEL_EXAMPLE)
+    @blp.error(404, "The caller has no such label")
+    @blp.error(409, "Another label has the new name")
+    @blp.note(BULK_WRITE)
+    @blp.doc(operationId="rename_label")
     def patch(self, body, name):
-        """Rename a label on every task (the name is matched case-insensitively)"""
+        """Rename a label on every task (the name is matched case-insensitively)
+
+        `{name}` may contain `/` (the rest of the path is the name). The new `name` follows the
+        rules of a task's `labels`. The tasks that carry it get a new `ETag` and `updated_at`,
+        and show in the changes feed. Limited as a task write (`RATELIMIT_TASK_WRITES`).
+        """
         return service.rename_label(current_user.id, name, new_name=body["name"])
 
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.response(204)
-    @blp.alt_response(404, response="NOT_FOUND")
-    @blp.doc(operationId="delete_label", description=BULK_WRITE)
+    @blp.response(204, description="The label is gone from every task")
+    @blp.error(404, "The caller has no such label")
+    @blp.note(BULK_WRITE)
+    @blp.doc(operationId="delete_label")
     def delete(self, name):
-        """Delete a label: remove it from every task"""
+        """Delete a label: remove it from every task
+
+        Its tasks change as for a rename. Limited as a task write (`RATELIMIT_TASK_WRITES`).
+        """
         service.delete_label(current_user.id, name)

@@ -22,3 +22,9 @@ class LabelRenameSchema(Schema):
     """PATCH /labels/{name} body."""
 
     name = LabelName(required=True, metadata={"description": "The new name"})
+
+
+# Examples for the OpenAPI document (see taskapp/auth/schemas.py).
+LABEL_RENAME_EXAMPLE = {"name": "office"}
+LABEL_EXAMPLE = {"name": "work", "tasks": 12}
+LABEL_PAGE_EXAMPLE = {"data": [LABEL_EXAMPLE, {"name": "home", "tasks": 3}]}

@@ -7,7 +7,14 @@ from flask_jwt_extended import current_user
 from taskapp.api import BULK_WRITE, ID, Blueprint
 from taskapp.idempotency import idempotent
 from taskapp.lists import service
-from taskapp.lists.schemas import ListPageSchema, ListSchema, ListWriteSchema
+from taskapp.lists.schemas import (
+    LIST_EXAMPLE,
+    LIST_PAGE_EXAMPLE,
+    LIST_WRITE_EXAMPLE,
+    ListPageSchema,
+    ListSchema,
+    ListWriteSchema,
+)
 from taskapp.security import authenticated, task_write_limited
 
 blp = Blueprint("lists", __name__, description="The caller's task lists")
@@ -19,26 +26,34 @@ LOCATION = {"Location": {"description": "URL of the new list", "schema": {"type"
 @blp.route("/lists")
 class Lists(MethodView):
     @authenticated(blp)
-    @blp.response(200, ListPageSchema)
+    @blp.response(200, ListPageSchema, example=LIST_PAGE_EXAMPLE)
     @blp.doc(operationId="list_lists")
     def get(self):
-        """List the caller's lists, in their order"""
+        """List the caller's lists, in their order
+
+        All of them (not paginated). A list's `position` is opaque: lexicographic order is the
+        lists' order. Tasks without a list are in the inbox (`list_id` null).
+        """
         return service.list_lists(current_user.id)
 
     @authenticated(blp)
     @task_write_limited(blp)
     @idempotent(blp)
-    @blp.arguments(ListWriteSchema)
-    @blp.response(201, ListSchema, headers=LOCATION)
-    @blp.alt_response(
+    @blp.arguments(ListWriteSchema, example=LIST_WRITE_EXAMPLE)
+    @blp.response(201, ListSchema, headers=LOCATION, example=LIST_EXAMPLE)
+    @blp.error(
         409,
-        response="CONFLICT",
-        description="The name is taken, the user has LISTS_PER_USER lists, or a request with "
-        "this Idempotency-Key is still in flight",
+        "The name is taken, the user has LISTS_PER_USER lists, or a request with this "
+        "Idempotency-Key is still in flight",
     )
     @blp.doc(operationId="create_list")
     def post(self, body):
-        """Create a list (after the others)"""
+        """Create a list (after the others)
+
+        `name` is trimmed, then 1 to 100 characters, unique among the caller's lists. Creating
+        a list counts as a task write (`RATELIMIT_TASK_WRITES`). `Idempotency-Key` as for
+        `POST /tasks`.
+        """
         quota = current_app.config["LISTS_PER_USER"]
         created = service.create_list(current_user.id, name=body["name"], quota=quota)
         return created, 201, {"Location": url_for("lists.ListItem", list_id=created["id"])}
@@ -47,29 +62,39 @@ class Lists(MethodView):
 @blp.route(LIST_URL)
 class ListItem(MethodView):
     @authenticated(blp)
-    @blp.response(200, ListSchema)
-    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.response(200, ListSchema, example=LIST_EXAMPLE)
+    @blp.error(404, "No such list of the caller's")
     @blp.doc(operationId="get_list")
     def get(self, list_id):
-        """Get a list"""
+        """Get a list
+
+        Its tasks are `GET /tasks?list_id=...`.
+        """
         return service.get_list(current_user.id, list_id)
 
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.arguments(ListWriteSchema)
-    @blp.response(200, ListSchema)
-    @blp.alt_response(404, response="NOT_FOUND")
-    @blp.alt_response(409, response="CONFLICT", description="The name is taken")
+    @blp.arguments(ListWriteSchema, example=LIST_WRITE_EXAMPLE)
+    @blp.response(200, ListSchema, example=LIST_EXAMPLE)
+    @blp.error(404, "No such list of the caller's")
+    @blp.error(409, "The name is taken")
     @blp.doc(operationId="rename_list")
     def patch(self, body, list_id):
-        """Rename a list"""
+        """Rename a list
+
+        `name` as for `POST /lists`. Limited as a task write (`RATELIMIT_TASK_WRITES`).
+        """
         return service.rename_list(current_user.id, list_id, name=body["name"])
 
     @authenticated(blp)
     @task_write_limited(blp)
-    @blp.response(204)
-    @blp.alt_response(404, response="NOT_FOUND")
-    @blp.doc(operationId="delete_list", description=BULK_WRITE)
+    @blp.response(204, description="The list and its tasks are gone")
+    @blp.error(404, "No such list of the caller's")
+    @blp.note(BULK_WRITE)
+    @blp.doc(operationId="delete_list")
     def delete(self, list_id):
-        """Delete a list and all its tasks, in one transaction"""
+        """Delete a list and all its tasks, in one transaction
+
+        With their subtasks and label links. Limited as a task write (`RATELIMIT_TASK_WRITES`).
+        """
         service.delete_list(current_user.id, list_id)

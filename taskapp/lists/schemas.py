@@ -31,3 +31,15 @@ class ListPageSchema(Schema):
     """All the user's lists, in their order (at most LISTS_PER_USER)."""
 
     data = fields.List(fields.Nested(ListSchema), required=True)
+
+
+# Examples for the OpenAPI document (see taskapp/auth/schemas.py).
+LIST_WRITE_EXAMPLE = {"name": "Work"}
+LIST_EXAMPLE = {
+    "id": 7,
+    "name": "Work",
+    "position": "a1",
+    "created_at": "2026-12-02T13:41:04+00:00",
+    "updated_at": "2026-12-02T13:41:04+00:00",
+}
+LIST_PAGE_EXAMPLE = {"data": [LIST_EXAMPLE]}

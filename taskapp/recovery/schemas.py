@@ -53,3 +53,11 @@ class AcceptedSchema(Schema):
         required=True,
         metadata={"example": "If the address has an account, a link is on its way"},
     )
+
+
+# Examples for the OpenAPI document (see taskapp/auth/schemas.py).
+TOKEN_EXAMPLE = "Xq3v2o1mJt8cQ4pZ7rKd5sWb9yLh0gFe6uNa2iVc3kM"
+EMAIL_EXAMPLE = {"email": "ada@example.com"}
+EMAIL_TOKEN_EXAMPLE = {"token": TOKEN_EXAMPLE}
+PASSWORD_RESET_CONFIRM_EXAMPLE = {"token": TOKEN_EXAMPLE, "new_password": "staple battery horse"}
+EMAIL_CHANGE_EXAMPLE = {"new_email": "ada@example.org", "password": "correct horse battery"}

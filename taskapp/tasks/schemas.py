@@ -375,3 +375,37 @@ class TaskChangesSchema(Schema):
     has_more = fields.Boolean(
         required=True, metadata={"description": "More changes wait: call again at once"}
     )
+
+
+# Examples for the OpenAPI document (see taskapp/auth/schemas.py).
+TASK_WRITE_EXAMPLE = {
+    "title": "Write the report",
+    "description": "due Friday",
+    "due_at": "2026-12-04T17:00:00+00:00",
+    "priority": "high",
+    "labels": ["work"],
+}
+TASK_EXAMPLE = {
+    "id": 1,
+    **TASK_WRITE_EXAMPLE,
+    "completed": False,
+    "created_at": "2026-12-02T13:41:04+00:00",
+    "updated_at": "2026-12-02T13:41:04+00:00",
+    "list_id": None,
+    "parent_id": None,
+    "recurrence": None,
+    "completed_at": None,
+    "position": "a0",
+}
+TASK_PATCH_EXAMPLE = {"completed": True}
+TASK_MOVE_EXAMPLE = {"after": 2}
+TASK_BULK_EXAMPLE = {"action": "label", "ids": [1, 2, 3], "labels": ["work"]}
+TASK_BULK_RESULT_EXAMPLE = {"action": "label", "ids": [1, 3]}
+PAGE_META_EXAMPLE = {"page": 1, "page_size": 10, "total": 1, "pages": 1, "next_cursor": None}
+TASK_PAGE_EXAMPLE = {"data": [TASK_EXAMPLE], "meta": PAGE_META_EXAMPLE}
+TASK_CHANGES_EXAMPLE = {
+    "changed": [TASK_EXAMPLE],
+    "deleted": [4],
+    "sync_token": "MTcwMTUyMDQ2NDEyMzQ1Ng.c2lnbmF0dXJl",
+    "has_more": False,
+}

@@ -13,7 +13,7 @@ from taskapp.api import ID, Blueprint
 from taskapp.extensions import api
 from taskapp.idempotency import idempotent
 from taskapp.security import authenticated, task_write_limited
-from taskapp.tasks import service
+from taskapp.tasks import bulk, queries, service, totals
 from taskapp.tasks.schemas import (
     TaskBulkResultSchema,
     TaskBulkSchema,
@@ -122,7 +122,7 @@ def etag_header(task: dict) -> dict:
 
 def list_etag() -> str:
     """The ETag of a list answer: the caller, their change stamp, and the URL asked."""
-    stamp = service.change_stamp(current_user.id)
+    stamp = totals.change_stamp(current_user.id)
     seen = f"{current_user.id}:{stamp}:{request.full_path}"
     return hashlib.sha256(seen.encode()).hexdigest()[:32]
 
@@ -144,7 +144,7 @@ def conditional_list(view):
 
 
 @blp.route("/tasks")
-class TaskList(MethodView):
+class TaskCollection(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, TaskPageSchema, headers=LIST_ETAG)
@@ -154,7 +154,7 @@ class TaskList(MethodView):
         """List tasks: filter, search, sort and paginate"""
         etag = list_etag()
         return not_modified(etag) or (
-            service.list_tasks(current_user.id, **query),
+            queries.list_tasks(current_user.id, **query),
             {"ETag": quote_etag(etag)},
         )
 
@@ -194,7 +194,7 @@ class TaskChanges(MethodView):
         """Tasks changed and deleted since a sync token (incremental sync)"""
         etag = list_etag()
         return not_modified(etag) or (
-            service.list_task_changes(current_user.id, **query),
+            queries.list_task_changes(current_user.id, **query),
             {"ETag": quote_etag(etag)},
         )
 
@@ -212,7 +212,7 @@ class TaskBulk(MethodView):
     @blp.doc(operationId="bulk_update_tasks")
     def post(self, body):
         """Complete, reopen, delete, move, label or unlabel up to 100 tasks, all or nothing"""
-        return service.bulk_update(current_user.id, **body)
+        return bulk.bulk_update(current_user.id, **body)
 
 
 @blp.route(TASK_URL)

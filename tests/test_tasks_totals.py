@@ -114,7 +114,7 @@ def assert_kept_counts() -> None:
     db.session.expire_all()
     for kept in totals.KEPT:
         assert totals.kept_rows(kept) == totals.counted_rows(kept), kept.table
-        if totals.AT_ZERO[kept.table] == "deleted":
+        if kept.at_zero == "deleted":
             assert totals.zero_rows(kept) == 0, kept.table
 
 
@@ -255,3 +255,11 @@ def test_a_disabled_trigger_is_caught(client, auth, make_task, table, trigger):
     assert response.status_code == 200
     with pytest.raises(AssertionError):
         assert_kept_counts()
+
+
+def test_the_registry_names_every_counting_trigger(app):
+    names = db.session.scalars(
+        db.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE '%count%'")
+    )
+    prefixes = {name.rsplit("_", 1)[0] for name in names}
+    assert prefixes == {kept.triggers for kept in totals.KEPT}

@@ -58,6 +58,7 @@ def get_list(user_id: int, list_id: int) -> dict:
 def rename_list(user_id: int, list_id: int, *, name: str) -> dict:
     """Rename the user's list; Conflict if another of them has the name."""
     lists = TaskList.__table__
+    lock_user_tasks(user_id)  # it writes a row the task triggers write (its counts)
     statement = (
         update(lists)
         .where(lists.c.id == list_id, lists.c.user_id == user_id)

@@ -29,16 +29,20 @@ class Lock(NamedTuple):
 
 
 LOCK_ORDER = (
-    Lock("user", "the users row (auth.service.lock_user): writes to the account itself"),
+    Lock(
+        "user",
+        "the users row (auth.service.lock_user; lists.service.create_list): writes to the "
+        "account itself, and a list's creation (its quota)",
+    ),
     Lock("user_tasks", "the user's task_counts row (lock_user_tasks): every writer, first"),
     Lock("list", "a list row deleted (lock_list), before the tasks its cascade deletes"),
     Lock("label", "a label row renamed or deleted (lock_label), before its tasks' rows"),
     Lock("tasks", "task rows (lock_task, lock_tasks): a task before its parent; bulk: by id"),
     Lock("list_order", "a list's order (lock_list_order): an advisory lock, per list"),
     Lock(
-        "kept",
-        "the kept count rows the triggers write (totals.KEPT) and sync_changes: under the "
-        "user's queue, so in any order",
+        "writes",
+        "the rows written, and those the triggers write: the kept counts (totals.KEPT) and "
+        "sync_changes; under the user's queue, so in any order among themselves",
     ),
 )
 

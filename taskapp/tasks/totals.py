@@ -71,31 +71,23 @@ def touched() -> dict:
     return {"version": tasks.c.version + 1, "updated_at": func.now()}
 
 
-# What a kept count does when it falls to zero, by table. "deleted": the row goes, so the table
-# holds no more rows than keys in use (0007's ``emptied`` DELETE); "kept": the row stays at 0
-# (task_counts is made once per user and holds the stamp; a list's counts live on its row;
-# label_counts' trigger only updates on removal).
-AT_ZERO = {
-    "task_counts": "kept",
-    "lists": "kept",
-    "task_priority_counts": "deleted",
-    "task_due_counts": "deleted",
-    "label_counts": "kept",
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # The kept counts, and how each is counted from the rows (what the triggers must keep).
 
 
 class Kept(NamedTuple):
-    """A count kept by triggers: its table, its key and counted columns, and the rows it
-    should hold, counted from tasks and task_labels (zero rows left out)."""
+    """A count kept by triggers, and the rows it should hold, counted from tasks and
+    task_labels (zero rows left out)."""
 
     table: str
     key: tuple[str, ...]
     counts: tuple[str, ...]
-    migration: str  # the migration whose triggers keep it
+    # Where it is kept: the migration, and the prefix of its triggers' names.
+    migration: str
+    triggers: str
+    # What a count that falls to 0 does. "deleted": the row goes, so the table holds no more
+    # rows than keys in use (0007's ``emptied`` DELETE); "kept": the row stays at 0.
+    at_zero: str
     recount: Callable[[], Select]
 
 
@@ -122,18 +114,24 @@ def _recount_labels() -> Select:
 
 
 KEPT = (
+    # Made once per user, with the change stamp (0005) on it: never deleted but with the user.
     Kept(
         "task_counts",
         ("user_id",),
         ("total", "completed"),
         "0003",
+        "tasks_count",
+        "kept",
         lambda: _tasks_by(Task.__table__.c.user_id),
     ),
+    # A list's counts live on its row.
     Kept(
         "lists",
         ("id",),
         ("total", "completed"),
         "0006",
+        "tasks_list_count",
+        "kept",
         lambda: _tasks_by(Task.__table__.c.list_id.label("id")),
     ),
     Kept(
@@ -141,10 +139,29 @@ KEPT = (
         ("user_id", "priority"),
         ("total", "completed"),
         "0007",
+        "tasks_priority_count",
+        "deleted",
         lambda: _tasks_by(Task.__table__.c.user_id, Task.__table__.c.priority),
     ),
-    Kept("task_due_counts", ("user_id", "due_on"), ("total", "completed"), "0007", _recount_due),
-    Kept("label_counts", ("label_id",), ("tasks",), "0007", _recount_labels),
+    Kept(
+        "task_due_counts",
+        ("user_id", "due_on"),
+        ("total", "completed"),
+        "0007",
+        "tasks_due_count",
+        "deleted",
+        _recount_due,
+    ),
+    # Its trigger only updates on removal; the row goes with its label.
+    Kept(
+        "label_counts",
+        ("label_id",),
+        ("tasks",),
+        "0007",
+        "task_labels_count",
+        "kept",
+        _recount_labels,
+    ),
 )
 
 
@@ -163,7 +180,7 @@ def counted_rows(kept: Kept) -> set[tuple]:
 
 
 def zero_rows(kept: Kept) -> int:
-    """How many rows of a kept count stand at zero (none where AT_ZERO says "deleted")."""
+    """How many rows of a kept count stand at zero (none where its ``at_zero`` is "deleted")."""
     table = db.metadata.tables[kept.table]
     zero = [table.c[name] == 0 for name in kept.counts]
     return db.session.scalar(select(func.count()).where(*zero)) or 0

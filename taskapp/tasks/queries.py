@@ -45,6 +45,14 @@ def list_tasks(
     ``include_total`` is false.
     ``filters``: any of FILTERS (``list_id=None``: the inbox).
     """
+    answer = functools.partial(
+        keyset_page,
+        TASK_LIST,
+        sort=sort,
+        order=order,
+        page=None if cursor is not None else page,
+        page_size=page_size,
+    )
     params = {"user_id": user_id, "limit": page_size}
     if search:
         params["pattern"] = "%" + _escape_like(search) + "%"
@@ -67,16 +75,7 @@ def list_tasks(
             label_ids = labelling.label_ids(user_id, value)
             if label_ids is None:
                 # A label the user does not have: nothing matches, nothing to ask.
-                empty = 0 if include_total else None
-                return keyset_page(
-                    TASK_LIST,
-                    [],
-                    sort=sort,
-                    order=order,
-                    page=None if cursor is not None else page,
-                    page_size=page_size,
-                    total=empty,
-                )
+                return answer([], total=0 if include_total else None)
             params.update((f"label_{n}", label_id) for n, label_id in enumerate(label_ids))
             shape.append(f"label:{len(label_ids)}")
             continue
@@ -110,15 +109,7 @@ def list_tasks(
     else:
         # Past the end there is no row to carry the total: ask for it alone.
         count = rows[0]["total"] if rows else db.session.scalar(total, params)
-    return keyset_page(
-        TASK_LIST,
-        rows,
-        sort=sort,
-        order=order,
-        page=None if cursor is not None else page,
-        page_size=page_size,
-        total=count,
-    )
+    return answer(rows, total=count)
 
 
 def list_task_changes(user_id: int, *, since: str | None = None, limit: int = 100) -> dict:

@@ -13,9 +13,9 @@ from taskapp.extensions import db
 from taskapp.tasks import recurrence
 from taskapp.tasks.labelling import set_labels, with_labels
 from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks
-from taskapp.tasks.models import Task, TaskCount
+from taskapp.tasks.models import Task
 from taskapp.tasks.placement import UNSET, end_of_list, move_position, place, subtasks_follow
-from taskapp.tasks.totals import touched
+from taskapp.tasks.totals import touched, user_task_count
 
 STALE = "The task has changed since that ETag was read; fetch it again"
 QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
@@ -63,15 +63,14 @@ def check_task_quota(user_id: int) -> None:
     """Call after inserting a user's new tasks: Conflict, rolled back, if the user now owns
     more than MAX_TASKS_PER_USER (0: no limit).
 
-    The count is the kept one (TaskCount), which the insert's trigger already raised under
+    The count is the kept one (totals.user_task_count), which the insert's trigger raised under
     the count row's lock: concurrent creators for one user queue on it, and each sees the
     others' tasks, so no race gets past the quota.
     """
     limit = current_app.config["MAX_TASKS_PER_USER"]
     if not limit:
         return
-    total = db.session.scalar(select(TaskCount.total).where(TaskCount.user_id == user_id))
-    if total is not None and total > limit:
+    if user_task_count(user_id) > limit:
         db.session.rollback()
         raise Conflict(QUOTA.format(limit=limit))
 

@@ -389,6 +389,12 @@ def change_stamp(user_id: int) -> int:
     return stamp or 0
 
 
+def user_task_count(user_id: int) -> int:
+    """How many tasks the user has, from the kept count (no row: none yet)."""
+    total = db.session.scalar(select(TaskCount.total).where(TaskCount.user_id == user_id))
+    return total or 0
+
+
 def label_tasks(label_id: int) -> int:
     """How many tasks carry a label, from its kept count (no row: never on a task)."""
     return db.session.scalar(select(LabelCount.tasks).where(LabelCount.label_id == label_id)) or 0

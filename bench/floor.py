@@ -22,8 +22,8 @@ from taskapp.auth.service import _SESSION_USER
 from taskapp.errors import Unauthorized
 from taskapp.extensions import db
 from taskapp.pagination import keyset_page
+from taskapp.tasks.queries import TASK_LIST, page_statement
 from taskapp.tasks.schemas import TaskSchema
-from taskapp.tasks.service import TASK_LIST, _page_statement
 
 PAGE_SIZE = 20
 UNAUTHORIZED = "Token is missing or invalid"
@@ -34,7 +34,7 @@ with app.app_context():
     # plan as the real list, sent without SQLAlchemy's execution path.
     _dialect = db.engine.dialect
     SESSION_USER = _SESSION_USER.compile(dialect=_dialect)
-    FIRST_PAGE = _page_statement(
+    FIRST_PAGE = page_statement(
         "created_at", "desc", completed=None, searching=False, paging="offset"
     )[0].compile(dialect=_dialect)
 FIELDS = tuple(TaskSchema().fields)

@@ -44,14 +44,14 @@ def instrument(totals: collections.Counter) -> list[str]:
     from sqlalchemy.orm import scoped_session
 
     from taskapp.auth import service as auth_service
+    from taskapp.tasks import queries as task_queries
     from taskapp.tasks import schemas as task_schemas
-    from taskapp.tasks import service as task_service
 
     parts = [
         (jwt_views, "verify_jwt_in_request", "JWT check, session lookup included"),
         (jwt_views, "decode_token", "  token decoding"),
         (auth_service, "load_session_user", "  session lookup"),
-        (task_service, "list_tasks", "page query (tasks.service.list_tasks)"),
+        (task_queries, "list_tasks", "page query (tasks.queries.list_tasks)"),
         (task_schemas.TaskPageSchema, "dump", "marshmallow: dump the page"),
         (task_schemas.TaskQuerySchema, "load", "marshmallow: load the query string"),
         (scoped_session, "remove", "session teardown"),

@@ -11,7 +11,7 @@ from conftest import assert_error, own_connection
 from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.seed import COMMON, seed
-from taskapp.tasks import service
+from taskapp.tasks import queries
 from taskapp.tasks.models import Task, TaskCount, TaskList
 
 SORTS = list(itertools.product(["created_at", "updated_at", "title"], ["asc", "desc"]))
@@ -63,7 +63,7 @@ def test_cursor_walk_returns_every_task_once_in_page_order(
 ):
     if deferred_join:
         # Every page after the first as a deep page is read (the same rows, the same order).
-        monkeypatch.setattr(service, "DEFERRED_JOIN_OFFSET", 1)
+        monkeypatch.setattr(queries, "DEFERRED_JOIN_OFFSET", 1)
     headers, ids = tied_tasks
     query = {"sort": sort, "order": order, "page_size": page_size}
 
@@ -76,10 +76,10 @@ def test_cursor_walk_returns_every_task_once_in_page_order(
 @pytest.mark.parametrize("search", [None, "task"])
 def test_deep_offset_pages_skip_rows_in_the_index_by_a_deferred_join(app, search):
     """From DEFERRED_JOIN_OFFSET on, the page's ids come from a subquery on the list index."""
-    deep = service.DEFERRED_JOIN_OFFSET // 10 + 1
+    deep = queries.DEFERRED_JOIN_OFFSET // 10 + 1
 
     def page_statements(page: int) -> str:
-        call = lambda: service.list_tasks(1, page=page, page_size=10, search=search)  # noqa: E731
+        call = lambda: queries.list_tasks(1, page=page, page_size=10, search=search)  # noqa: E731
         return " ".join(statement for statement, _ in capture_statements(call))
 
     assert "page_ids" not in page_statements(deep - 1)
@@ -90,7 +90,7 @@ def test_deep_offset_pages_skip_rows_in_the_index_by_a_deferred_join(app, search
 @pytest.mark.parametrize("deferred_join", [False, True], ids=["offset", "deferred-join"])
 def test_cursor_and_page_walks_keep_filters(client, auth, make_task, monkeypatch, deferred_join):
     if deferred_join:
-        monkeypatch.setattr(service, "DEFERRED_JOIN_OFFSET", 1)
+        monkeypatch.setattr(queries, "DEFERRED_JOIN_OFFSET", 1)
     headers = auth()
     done = [make_task(headers, title=f"done {n}", completed=True)["id"] for n in range(5)]
     for n in range(4):
@@ -249,7 +249,7 @@ def test_no_list_query_scans_the_tasks_table(app):
         connection.cursor().execute("VACUUM ANALYZE")
     finally:
         connection.close()
-    first = service.list_tasks(heavy, page_size=20)["meta"]["next_cursor"]
+    first = queries.list_tasks(heavy, page_size=20)["meta"]["next_cursor"]
     work = db.session.scalar(select(TaskList.id).where(TaskList.user_id == heavy).limit(1))
     parent = db.session.scalar(
         select(Task.parent_id).where(Task.user_id == heavy, Task.parent_id.is_not(None)).limit(1)
@@ -295,7 +295,7 @@ def test_no_list_query_scans_the_tasks_table(app):
         ("task_due_counts", {"overdue": True}),
     ]
     for variant in variants:
-        statements = capture_statements(lambda v=variant: service.list_tasks(heavy, **v))
+        statements = capture_statements(lambda v=variant: queries.list_tasks(heavy, **v))
         for statement, parameters in statements:
             plan = db.session.execute(text(f"EXPLAIN {statement}"), parameters)
             plan_text = "\n".join(row[0] for row in plan)

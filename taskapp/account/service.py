@@ -14,6 +14,7 @@ from taskapp.auth.service import lock_user, revoke_sessions
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
+from taskapp.tasks.locks import lock_user_tasks
 
 WRONG_PASSWORD = "Password is incorrect"
 LAST_ADMIN = "The last active admin cannot delete their account; make another admin first"
@@ -97,6 +98,7 @@ def delete_account(user_id: int, *, password: str) -> None:
         raise Conflict(LAST_ADMIN)
     # Serialises with a login in flight (see lock_user): it sees no user, or its session goes.
     lock_user(user_id)
+    lock_user_tasks(user_id)  # the cascade deletes the user's tasks: their writers' queue
     allow_long_statements()  # the cascade deletes every task of the account
     db.session.execute(delete(User).where(User.id == user_id))
     db.session.commit()

@@ -6,8 +6,9 @@ from sqlalchemy.exc import IntegrityError
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
+from taskapp.tasks.locks import lock_label, lock_user_tasks
 from taskapp.tasks.models import Label, LabelCount
-from taskapp.tasks.service import lock_user_tasks
+from taskapp.tasks.totals import label_tasks
 
 NOT_FOUND = "Label not found"
 
@@ -31,37 +32,33 @@ def rename_label(user_id: int, name: str, *, new_name: str) -> dict:
     the same write, gives each task a new version and updated_at: one write per task.
     """
     labels = Label.__table__
-    lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
+    lock_user_tasks(user_id)  # it rewrites the user's tasks: first, as every writer of them
+    label_id = lock_label(user_id, name.casefold())
+    if label_id is None:
+        raise NotFound(NOT_FOUND)
     allow_long_statements()  # as many tasks as carry the label
     statement = (
         update(labels)
-        .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
+        .where(labels.c.id == label_id)
         .values(name=new_name, key=new_name.casefold())
-        .returning(labels.c.id, labels.c.name)
+        .returning(labels.c.name)
     )
     try:
-        label = db.session.execute(statement).one_or_none()
+        new = db.session.execute(statement).scalar_one()
     except IntegrityError:  # unique (user_id, key), settled by the database
         db.session.rollback()
         raise Conflict("You already have a label with that name") from None
-    if label is None:
-        raise NotFound(NOT_FOUND)
-    counted = select(LabelCount.tasks).where(LabelCount.label_id == label.id)
-    tasks = db.session.scalar(counted) or 0  # no row: the label was never on a task
+    tasks = label_tasks(label_id)
     db.session.commit()
-    return {"name": label.name, "tasks": tasks}
+    return {"name": new, "tasks": tasks}
 
 
 def delete_label(user_id: int, name: str) -> None:
     """Delete the user's label, and so remove it from every task."""
     labels = Label.__table__
-    lock_user_tasks(user_id)  # it rewrites the user's tasks: their lock order
+    lock_user_tasks(user_id)  # it rewrites the user's tasks: first, as every writer of them
     allow_long_statements()  # as many tasks as carry the label
-    label_id = db.session.scalar(
-        select(labels.c.id)
-        .where(labels.c.user_id == user_id, labels.c.key == name.casefold())
-        .with_for_update()
-    )
+    label_id = lock_label(user_id, name.casefold())
     if label_id is None:
         raise NotFound(NOT_FOUND)
     # The cascade's trigger (migration 0006) takes the name off each task row and gives the

@@ -8,8 +8,8 @@ from taskapp.auth.models import User
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
+from taskapp.tasks.locks import lock_list, lock_user_tasks
 from taskapp.tasks.models import TaskList
-from taskapp.tasks.service import lock_user_tasks
 
 NOT_FOUND = "List not found"
 TAKEN = "You already have a list with that name"
@@ -58,6 +58,7 @@ def get_list(user_id: int, list_id: int) -> dict:
 def rename_list(user_id: int, list_id: int, *, name: str) -> dict:
     """Rename the user's list; Conflict if another of them has the name."""
     lists = TaskList.__table__
+    lock_user_tasks(user_id)  # it writes a row the task triggers write (its counts)
     statement = (
         update(lists)
         .where(lists.c.id == list_id, lists.c.user_id == user_id)
@@ -71,13 +72,11 @@ def delete_list(user_id: int, list_id: int) -> None:
     """Delete the user's list and, in the same transaction, its tasks (ON DELETE CASCADE;
     the kept task counts follow, by their triggers)."""
     lists = TaskList.__table__
-    lock_user_tasks(user_id)  # it deletes the user's tasks: their lock order
-    allow_long_statements()  # as many tasks as the list holds
-    statement = (
-        delete(lists).where(lists.c.id == list_id, lists.c.user_id == user_id).returning(lists.c.id)
-    )
-    if db.session.execute(statement).one_or_none() is None:
+    lock_user_tasks(user_id)  # it deletes the user's tasks: first, as every writer of them
+    if not lock_list(user_id, list_id):
         raise NotFound(NOT_FOUND)
+    allow_long_statements()  # as many tasks as the list holds
+    db.session.execute(delete(lists).where(lists.c.id == list_id))
     db.session.commit()
 
 

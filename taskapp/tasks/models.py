@@ -26,7 +26,7 @@ from taskapp.timestamps import UTCDateTime
 class Task(db.Model):
     """A user's task; ``created_at`` and ``updated_at`` are set by the database.
 
-    ``version`` counts the task's writes (tasks.service bumps it in each UPDATE); the ETag
+    ``version`` counts the task's writes (each write bumps it: tasks.totals.touched); the ETag
     derives from it, and a conditional write names the version it expects in its WHERE.
     """
 
@@ -58,11 +58,10 @@ class Task(db.Model):
                 column,
                 "id",
                 postgresql_where=text("list_id IS NULL"),
-                sqlite_where=text("list_id IS NULL"),
             )
             for column in ("created_at", "position")
         ),
-        # Trigram indexes serve the case-insensitive substring search (PostgreSQL only): global
+        # Trigram indexes serve the case-insensitive substring search: global
         # ones, cheaper for a user with very many tasks, and per-user ones (btree_gin), which
         # read only the caller's postings; the planner picks by the statistics.
         *(
@@ -71,7 +70,7 @@ class Task(db.Model):
                 column,
                 postgresql_using="gin",
                 postgresql_ops={column: "gin_trgm_ops"},
-            ).ddl_if(dialect="postgresql")
+            )
             for column in ("title", "description")
         ),
         *(
@@ -81,7 +80,7 @@ class Task(db.Model):
                 column,
                 postgresql_using="gin",
                 postgresql_ops={column: "gin_trgm_ops"},
-            ).ddl_if(dialect="postgresql")
+            )
             for column in ("title", "description")
         ),
     )
@@ -101,7 +100,7 @@ class Task(db.Model):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A subtask's parent: one level only, in the parent's list (tasks.service keeps both).
+    # A subtask's parent: one level only, in the parent's list (tasks.placement keeps both).
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     # A fractional key: lexicographic order is the manual order within the list. Set on every
     # insert (the end of the list) and move; a task inserted without one (by the release
@@ -109,7 +108,7 @@ class Task(db.Model):
     position: Mapped[str | None] = mapped_column(String(255))
     # An RRULE value (taskapp.tasks.recurrence); only with a due date.
     recurrence: Mapped[str | None] = mapped_column(String(255))
-    # The names of its labels (tasks.service.LABEL_SEPARATOR between them), kept by triggers
+    # The names of its labels (tasks.totals.LABEL_SEPARATOR between them), kept by triggers
     # on task_labels and labels (migration 0006) for the pages, which read no other table.
     label_names: Mapped[str | None] = mapped_column(Text)
 

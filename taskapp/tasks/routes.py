@@ -12,7 +12,7 @@ from werkzeug.http import quote_etag
 from taskapp.api import ID, Blueprint, compose
 from taskapp.idempotency import idempotent
 from taskapp.security import authenticated, task_write_limited
-from taskapp.tasks import service
+from taskapp.tasks import bulk, queries, service, totals
 from taskapp.tasks.schemas import (
     TASK_BULK_EXAMPLE,
     TASK_BULK_RESULT_EXAMPLE,
@@ -127,7 +127,7 @@ def etag_header(task: dict) -> dict:
 
 def list_etag() -> str:
     """The ETag of a list answer: the caller, their change stamp, and the URL asked."""
-    stamp = service.change_stamp(current_user.id)
+    stamp = totals.change_stamp(current_user.id)
     seen = f"{current_user.id}:{stamp}:{request.full_path}"
     return hashlib.sha256(seen.encode()).hexdigest()[:32]
 
@@ -149,7 +149,7 @@ def conditional_list(view):
 
 
 @blp.route("/tasks")
-class TaskList(MethodView):
+class TaskCollection(MethodView):
     @authenticated(blp)
     @blp.arguments(TaskQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, TaskPageSchema, headers=LIST_ETAG, example=TASK_PAGE_EXAMPLE)
@@ -175,7 +175,7 @@ class TaskList(MethodView):
         """
         etag = list_etag()
         return not_modified(etag) or (
-            service.list_tasks(current_user.id, **query),
+            queries.list_tasks(current_user.id, **query),
             {"ETag": quote_etag(etag)},
         )
 
@@ -233,7 +233,7 @@ class TaskChanges(MethodView):
         """
         etag = list_etag()
         return not_modified(etag) or (
-            service.list_task_changes(current_user.id, **query),
+            queries.list_task_changes(current_user.id, **query),
             {"ETag": quote_etag(etag)},
         )
 
@@ -260,7 +260,7 @@ class TaskBulk(MethodView):
         parent is not moved with it is a 422. The per-user counts, the ETags and the sync feed
         follow every action. Limited as a task write; `Idempotency-Key` as for `POST /tasks`.
         """
-        return service.bulk_update(current_user.id, **body)
+        return bulk.bulk_update(current_user.id, **body)
 
 
 @blp.route(TASK_URL)

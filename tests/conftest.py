@@ -6,7 +6,6 @@ import itertools
 import json
 import logging
 import os
-from pathlib import Path
 
 import flask_migrate
 import psycopg2
@@ -19,10 +18,8 @@ from config import TestingConfig
 from taskapp import create_app
 from taskapp.extensions import db, limiter
 from taskapp.observability import JsonFormatter
+from tests.support import PASSWORD, PROJECT, TEST_JWT_SECRET  # noqa: F401 (tests import them here)
 
-PROJECT = Path(__file__).resolve().parents[1]
-TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
-PASSWORD = "correct horse battery"
 _emails = itertools.count()
 
 
@@ -298,7 +295,7 @@ def assert_error(response, status: int, *, field: str | None = None) -> dict:
 @pytest.fixture
 def smtp(app):
     """A real SMTP server (aiosmtpd, free port) the app delivers to; stopped after the test."""
-    from smtpserver import SmtpSink
+    from tests.support.smtp import SmtpSink
 
     sink = SmtpSink().start()
     saved = {key: app.config[key] for key in ("MAIL_SERVER", "MAIL_PORT")}

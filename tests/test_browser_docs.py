@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from conftest import PROJECT
-from servers import Server, free_port, stop, wait_until_serving
+from tests.support.servers import Server, free_port, stop, wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT / "test-artifacts"

@@ -14,7 +14,7 @@ from http import HTTPStatus
 import pytest
 
 from conftest import PASSWORD, requires_postgres, requires_redis
-from servers import gunicorn
+from tests.support.servers import gunicorn
 
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is not installed")
 

@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from conftest import PASSWORD, requires_postgres, requires_redis
-from pgcluster import wait_for
-from servers import call, gunicorn, held_request
+from tests.support.databases import wait_for
+from tests.support.servers import call, gunicorn, held_request
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 

@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from conftest import PASSWORD, requires_postgres, requires_redis
-from servers import assert_rate_limited, call, gunicorn, held_request
+from tests.support.servers import assert_rate_limited, call, gunicorn, held_request
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 

@@ -10,9 +10,9 @@ from flask_jwt_extended import decode_token
 from sqlalchemy import select
 
 from conftest import PASSWORD, TEST_JWT_SECRET, requires_postgres, requires_redis
-from servers import Held, call, gunicorn
 from taskapp.auth.models import RefreshToken
 from taskapp.extensions import db
+from tests.support.servers import Held, call, gunicorn
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 

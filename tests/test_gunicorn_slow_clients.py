@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import requires_postgres, requires_redis
-from servers import Server, call, gunicorn
+from tests.support.servers import Server, call, gunicorn
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn]
 

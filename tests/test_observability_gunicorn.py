@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import requires_postgres, requires_redis
-from servers import call, gunicorn, on_every_worker
+from tests.support.servers import call, gunicorn, on_every_worker
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 

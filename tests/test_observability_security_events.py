@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from conftest import PASSWORD, requires_postgres, requires_redis
-from servers import call, gunicorn, on_every_worker
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import User
 from taskapp.extensions import db
+from tests.support.servers import call, gunicorn, on_every_worker
 
 NEW_PASSWORD = "a brand new secret"
 WRONG = "guessed-0f3a9c"

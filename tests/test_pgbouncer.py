@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
-from servers import Server, call, free_port, gunicorn, render_deploy_file
+from tests.support.servers import Server, call, free_port, gunicorn, render_deploy_file
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2  # default_pool_size: far fewer than the app's connections

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import requires_postgres, requires_redis
-from servers import Held, assert_rate_limited, call, gunicorn, redis_server
+from tests.support.servers import Held, assert_rate_limited, call, gunicorn, redis_server
 
 requires_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs the redis-server program"

@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from conftest import requires_postgres, requires_redis
-from servers import assert_rate_limited, call, gunicorn, on_every_worker
+from tests.support.servers import assert_rate_limited, call, gunicorn, on_every_worker
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 

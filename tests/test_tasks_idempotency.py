@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from conftest import PASSWORD, assert_error, own_connection, requires_postgres, requires_redis
-from servers import call, gunicorn
 from taskapp.extensions import db
 from taskapp.idempotency import service
 from taskapp.idempotency.models import IdempotencyKey
 from taskapp.tasks.models import Task
+from tests.support.servers import call, gunicorn
 
 
 def task_count() -> int:

@@ -28,7 +28,7 @@ import redis
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from conftest import PROJECT
+from tests.support import PROJECT
 
 ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$")
 

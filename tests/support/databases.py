@@ -23,9 +23,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from conftest import PROJECT
-from servers import free_port
 from taskapp.extensions import db
+from tests.support import PROJECT
+from tests.support.servers import free_port
 
 DATABASE = "taskapp"
 

@@ -1,0 +1,16 @@
+"""The test harness: real servers (gunicorn, Redis), PostgreSQL clusters of our own and an SMTP
+sink, shared by tests/, bench/, .ci/ and deploy/drill.py.
+
+Imported as ``tests.support`` with the project root on the path: pytest puts it there
+(``pythonpath`` in setup.cfg), and the scripts run as modules from the project root
+(``python -m bench.run``, ``python -m deploy.drill``; .ci/run sets it for .ci/fuzz.py). It
+never imports conftest: conftest imports it.
+"""
+
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+# The password of the accounts the tests sign up.
+PASSWORD = "correct horse battery"
+# The signing key of the test apps, and of a gunicorn that must accept their tokens.
+TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"

@@ -44,7 +44,7 @@ def database(cluster: Cluster, monkeypatch) -> Cluster:
 
 @pytest.fixture
 def server(database: Cluster, tmp_path: Path) -> Iterator[Server]:
-    with gunicorn(tmp_path, workers=2) as served:
+    with gunicorn(tmp_path, steerable=True, workers=2) as served:
         yield served
 
 
@@ -226,7 +226,7 @@ def test_stopped_database_gives_fast_503s_and_every_worker_recovers(server, data
 def test_locked_table_gives_503_within_the_timeout_and_kills_no_worker(
     database, tmp_path, env, cancelled_by
 ):
-    with gunicorn(tmp_path, workers=2, env=env) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env=env) as server:
         headers = sign_in(server)
         task = create_task(server, headers)
 
@@ -286,7 +286,7 @@ def test_no_pooled_connection_in_time_gives_503(database, tmp_path):
         "DB_LOCK_TIMEOUT_MS": "1000",
         "DB_STATEMENT_TIMEOUT_MS": "1500",
     }
-    with gunicorn(tmp_path, workers=1, env=env, sync=False) as server:  # threads, as deployed
+    with gunicorn(tmp_path, workers=1, env=env) as server:  # threads, as deployed
         headers = sign_in(server)
         task = create_task(server, headers)
 
@@ -333,7 +333,9 @@ def when_ready(server):
 def test_preloaded_workers_each_open_their_own_connections(database, tmp_path):
     conf = tmp_path / "preload.conf.py"
     conf.write_text(PRELOAD_CONF)
-    with gunicorn(tmp_path, workers=2, args=("--preload", "-c", str(conf))) as server:
+    with gunicorn(
+        tmp_path, steerable=True, workers=2, args=("--preload", "-c", str(conf))
+    ) as server:
         masters = set(database.app_backends())
         assert len(masters) == 1  # the master's, from before the fork
         headers = sign_in(server)

@@ -15,7 +15,7 @@ pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.ma
 
 def test_sigterm_lets_a_slow_request_in_flight_finish(app, tmp_path):
     # 2^14 bcrypt rounds: the login below takes about a second of work after SIGTERM.
-    with gunicorn(tmp_path, workers=2, env={"BCRYPT_ROUNDS": "14"}) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env={"BCRYPT_ROUNDS": "14"}) as server:
         credentials = {"email": f"slow-{secrets.token_hex(4)}@example.com", "password": PASSWORD}
         assert call(server, "POST", "/signup", json=credentials).status_code == 201
 

@@ -16,7 +16,7 @@ LOGIN_LIMIT = 5
 @pytest.fixture
 def server(app, tmp_path):
     """gunicorn -w 2 serving wsgi:app; ``app`` truncates what the workers committed."""
-    with gunicorn(tmp_path) as served:
+    with gunicorn(tmp_path, steerable=True) as served:
         yield served
 
 

@@ -30,7 +30,7 @@ def server(app, tmp_path):
         # The app's key, so that the test can read the session id of the tokens it is given.
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
     }
-    with gunicorn(tmp_path, workers=WORKERS, env=env) as served:
+    with gunicorn(tmp_path, steerable=True, workers=WORKERS, env=env) as served:
         yield served
 
 

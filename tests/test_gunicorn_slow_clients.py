@@ -64,7 +64,7 @@ def trickling(server: Server, count: int) -> Iterator[list[Trickler]]:
 
 
 def test_two_trickling_clients_do_not_stop_the_others(tmp_path):
-    with gunicorn(tmp_path, sync=False) as server, trickling(server, 2) as tricklers:
+    with gunicorn(tmp_path) as server, trickling(server, 2) as tricklers:
         for _ in range(5):
             started = time.monotonic()
             response = call(server, "GET", "/healthz")

@@ -39,7 +39,7 @@ def server(app, tmp_path):
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "GUNICORN_ACCESSLOG": "",
     }
-    with gunicorn(tmp_path, env=env) as served:
+    with gunicorn(tmp_path, steerable=True, env=env) as served:
         yield served
 
 

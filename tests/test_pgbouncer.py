@@ -124,7 +124,7 @@ def server(bouncer: Bouncer, tmp_path) -> Iterator[Server]:
         "RATELIMIT_SIGNUP": "1000 per minute",
         "RATELIMIT_LOGIN": "1000 per minute",
     }
-    with gunicorn(tmp_path, sync=False, env=env) as served:
+    with gunicorn(tmp_path, env=env) as served:
         yield served
 
 

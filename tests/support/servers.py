@@ -1,11 +1,13 @@
 """Real servers for tests: gunicorn serving wsgi:app, helpers to steer and call it, and a
 private redis-server that a test may kill and restart.
 
-Which worker answers can be steered, not left to luck: a request whose head is held back
-keeps the worker that accepted it busy (sync workers, which ``gunicorn()`` runs unless told
-otherwise, serve one connection at a time), so
-everything sent meanwhile is served by another worker, and N requests held at once are on
-N different workers. The access log (with each worker's pid) confirms it.
+gunicorn runs as deployed: gunicorn.conf.py, its worker class (gthread) and its settings, with
+the test database, Redis and a few overrides from the environment. Which worker answers can be
+steered, not left to luck: with ``steerable=True`` each worker takes one connection at a time
+(``--worker-connections 1``, the one setting that differs), so a request whose head is held
+back keeps the worker that accepted it from accepting another, everything sent meanwhile is
+served by another worker, and N requests held at once are on N different workers. The access
+log (with each worker's pid) confirms it.
 """
 
 import http.client
@@ -136,23 +138,12 @@ def server_env() -> dict:
     return env
 
 
-@contextmanager
-def gunicorn(
-    tmp_path: Path,
-    *,
-    workers: int = 2,
-    env: dict | None = None,
-    args=(),
-    sync: bool = True,
-):
-    """Run ``gunicorn -w N wsgi:app`` on a free port until the block exits (then SIGTERM).
-
-    ``sync``: sync workers (one connection each), which the held-request helpers steer;
-    False keeps gunicorn.conf.py's worker class (threads), the deployed default.
-    """
-    clear_limiter_keys()
-    port = free_port()
-    log_path = tmp_path / f"gunicorn-{port}.log"
+def start_gunicorn(
+    log_path: Path, *, env: dict, workers: int = 2, args=(), port: int | None = None
+) -> Server:
+    """Start ``gunicorn -c gunicorn.conf.py -w N wsgi:app`` on 127.0.0.1 (a free port unless
+    given), its output in ``log_path``; returns once every worker serves. Stop it with stop()."""
+    port = port or free_port()
     command = [
         sys.executable,
         "-m",
@@ -163,23 +154,51 @@ def gunicorn(
         str(workers),
         "-b",
         f"127.0.0.1:{port}",
-        "--access-logformat",
-        "%(p)s %(m)s %(U)s %(s)s",
-        *(("--worker-class", "sync", "--threads", "1") if sync else ()),
         *args,
         "wsgi:app",
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command,
-            cwd=PROJECT,
-            env={**server_env(), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     served = Server(port=port, log_path=log_path, process=process, workers=workers)
     try:
         wait_until_serving(served)
+    except BaseException:
+        stop(served)
+        raise
+    return served
+
+
+@contextmanager
+def gunicorn(
+    tmp_path: Path,
+    *,
+    workers: int = 2,
+    env: dict | None = None,
+    args=(),
+    steerable: bool = False,
+):
+    """Run gunicorn as deployed (``server_env()`` over ``env``) until the block exits (then
+    SIGTERM), with gunicorn's access log of pids.
+
+    ``steerable``: one connection per worker at a time, for held_request() and
+    on_every_worker(); otherwise every setting is gunicorn.conf.py's.
+    """
+    clear_limiter_keys()
+    port = free_port()
+    served = start_gunicorn(
+        tmp_path / f"gunicorn-{port}.log",
+        env={**server_env(), **(env or {})},
+        workers=workers,
+        port=port,
+        args=[
+            *("--access-logformat", "%(p)s %(m)s %(U)s %(s)s"),
+            *(("--worker-connections", "1") if steerable else ()),
+            *args,
+        ],
+    )
+    try:
         yield served
     finally:
         stop(served)

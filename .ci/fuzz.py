@@ -10,7 +10,10 @@ rest), on every operation, with a fixed seed and budget (FUZZ_SEED, FUZZ_MAX_EXA
 Exits non-zero on any failure, or if the server logged an error (a 500's traceback, say).
 Reports and the server's log: test-artifacts/fuzz/.
 
-    .venv/bin/python .ci/fuzz.py [more schemathesis run options]
+    PYTHONPATH=. .venv/bin/python .ci/fuzz.py [more schemathesis run options]
+
+From the project root: it imports the test harness (tests.support), and ``.ci`` cannot be a
+package name for ``python -m``, so the root comes from PYTHONPATH.
 """
 
 import json
@@ -19,12 +22,13 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psycopg2
 import requests
 
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.support import PROJECT
+from tests.support.servers import start_gunicorn, stop
+
 BIN = PROJECT / ".venv" / "bin"
 DATABASE = os.environ.get("FUZZ_DATABASE", "taskapp_fuzz")
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -32,10 +36,6 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "400")
 SEED = os.environ.get("FUZZ_SEED", "20261124")
 REPORT_DIR = PROJECT / "test-artifacts" / "fuzz"
-
-# The test suite's server helpers: a free port, waiting until every worker serves, stopping.
-sys.path.insert(0, str(PROJECT / "tests"))
-from servers import Server, free_port, stop, wait_until_serving  # noqa: E402
 
 
 def flask(*args: str, env: dict) -> None:
@@ -165,19 +165,8 @@ def main(extra: list[str]) -> int:
     flask("db", "upgrade", env=env)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = REPORT_DIR / "server.log"
-    port = free_port()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "-w", "2", "-b", f"127.0.0.1:{port}"]
-            + ["wsgi:app"],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(port=port, log_path=log_path, process=process, workers=2)
+    server = start_gunicorn(log_path, env=env, workers=2)
     try:
-        wait_until_serving(server)
         url = server.url
         accounts = prepare_accounts(url, env)
         hooks = {

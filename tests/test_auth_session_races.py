@@ -12,7 +12,7 @@ from conftest import PASSWORD, own_connection, requires_postgres
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import Session, User
 from taskapp.extensions import db
-from tests.support.databases import wait_for
+from tests.support import wait_for
 
 pytestmark = [requires_postgres, pytest.mark.committing]
 

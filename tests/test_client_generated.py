@@ -6,6 +6,7 @@ here. The generator is in the dev extra; without it the test skips.
 """
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -40,11 +41,15 @@ def sdk(_app, tmp_path_factory):
     assert result.returncode == 0, result.stdout + result.stderr
     # The generator reports what it could not turn into code, yet still exits 0.
     assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr
-    sys.path.insert(0, str(root))
+    # Imported from where it was generated, without putting that directory on sys.path: the
+    # package is loaded from its file, and its modules are found through its __path__.
+    package = root / PACKAGE
+    spec = importlib.util.spec_from_file_location(PACKAGE, package / "__init__.py")
+    sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
     try:
+        spec.loader.exec_module(sys.modules[PACKAGE])
         yield lambda name: importlib.import_module(f"{PACKAGE}.{name}")
     finally:
-        sys.path.remove(str(root))
         for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
             del sys.modules[name]
 

@@ -13,7 +13,7 @@ from test_tasks_kept_filter_counts import assert_kept_counts
 from conftest import PASSWORD, own_connection, requires_postgres, requires_redis
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
-from tests.support.databases import wait_for
+from tests.support import wait_for
 from tests.support.servers import Server, call, gunicorn
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from conftest import PASSWORD, requires_redis
-from tests.support import PROJECT
-from tests.support.databases import Cluster, pg_cluster, requires_pg_server, wait_for
+from tests.support import PROJECT, wait_for
+from tests.support.databases import Cluster, pg_cluster, requires_pg_server
 from tests.support.servers import Held, Server, call, gunicorn, on_every_worker
 
 pytestmark = [requires_pg_server, requires_redis, pytest.mark.gunicorn, pytest.mark.slow]

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from conftest import PASSWORD, requires_postgres, requires_redis
-from tests.support.databases import wait_for
+from tests.support import wait_for
 from tests.support.servers import call, gunicorn, held_request
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.gunicorn, pytest.mark.committing]

@@ -7,6 +7,7 @@ Imported as ``tests.support`` with the project root on the path: pytest puts it 
 never imports conftest: conftest imports it.
 """
 
+import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -14,3 +15,16 @@ PROJECT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 # The signing key of the test apps, and of a gunicorn that must accept their tokens.
 TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+def wait_for(condition, *, timeout: float = 10, message: str = "condition", every: float = 0.05):
+    """Poll ``condition()`` until it returns something true, and return that; TimeoutError
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {message}")
+        time.sleep(every)

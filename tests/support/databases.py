@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -215,12 +214,3 @@ def pg_cluster() -> Iterator[Cluster]:
         except (RuntimeError, subprocess.TimeoutExpired):
             pass  # never started, or already stopped
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def wait_for(condition, *, timeout: float = 10, message: str = "condition") -> None:
-    """Poll ``condition()`` until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {message}")
-        time.sleep(0.05)

@@ -110,8 +110,11 @@ def wait_until_accepted(port: int, timeout: float = 10) -> None:
 
 def clear_limiter_keys(url: str | None = None) -> None:
     """Forget every rate-limit counter of the app (key prefix "taskapp") in ``url``'s database
-    (default: TEST_REDIS_URL's)."""
-    client = redis.Redis.from_url(url or os.environ["TEST_REDIS_URL"])
+    (default: TEST_REDIS_URL's; without it, the counters are in the workers' memory)."""
+    url = url or os.environ.get("TEST_REDIS_URL")
+    if not url:
+        return
+    client = redis.Redis.from_url(url)
     try:
         for key in client.scan_iter(match="*taskapp*"):
             client.delete(key)
@@ -121,15 +124,21 @@ def clear_limiter_keys(url: str | None = None) -> None:
 
 
 def server_env() -> dict:
-    """Production settings over the test PostgreSQL and Redis, with a shared signing key."""
+    """Production settings over the test PostgreSQL and Redis, with a shared signing key.
+
+    Without TEST_REDIS_URL, no Redis at all (each worker counts the limits in its memory): a
+    test that needs the limits shared says so with ``requires_redis``.
+    """
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("RATELIMIT_", "GUNICORN_", "DB_")) and name != "TRUSTED_PROXIES"
+        if not name.startswith(("RATELIMIT_", "GUNICORN_", "DB_"))
+        and name not in ("TRUSTED_PROXIES", "REDIS_URL")
     }
+    if os.environ.get("TEST_REDIS_URL"):
+        env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
     env.update(
         DATABASE_URL=os.environ["TEST_DATABASE_URL"],
-        REDIS_URL=os.environ["TEST_REDIS_URL"],
         TASKAPP_ENV="production",
         JWT_SECRET_KEY=secrets.token_urlsafe(30)[:40],
         BCRYPT_ROUNDS="4",

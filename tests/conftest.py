@@ -19,6 +19,7 @@ from taskapp import create_app
 from taskapp.extensions import db, limiter
 from taskapp.observability import JsonFormatter
 from tests.support import PASSWORD, PROJECT, TEST_JWT_SECRET  # noqa: F401 (tests import them here)
+from tests.support.databases import horizon_held
 
 _emails = itertools.count()
 
@@ -303,3 +304,15 @@ def smtp(app):
     yield sink
     sink.stop()
     app.config.update(saved)
+
+
+@pytest.fixture(params=["as-is", "horizon-held"])
+def other_transaction(request, app):
+    """Runs the test twice: with the server as it is, and beside a transaction held open from
+    before the test's writes to its end, as another database's long one on the same server
+    may be (the sync feed may then send a change again; its contract must hold either way)."""
+    if request.param == "as-is":
+        yield None
+        return
+    with horizon_held(app.config["SQLALCHEMY_DATABASE_URI"]) as xid:
+        yield xid

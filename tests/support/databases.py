@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from sqlalchemy.engine import make_url
 
 from taskapp.extensions import db
 from tests.support import PROJECT
@@ -214,3 +215,25 @@ def pg_cluster() -> Iterator[Cluster]:
         except (RuntimeError, subprocess.TimeoutExpired):
             pass  # never started, or already stopped
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def horizon_held(url: str) -> Iterator[int]:
+    """A transaction left open, with a transaction id of its own, on a connection to ``url``
+    (a SQLAlchemy or libpq URL of any database of the server) until the block exits; yields
+    that id.
+
+    Transaction ids and snapshots are the server's: while it is open, every snapshot's xmin,
+    in every database, stays at or below it, as when another database on the server runs a
+    long transaction.
+    """
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = psycopg2.connect(dsn, application_name="taskapp-tests")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+            (xid,) = cursor.fetchone()
+        yield xid
+    finally:
+        connection.rollback()
+        connection.close()

@@ -26,7 +26,7 @@ import time
 import psycopg2
 import requests
 
-from tests.support import PROJECT
+from tests.support import PROJECT, flask
 from tests.support.servers import start_gunicorn, stop
 
 BIN = PROJECT / ".venv" / "bin"
@@ -38,15 +38,9 @@ SEED = os.environ.get("FUZZ_SEED", "20261124")
 REPORT_DIR = PROJECT / "test-artifacts" / "fuzz"
 
 
-def flask(*args: str, env: dict) -> None:
+def run_flask(*args: str, env: dict) -> None:
     """Run a `flask --app wsgi` command; its output is shown only if it fails."""
-    done = subprocess.run(
-        [BIN / "flask", "--app", "wsgi", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = flask(*args, env=env)
     if done.returncode != 0:
         raise SystemExit(f"flask {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
@@ -94,7 +88,7 @@ def prepare_accounts(url: str, env: dict) -> dict:
         response.raise_for_status()
         accounts[name]["id"] = response.json()["id"]
     admin = accounts["admin"]
-    flask(
+    run_flask(
         "users",
         "create-admin",
         admin["email"],
@@ -162,7 +156,7 @@ def main(extra: list[str]) -> int:
     started = time.monotonic()
     database_url = recreate_database()
     env = server_env(database_url)
-    flask("db", "upgrade", env=env)
+    run_flask("db", "upgrade", env=env)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = REPORT_DIR / "server.log"
     server = start_gunicorn(log_path, env=env, workers=2)

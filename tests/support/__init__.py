@@ -7,6 +7,8 @@ Imported as ``tests.support`` with the project root on the path: pytest puts it 
 never imports conftest: conftest imports it.
 """
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,3 +30,18 @@ def wait_for(condition, *, timeout: float = 10, message: str = "condition", ever
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {message}")
         time.sleep(every)
+
+
+def flask(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``flask --app wsgi ARGS`` in the project with ``env``, as an operator runs it; its
+    output captured, its exit status for the caller to check."""
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

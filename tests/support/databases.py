@@ -12,7 +12,6 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from taskapp.extensions import db
-from tests.support import PROJECT
+from tests.support import flask
 from tests.support.servers import free_port
 
 DATABASE = "taskapp"
@@ -163,15 +162,7 @@ def _upgrade_schema(url: str) -> None:
         "TASKAPP_ENV": "development",
         "JWT_SECRET_KEY": secrets.token_urlsafe(40),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = flask("db", "upgrade", env=env)
     if result.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed:\n{result.stdout}\n{result.stderr}")
 

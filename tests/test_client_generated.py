@@ -5,6 +5,7 @@ edited): a spec the generator refuses, or one whose operations the client cannot
 here. The generator is in the dev extra; without it the test skips.
 """
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -60,14 +61,22 @@ def server(app, tmp_path):
         yield served
 
 
-def test_the_generated_client_signs_up_works_and_logs_out(sdk, server):
+@pytest.fixture
+def closing():
+    """Enter a context for the rest of the test: the clients, whose connections gunicorn keeps
+    alive, are closed after it."""
+    with contextlib.ExitStack() as stack:
+        yield stack.enter_context
+
+
+def test_the_generated_client_signs_up_works_and_logs_out(sdk, server, closing):
     client_module, models = sdk("client"), sdk("models")
     auth = {name: sdk(f"api.auth.{name}") for name in ("signup", "login", "refresh", "logout")}
     tasks = {
         name: sdk(f"api.tasks.{name}")
         for name in ("create_task", "list_tasks", "update_task", "list_task_changes")
     }
-    anonymous = client_module.Client(base_url=server.url, raise_on_unexpected_status=True)
+    anonymous = closing(client_module.Client(base_url=server.url, raise_on_unexpected_status=True))
     email = "generated-client@example.com"
 
     signed_up = auth["signup"].sync_detailed(
@@ -77,8 +86,10 @@ def test_the_generated_client_signs_up_works_and_logs_out(sdk, server):
     assert signed_up.parsed.email == email
     pair = auth["login"].sync(client=anonymous, body=models.Login(email=email, password=PASSWORD))
     assert isinstance(pair, models.TokenPair)
-    client = client_module.AuthenticatedClient(
-        base_url=server.url, token=pair.access_token, raise_on_unexpected_status=True
+    client = closing(
+        client_module.AuthenticatedClient(
+            base_url=server.url, token=pair.access_token, raise_on_unexpected_status=True
+        )
     )
     since = tasks["list_task_changes"].sync(client=client).sync_token
 

@@ -286,7 +286,7 @@ def test_no_pooled_connection_in_time_gives_503(database, tmp_path):
         "DB_LOCK_TIMEOUT_MS": "1000",
         "DB_STATEMENT_TIMEOUT_MS": "1500",
     }
-    with gunicorn(tmp_path, workers=1, env=env) as server:  # threads, as deployed
+    with gunicorn(tmp_path, workers=1, env=env) as server:
         headers = sign_in(server)
         task = create_task(server, headers)
 

@@ -23,7 +23,7 @@ CLIENTS = WORKERS + LATECOMERS
 
 @pytest.fixture
 def server(app, tmp_path):
-    """gunicorn -w 4 (sync workers: one request each at a time, so they can be steered)."""
+    """gunicorn -w 4, steerable (each worker one connection at a time)."""
     env = {
         # All the clients come from 127.0.0.1: keep the address limit out of this test.
         "RATELIMIT_REFRESH": "1000 per minute",

@@ -36,7 +36,7 @@ test: install-dev
 	$(BIN)/pytest --cov $(if $(TEST_REDIS_URL),,--cov-fail-under=0)
 
 drill: install-dev
-	$(BIN)/python deploy/drill.py
+	$(BIN)/python -m deploy.drill
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -10,7 +10,10 @@ rest), on every operation, with a fixed seed and budget (FUZZ_SEED, FUZZ_MAX_EXA
 Exits non-zero on any failure, or if the server logged an error (a 500's traceback, say).
 Reports and the server's log: test-artifacts/fuzz/.
 
-    .venv/bin/python .ci/fuzz.py [more schemathesis run options]
+    PYTHONPATH=. .venv/bin/python .ci/fuzz.py [more schemathesis run options]
+
+From the project root: it imports the test harness (tests.support), and ``.ci`` cannot be a
+package name for ``python -m``, so the root comes from PYTHONPATH.
 """
 
 import json
@@ -19,12 +22,13 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psycopg2
 import requests
 
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.support import PROJECT, flask
+from tests.support.servers import start_gunicorn, stop
+
 BIN = PROJECT / ".venv" / "bin"
 DATABASE = os.environ.get("FUZZ_DATABASE", "taskapp_fuzz")
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -33,20 +37,10 @@ MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "400")
 SEED = os.environ.get("FUZZ_SEED", "20261124")
 REPORT_DIR = PROJECT / "test-artifacts" / "fuzz"
 
-# The test suite's server helpers: a free port, waiting until every worker serves, stopping.
-sys.path.insert(0, str(PROJECT / "tests"))
-from servers import Server, free_port, stop, wait_until_serving  # noqa: E402
 
-
-def flask(*args: str, env: dict) -> None:
+def run_flask(*args: str, env: dict) -> None:
     """Run a `flask --app wsgi` command; its output is shown only if it fails."""
-    done = subprocess.run(
-        [BIN / "flask", "--app", "wsgi", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = flask(*args, env=env)
     if done.returncode != 0:
         raise SystemExit(f"flask {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
@@ -94,7 +88,7 @@ def prepare_accounts(url: str, env: dict) -> dict:
         response.raise_for_status()
         accounts[name]["id"] = response.json()["id"]
     admin = accounts["admin"]
-    flask(
+    run_flask(
         "users",
         "create-admin",
         admin["email"],
@@ -162,22 +156,11 @@ def main(extra: list[str]) -> int:
     started = time.monotonic()
     database_url = recreate_database()
     env = server_env(database_url)
-    flask("db", "upgrade", env=env)
+    run_flask("db", "upgrade", env=env)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = REPORT_DIR / "server.log"
-    port = free_port()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "-w", "2", "-b", f"127.0.0.1:{port}"]
-            + ["wsgi:app"],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(port=port, log_path=log_path, process=process, workers=2)
+    server = start_gunicorn(log_path, env=env, workers=2)
     try:
-        wait_until_serving(server)
         url = server.url
         accounts = prepare_accounts(url, env)
         hooks = {

@@ -10,8 +10,8 @@ among the rows the backfill rewrites, and read a first page. It prints how long 
 took and the longest wait of each probe (the lock a request would have queued behind), then one
 JSON line. Afterwards every task, the probes' included, must have a position.
 
-    .venv/bin/python bench/migration.py                  # 1,000,000 tasks
-    .venv/bin/python bench/migration.py --tasks 100000   # quicker
+    .venv/bin/python -m bench.migration                # 1,000,000 tasks
+    .venv/bin/python -m bench.migration --tasks 100000   # quicker
 
 With ``--existing --before REV``, it takes a database already seeded at head instead (the
 benchmark's, whose tasks have lists, labels, due dates and priorities), downgrades it to REV,

@@ -6,8 +6,8 @@ user of ``taskapp_bench`` (seed it first with ``bench/run.py``), with a timer ar
 part of the request path, and prints microseconds per request for each. With
 ``--pyinstrument`` (``pip install pyinstrument``), prints a call-tree profile instead.
 
-    .venv/bin/python bench/profile.py                       # GET /tasks?page_size=20
-    .venv/bin/python bench/profile.py "/tasks?search=nosono" --requests 500
+    .venv/bin/python -m bench.profile                     # GET /tasks?page_size=20
+    .venv/bin/python -m bench.profile "/tasks?search=nosono" --requests 500
 """
 
 import argparse
@@ -18,9 +18,7 @@ import os
 import sys
 import time
 
-from run import PASSWORD, PROJECT  # bench/run.py, beside this script: its seeded users
-
-sys.path.insert(0, str(PROJECT))
+from bench.run import PASSWORD  # the password of the users bench/run.py seeds
 
 
 def timed(totals: collections.Counter, label: str, function):
@@ -91,7 +89,9 @@ def main() -> int:
         "/login", json={"email": f"{args.user}-0@example.com", "password": PASSWORD}
     )
     if login.status_code != 200:
-        raise SystemExit(f"login failed ({login.status_code}): run bench/run.py to seed first")
+        raise SystemExit(
+            f"login failed ({login.status_code}): run python -m bench.run to seed first"
+        )
     headers = {"Authorization": f"Bearer {login.json['access_token']}"}
 
     def run(path: str, count: int, with_token: bool) -> float:

@@ -7,12 +7,12 @@ endpoint with wrk (or a built-in closed-loop client when wrk is not installed) a
 table with each endpoint's throughput as a share of /healthz, the CPU time one request costs
 the gunicorn workers, PostgreSQL and the load generator, plus worker memory.
 
-    .venv/bin/python bench/run.py                     # full run (seeding 1M tasks: ~11 min here)
-    .venv/bin/python bench/run.py --heavy 100000 --duration 5   # quicker
-    .venv/bin/python bench/run.py --soak 600          # and a 10-minute memory soak
-    .venv/bin/python bench/run.py --floor             # and bench/floor.py's bare list route
-    .venv/bin/python bench/run.py --only 'inbox|label'   # only the rows whose label matches
-    .venv/bin/python bench/run.py --compare REV       # and the default GET /tasks of REV beside
+    .venv/bin/python -m bench.run                     # full run (seeding 1M tasks: ~11 min here)
+    .venv/bin/python -m bench.run --heavy 100000 --duration 5   # quicker
+    .venv/bin/python -m bench.run --soak 600          # and a 10-minute memory soak
+    .venv/bin/python -m bench.run --floor             # and bench/floor.py's bare list route
+    .venv/bin/python -m bench.run --only 'inbox|label'   # only the rows whose label matches
+    .venv/bin/python -m bench.run --compare REV       # and the default GET /tasks of REV beside
                                                       # this tree's, alternated, same database
 
 Besides the original rows, each filter and sort of lists, labels, priorities, due dates and
@@ -40,10 +40,8 @@ from pathlib import Path
 
 import psycopg2
 
-PROJECT = Path(__file__).resolve().parents[1]
-# The test suite's free_port (one definition of it).
-sys.path.insert(0, str(PROJECT / "tests"))
-from servers import free_port  # noqa: E402
+from tests.support import PROJECT
+from tests.support.servers import free_port
 
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"

@@ -2,7 +2,7 @@
 write load through nginx, three failures in turn, and the proof that no acknowledged write was
 lost or written twice.
 
-    make drill                      # or: .venv/bin/python deploy/drill.py [--short]
+    make drill                      # or: .venv/bin/python -m deploy.drill [--short]
 
 Topology (private directory and loopback ports; no system service is touched): a
 pg_auto_failover monitor and two data nodes with synchronous replication
@@ -40,7 +40,9 @@ from pathlib import Path
 import psycopg2
 import requests
 
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.support import PROJECT, wait_for
+from tests.support.servers import free_port, render_deploy_file
+
 DEPLOY = PROJECT / "deploy"
 BIN = Path(sys.executable).parent  # the project's .venv/bin
 # What the drill runs, and the Debian package that brings it.
@@ -56,24 +58,6 @@ TARGETS = {"db_failover_s": 30, "app_failover_s": 1}
 
 def log(message: str) -> None:
     print(f"[drill {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, *, timeout: float, what: str, every: float = 0.1):
-    """Poll ``condition()`` until it returns something true; RuntimeError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 def ensure_packages() -> None:
@@ -242,18 +226,18 @@ class Topology:
         pg = self.root / "pg"
         self.script("monitor", str(pg / "monitor"), str(self.ports["monitor"]))
         self.keeper("monitor")
-        wait_for(self._monitor_ready, timeout=60, what="the monitor")
+        wait_for(self._monitor_ready, timeout=60, message="the monitor")
         self.script("tune", str(self.ports["monitor"]))
         self.script("node", str(pg / "node1"), str(self.ports["node1"]), "node1", first=True)
         self.keeper("node1")
         wait_for(
             lambda: self.formation().get("node1", ("",))[0] == "single",
             timeout=60,
-            what="node1 to run as a single node",
+            message="node1 to run as a single node",
         )
         self.script("node", str(pg / "node2"), str(self.ports["node2"]), "node2")
         self.keeper("node2")
-        primary = wait_for(self.settled, timeout=90, what="a primary and a secondary")
+        primary = wait_for(self.settled, timeout=90, message="a primary and a secondary")
         port = self.ports[primary]
         self.sql(port, "CREATE DATABASE taskapp")
         (standbys,) = self.sql(port, "SHOW synchronous_standby_names")[0]
@@ -283,7 +267,7 @@ class Topology:
         command = ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", str(self.root / "redis")]
         self.spawn("redis", command)
-        wait_for(self._redis_answers, timeout=20, what="Redis")
+        wait_for(self._redis_answers, timeout=20, message="Redis")
 
     def _redis_answers(self) -> bool:
         try:
@@ -337,7 +321,7 @@ class Topology:
         wait_for(
             lambda: self._answers(f"http://127.0.0.1:{port}/readyz"),
             timeout=60,
-            what=f"gunicorn app{index}",
+            message=f"gunicorn app{index}",
         )
 
     @staticmethod
@@ -353,18 +337,17 @@ class Topology:
             f"server 127.0.0.1:{self.ports[f'app{i}']} max_fails=1 fail_timeout=2s;"
             for i in range(INSTANCES)
         )
-        config = (DEPLOY / "nginx.conf").read_text()
-        for name, value in {
-            "listen": f"127.0.0.1:{self.ports['nginx']}",
-            "upstream_servers": servers,
-            "max_body": str(1024 * 1024),
-        }.items():
-            config = config.replace("{{" + name + "}}", value)
+        config = render_deploy_file(
+            "nginx.conf",
+            listen=f"127.0.0.1:{self.ports['nginx']}",
+            upstream_servers=servers,
+            max_body=str(1024 * 1024),
+        )
         (prefix / "nginx.conf").write_text(config)
         command = ["nginx", "-p", str(prefix), "-c", "nginx.conf", "-e", "logs/error.log"]
         subprocess.run([*command, "-t"], check=True, capture_output=True, timeout=30)
         self.spawn("nginx", command)
-        wait_for(lambda: self._answers(f"{self.url}/healthz"), timeout=20, what="nginx")
+        wait_for(lambda: self._answers(f"{self.url}/healthz"), timeout=20, message="nginx")
 
     @property
     def url(self) -> str:
@@ -545,7 +528,7 @@ class Load:
                 done = [self.acked[t] for t, sent in self.sent_at.items() if sent > moment]
             return min(done) if done else None
 
-        return wait_for(first, timeout=timeout, what="a write acknowledged", every=0.02) - moment
+        return wait_for(first, timeout=timeout, message="a write acknowledged", every=0.02) - moment
 
     def count(self, since: float, until: float, predicate) -> int:
         with self._lock:
@@ -601,7 +584,7 @@ def drill(topology: Topology, *, short: bool) -> dict:
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     db_failover = load.recovered_after(killed, timeout=120)
-    new_primary = wait_for(topology.settled, timeout=120, what="the formation to settle")
+    new_primary = wait_for(topology.settled, timeout=120, message="the formation to settle")
     time.sleep(steady)
     phases.append(("postgres primary killed", killed, time.monotonic(), db_failover))
     log(f"   writes again after {db_failover:.2f} s; primary now {new_primary}")
@@ -630,7 +613,7 @@ def drill(topology: Topology, *, short: bool) -> dict:
 
     load.stop()
     ended = time.monotonic()
-    final_primary = wait_for(topology.settled, timeout=120, what="the formation to settle")
+    final_primary = wait_for(topology.settled, timeout=120, message="the formation to settle")
     rows = topology.sql(
         topology.ports[final_primary],
         f"SELECT title, count(*) FROM tasks WHERE title LIKE 'drill-{load.run}-%' GROUP BY title",

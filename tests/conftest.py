@@ -3,31 +3,25 @@
 The suite runs on TEST_DATABASE_URL, or else on an embedded PostgreSQL of its own
 (taskapp/embedded.py, data in instance/postgres-test) started for the run."""
 
-import contextlib
 import contextvars
 import io
 import itertools
 import json
 import logging
 import os
-import secrets
-from pathlib import Path
 
 import flask_migrate
-import psycopg2
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 
 from config import EMBEDDED_TEST_DATA, TestingConfig
 from taskapp import create_app, embedded
 from taskapp.extensions import db, limiter
 from taskapp.observability import JsonFormatter
+from tests.support import PASSWORD, PROJECT, TEST_JWT_SECRET  # noqa: F401 (tests import them here)
+from tests.support.databases import connect, horizon_held, scratch_database
 
-PROJECT = Path(__file__).resolve().parents[1]
-TEST_JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
-PASSWORD = "correct horse battery"
 _emails = itertools.count()
 _EMBEDDED = pytest.StashKey()
 
@@ -54,17 +48,6 @@ requires_redis = pytest.mark.skipif(
 )
 
 
-def connect(url):
-    """An autocommit psycopg2 connection to the database of the SQLAlchemy ``url``."""
-    url = make_url(url)
-    # The query carries the socket directory of the embedded server (host=...).
-    connection = psycopg2.connect(
-        **url.translate_connect_args(username="user", database="dbname"), **url.query
-    )
-    connection.autocommit = True
-    return connection
-
-
 def own_connection():
     """A psycopg2 connection of the test's own to the test database, outside the app's pool
     (autocommit)."""
@@ -73,17 +56,9 @@ def own_connection():
 
 @pytest.fixture
 def scratch_database_url():
-    """The URL of a new, empty database on the test server, for a test that deploys afresh
-    (migrations and all) in processes of its own; dropped after the test."""
-    name = f"taskapp_scratch_{secrets.token_hex(4)}"
-    url = make_url(os.environ["TEST_DATABASE_URL"])
-    with contextlib.closing(connect(url)) as connection, connection.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with contextlib.closing(connect(url)) as connection, connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    """The URL of a new, empty database on the test server; dropped after the test."""
+    with scratch_database(os.environ["TEST_DATABASE_URL"]) as url:
+        yield url
 
 
 class RequestClient(FlaskClient):
@@ -330,7 +305,7 @@ def assert_error(response, status: int, *, field: str | None = None) -> dict:
 @pytest.fixture
 def smtp(app):
     """A real SMTP server (aiosmtpd, free port) the app delivers to; stopped after the test."""
-    from smtpserver import SmtpSink
+    from tests.support.smtp import SmtpSink
 
     sink = SmtpSink().start()
     saved = {key: app.config[key] for key in ("MAIL_SERVER", "MAIL_PORT")}
@@ -338,3 +313,15 @@ def smtp(app):
     yield sink
     sink.stop()
     app.config.update(saved)
+
+
+@pytest.fixture(params=["as-is", "horizon-held"])
+def other_transaction(request, app):
+    """Runs the test twice: with the server as it is, and beside a transaction held open from
+    before the test's writes to its end, as another database's long one on the same server
+    may be (the sync feed may then send a change again; its contract must hold either way)."""
+    if request.param == "as-is":
+        yield None
+        return
+    with horizon_held(app.config["SQLALCHEMY_DATABASE_URI"]) as xid:
+        yield xid

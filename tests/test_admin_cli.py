@@ -3,16 +3,15 @@
 import json
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import func, select
 
 import config
-from conftest import PASSWORD, PROJECT, assert_error
+from conftest import PASSWORD, assert_error
 from taskapp.auth.models import User
 from taskapp.extensions import db
+from tests.support import flask
 
 NEW_PASSWORD = "a strong admin password"
 
@@ -162,21 +161,9 @@ def test_as_an_operator_runs_it(scratch_database_url):
         TASKAPP_ADMIN_PASSWORD=NEW_PASSWORD,
     )
 
-    def flask(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-            cwd=PROJECT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-
-    upgrade = flask("db", "upgrade")
+    upgrade = flask("db", "upgrade", env=env)
     assert upgrade.returncode == 0, upgrade.stderr
-    created = flask("users", "create-admin", "root@example.com")
+    created = flask("users", "create-admin", "root@example.com", env=env)
     assert created.returncode == 0, created.stderr
     assert "created admin root@example.com" in created.stdout
     # Logging is JSON there too, one object per line (the migrations' messages included).

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from conftest import PASSWORD, own_connection
-from pgcluster import wait_for
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import Session, User
 from taskapp.extensions import db
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.committing]
 

@@ -8,16 +8,14 @@ answers 200 with the user's task. Screenshots are kept under test-artifacts/.
 import json
 import os
 import secrets
-import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import PROJECT
-from servers import Server, free_port, stop, wait_until_serving
+from tests.support import MIGRATE, flask
+from tests.support.servers import start_gunicorn, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT / "test-artifacts"
@@ -48,10 +46,10 @@ pytestmark = [
 ]
 
 
-@contextmanager
-def live_server(tmp_path: Path, database_url: str):
-    """gunicorn serving wsgi:app in production mode on a database of its own (migrated here);
-    limits in process memory."""
+@pytest.fixture
+def server(tmp_path, scratch_database_url):
+    """gunicorn serving wsgi:app in production mode on a database of its own, migrated first,
+    as the image does; limits in process memory."""
     env = {
         name: value
         for name, value in os.environ.items()
@@ -59,43 +57,18 @@ def live_server(tmp_path: Path, database_url: str):
         and name not in ("DATABASE_URL", "REDIS_URL", "CORS_ORIGINS", "METRICS_ENABLED")
     }
     env.update(
-        DATABASE_URL=database_url,
+        DATABASE_URL=scratch_database_url,
         TASKAPP_ENV="production",
         JWT_SECRET_KEY=secrets.token_urlsafe(40),
         BCRYPT_ROUNDS="4",
     )
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    upgrade = flask(*MIGRATE[3:], env=env)
     assert upgrade.returncode == 0, upgrade.stderr
-    port = free_port()
-    log_path = tmp_path / "gunicorn.log"
-    command = [
-        *(sys.executable, "-m", "gunicorn", "-c", str(PROJECT / "gunicorn.conf.py")),
-        *("-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"),
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    server = Server(port=port, log_path=log_path, process=process, workers=2)
+    served = start_gunicorn(tmp_path / "gunicorn.log", env=env)
     try:
-        wait_until_serving(server)
-        yield server
-    finally:
-        stop(server)
-
-
-@pytest.fixture
-def server(tmp_path, scratch_database_url):
-    with live_server(tmp_path, scratch_database_url) as served:
         yield served
+    finally:
+        stop(served)
 
 
 @pytest.fixture

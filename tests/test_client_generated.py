@@ -5,7 +5,9 @@ edited): a spec the generator refuses, or one whose operations the client cannot
 here. The generator is in the dev extra; without it the test skips.
 """
 
+import contextlib
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from http import HTTPStatus
 import pytest
 
 from conftest import PASSWORD, requires_redis
-from servers import gunicorn
+from tests.support.servers import gunicorn
 
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is not installed")
 
@@ -40,11 +42,15 @@ def sdk(_app, tmp_path_factory):
     assert result.returncode == 0, result.stdout + result.stderr
     # The generator reports what it could not turn into code, yet still exits 0.
     assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr
-    sys.path.insert(0, str(root))
+    # Imported from where it was generated, without putting that directory on sys.path: the
+    # package is loaded from its file, and its modules are found through its __path__.
+    package = root / PACKAGE
+    spec = importlib.util.spec_from_file_location(PACKAGE, package / "__init__.py")
+    sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
     try:
+        spec.loader.exec_module(sys.modules[PACKAGE])
         yield lambda name: importlib.import_module(f"{PACKAGE}.{name}")
     finally:
-        sys.path.remove(str(root))
         for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
             del sys.modules[name]
 
@@ -55,14 +61,22 @@ def server(app, tmp_path):
         yield served
 
 
-def test_the_generated_client_signs_up_works_and_logs_out(sdk, server):
+@pytest.fixture
+def closing():
+    """Enter a context for the rest of the test: the clients, whose connections gunicorn keeps
+    alive, are closed after it."""
+    with contextlib.ExitStack() as stack:
+        yield stack.enter_context
+
+
+def test_the_generated_client_signs_up_works_and_logs_out(sdk, server, closing):
     client_module, models = sdk("client"), sdk("models")
     auth = {name: sdk(f"api.auth.{name}") for name in ("signup", "login", "refresh", "logout")}
     tasks = {
         name: sdk(f"api.tasks.{name}")
         for name in ("create_task", "list_tasks", "update_task", "list_task_changes")
     }
-    anonymous = client_module.Client(base_url=server.url, raise_on_unexpected_status=True)
+    anonymous = closing(client_module.Client(base_url=server.url, raise_on_unexpected_status=True))
     email = "generated-client@example.com"
 
     signed_up = auth["signup"].sync_detailed(
@@ -72,8 +86,10 @@ def test_the_generated_client_signs_up_works_and_logs_out(sdk, server):
     assert signed_up.parsed.email == email
     pair = auth["login"].sync(client=anonymous, body=models.Login(email=email, password=PASSWORD))
     assert isinstance(pair, models.TokenPair)
-    client = client_module.AuthenticatedClient(
-        base_url=server.url, token=pair.access_token, raise_on_unexpected_status=True
+    client = closing(
+        client_module.AuthenticatedClient(
+            base_url=server.url, token=pair.access_token, raise_on_unexpected_status=True
+        )
     )
     since = tasks["list_task_changes"].sync(client=client).sync_token
 

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from test_tasks_totals import assert_kept_counts
 
 from conftest import PASSWORD, own_connection, requires_redis
-from pgcluster import wait_for
-from servers import Server, call, gunicorn
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
+from tests.support import wait_for
+from tests.support.servers import Server, call, gunicorn
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 

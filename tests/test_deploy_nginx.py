@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from conftest import PASSWORD, requires_redis
-from servers import assert_rate_limited, free_port, gunicorn, render_deploy_file
+from tests.support.servers import assert_rate_limited, free_port, gunicorn, render_deploy_file
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOGIN_LIMIT = 5

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from conftest import unique_email
-from servers import PROJECT, call, gunicorn
-from smtpserver import SmtpSink, authenticator
 from taskapp.extensions import db
 from taskapp.mail.models import OutboxMessage
 from taskapp.mail.service import queue_mail, retry_delay
+from tests.support import PROJECT
+from tests.support.servers import call, gunicorn
+from tests.support.smtp import SmtpSink, authenticator
 
 
 @pytest.fixture

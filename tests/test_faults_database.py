@@ -16,8 +16,9 @@ import pytest
 import requests
 
 from conftest import PASSWORD, requires_redis
-from pgcluster import Cluster, pg_cluster, requires_pg_server, wait_for
-from servers import PROJECT, Held, Server, call, gunicorn, on_every_worker
+from tests.support import PROJECT, wait_for
+from tests.support.databases import Cluster, pg_cluster, requires_pg_server
+from tests.support.servers import Held, Server, call, gunicorn, on_every_worker
 
 pytestmark = [requires_pg_server, requires_redis, pytest.mark.gunicorn, pytest.mark.slow]
 
@@ -43,7 +44,7 @@ def database(cluster: Cluster, monkeypatch) -> Cluster:
 
 @pytest.fixture
 def server(database: Cluster, tmp_path: Path) -> Iterator[Server]:
-    with gunicorn(tmp_path, workers=2) as served:
+    with gunicorn(tmp_path, steerable=True, workers=2) as served:
         yield served
 
 
@@ -225,7 +226,7 @@ def test_stopped_database_gives_fast_503s_and_every_worker_recovers(server, data
 def test_locked_table_gives_503_within_the_timeout_and_kills_no_worker(
     database, tmp_path, env, cancelled_by
 ):
-    with gunicorn(tmp_path, workers=2, env=env) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env=env) as server:
         headers = sign_in(server)
         task = create_task(server, headers)
 
@@ -285,7 +286,7 @@ def test_no_pooled_connection_in_time_gives_503(database, tmp_path):
         "DB_LOCK_TIMEOUT_MS": "1000",
         "DB_STATEMENT_TIMEOUT_MS": "1500",
     }
-    with gunicorn(tmp_path, workers=1, env=env, sync=False) as server:  # threads, as deployed
+    with gunicorn(tmp_path, workers=1, env=env) as server:
         headers = sign_in(server)
         task = create_task(server, headers)
 
@@ -332,7 +333,9 @@ def when_ready(server):
 def test_preloaded_workers_each_open_their_own_connections(database, tmp_path):
     conf = tmp_path / "preload.conf.py"
     conf.write_text(PRELOAD_CONF)
-    with gunicorn(tmp_path, workers=2, args=("--preload", "-c", str(conf))) as server:
+    with gunicorn(
+        tmp_path, steerable=True, workers=2, args=("--preload", "-c", str(conf))
+    ) as server:
         masters = set(database.app_backends())
         assert len(masters) == 1  # the master's, from before the fork
         headers = sign_in(server)

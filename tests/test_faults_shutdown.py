@@ -7,15 +7,15 @@ import signal
 import pytest
 
 from conftest import PASSWORD, requires_redis
-from pgcluster import wait_for
-from servers import call, gunicorn, held_request
+from tests.support import wait_for
+from tests.support.servers import call, gunicorn, held_request
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
 
 def test_sigterm_lets_a_slow_request_in_flight_finish(app, tmp_path):
     # 2^14 bcrypt rounds: the login below takes about a second of work after SIGTERM.
-    with gunicorn(tmp_path, workers=2, env={"BCRYPT_ROUNDS": "14"}) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env={"BCRYPT_ROUNDS": "14"}) as server:
         credentials = {"email": f"slow-{secrets.token_hex(4)}@example.com", "password": PASSWORD}
         assert call(server, "POST", "/signup", json=credentials).status_code == 201
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from config import Config, database_timeouts
-from servers import PROJECT
 from taskapp.database import transaction_settings
+from tests.support import PROJECT
 
 POSTGRES_URL = "postgresql://taskapp@db.invalid/taskapp"
 

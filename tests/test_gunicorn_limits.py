@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from conftest import PASSWORD, requires_redis
-from servers import assert_rate_limited, call, gunicorn, held_request
+from tests.support.servers import assert_rate_limited, call, gunicorn, held_request
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
@@ -16,7 +16,7 @@ LOGIN_LIMIT = 5
 @pytest.fixture
 def server(app, tmp_path):
     """gunicorn -w 2 serving wsgi:app; ``app`` truncates what the workers committed."""
-    with gunicorn(tmp_path) as served:
+    with gunicorn(tmp_path, steerable=True) as served:
         yield served
 
 

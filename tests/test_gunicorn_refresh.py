@@ -10,9 +10,9 @@ from flask_jwt_extended import decode_token
 from sqlalchemy import select
 
 from conftest import PASSWORD, TEST_JWT_SECRET, requires_redis
-from servers import Held, call, gunicorn
 from taskapp.auth.models import RefreshToken
 from taskapp.extensions import db
+from tests.support.servers import Held, call, gunicorn
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
@@ -23,14 +23,14 @@ CLIENTS = WORKERS + LATECOMERS
 
 @pytest.fixture
 def server(app, tmp_path):
-    """gunicorn -w 4 (sync workers: one request each at a time, so they can be steered)."""
+    """gunicorn -w 4, steerable (each worker one connection at a time)."""
     env = {
         # All the clients come from 127.0.0.1: keep the address limit out of this test.
         "RATELIMIT_REFRESH": "1000 per minute",
         # The app's key, so that the test can read the session id of the tokens it is given.
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
     }
-    with gunicorn(tmp_path, workers=WORKERS, env=env) as served:
+    with gunicorn(tmp_path, steerable=True, workers=WORKERS, env=env) as served:
         yield served
 
 

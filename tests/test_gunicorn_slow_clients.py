@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import requires_redis
-from servers import Server, call, gunicorn
+from tests.support.servers import Server, call, gunicorn
 
 pytestmark = [requires_redis, pytest.mark.gunicorn]
 
@@ -64,7 +64,7 @@ def trickling(server: Server, count: int) -> Iterator[list[Trickler]]:
 
 
 def test_two_trickling_clients_do_not_stop_the_others(tmp_path):
-    with gunicorn(tmp_path, sync=False) as server, trickling(server, 2) as tricklers:
+    with gunicorn(tmp_path) as server, trickling(server, 2) as tricklers:
         for _ in range(5):
             started = time.monotonic()
             response = call(server, "GET", "/healthz")

@@ -12,7 +12,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import config
 from conftest import assert_error, requires_redis
-from servers import gunicorn
+from tests.support.servers import gunicorn
 
 MADE_UP_METHODS = ["FOO", "TRACE", "CONNECT", "QUERY", "PROPFIND", "M-SEARCH", "X" * 200]
 MAX_BODY = 1024 * 1024

@@ -6,12 +6,12 @@ import contextlib
 import os
 import secrets
 import subprocess
-import sys
 
 import pytest
 
-from conftest import PROJECT, connect
 from taskapp.database import TRANSACTION_SETTINGS_OPTION
+from tests.support import PROJECT, flask
+from tests.support.databases import connect
 
 REVISIONS = sorted((PROJECT / "migrations" / "versions").glob("*.py"))
 TABLES = {"users", "sessions", "refresh_tokens", "tasks"}
@@ -25,15 +25,7 @@ def flask_db(database_url: str, *args: str) -> subprocess.CompletedProcess:
         "TASKAPP_ENV": "development",
         "JWT_SECRET_KEY": secrets.token_urlsafe(40),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "db", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return flask("db", *args, env=env)
 
 
 def run_sql(database_url: str, statement: str) -> list[tuple]:

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import requires_redis
-from servers import call, gunicorn, on_every_worker
+from tests.support.servers import call, gunicorn, on_every_worker
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
@@ -39,7 +39,7 @@ def server(app, tmp_path):
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "GUNICORN_ACCESSLOG": "",
     }
-    with gunicorn(tmp_path, env=env) as served:
+    with gunicorn(tmp_path, steerable=True, env=env) as served:
         yield served
 
 

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from conftest import PASSWORD, requires_redis
-from servers import call, gunicorn, on_every_worker
 from taskapp.admin import service as admin_service
 from taskapp.auth.models import User
 from taskapp.extensions import db
+from tests.support.servers import call, gunicorn, on_every_worker
 
 NEW_PASSWORD = "a brand new secret"
 WRONG = "guessed-0f3a9c"
@@ -169,7 +169,7 @@ def test_under_gunicorn_reuse_is_counted_by_every_worker_and_logged(app, tmp_pat
     # The proxy passes on something that is no address: nothing may fail for it.
     garbage = {"X-Forwarded-For": "203.0.113.1, " + "not-an-address" * 50}
     credentials = {"email": "reused@example.com", "password": PASSWORD}
-    with gunicorn(tmp_path, env=env) as server:
+    with gunicorn(tmp_path, steerable=True, env=env) as server:
         assert call(server, "POST", "/signup", json=credentials, headers=garbage).status_code == 201
         tokens = call(server, "POST", "/login", json=credentials, headers=garbage).json()
         spend = {"refresh_token": tokens["refresh_token"]}

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import PASSWORD, own_connection, requires_redis
-from servers import Server, call, free_port, gunicorn, render_deploy_file
+from tests.support.servers import Server, call, free_port, gunicorn, render_deploy_file
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2  # default_pool_size: far fewer than the app's connections
@@ -131,7 +131,7 @@ def server(bouncer: Bouncer, tmp_path) -> Iterator[Server]:
         "RATELIMIT_SIGNUP": "1000 per minute",
         "RATELIMIT_LOGIN": "1000 per minute",
     }
-    with gunicorn(tmp_path, sync=False, env=env) as served:
+    with gunicorn(tmp_path, env=env) as served:
         yield served
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import requires_redis
-from servers import Held, assert_rate_limited, call, gunicorn, redis_server
+from tests.support.servers import Held, assert_rate_limited, call, gunicorn, redis_server
 
 requires_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs the redis-server program"
@@ -40,7 +40,7 @@ def attempt(server):
 
 
 def test_killing_redis_costs_no_request_and_each_process_keeps_limiting(app, tmp_path, redis):
-    with gunicorn(tmp_path, workers=2, env={"REDIS_URL": redis.url()}) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env={"REDIS_URL": redis.url()}) as server:
         before = [attempt(server) for _ in range(2)]
         assert [answer.headers["X-RateLimit-Remaining"] for answer in before] == ["4", "3"]
         assert redis.keys("*taskapp*auth.Login*")
@@ -74,7 +74,7 @@ def test_killing_redis_costs_no_request_and_each_process_keeps_limiting(app, tmp
 
 
 def test_redis_coming_back_restores_shared_counting(app, tmp_path, redis):
-    with gunicorn(tmp_path, workers=2, env={"REDIS_URL": redis.url()}) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env={"REDIS_URL": redis.url()}) as server:
         redis.kill()
         # Both workers meet the outage (held requests are on distinct workers).
         first, second = (Held(server, "POST", "/login", body=BODY) for _ in range(2))
@@ -128,7 +128,7 @@ def test_requests_in_flight_when_redis_hangs_are_served_not_500(app, tmp_path, r
     # which Flask-Limiter re-raises unless told to swallow them (one 500 per thread).
     threads = 4
     env = {"REDIS_URL": redis.url(), "GUNICORN_THREADS": str(threads)}
-    with gunicorn(tmp_path, workers=1, env=env, sync=False) as server:
+    with gunicorn(tmp_path, workers=1, env=env) as server:
         assert attempt(server).status_code == 401
 
         redis.pause()

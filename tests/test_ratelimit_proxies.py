@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import requires_redis
-from servers import assert_rate_limited, call, gunicorn, on_every_worker
+from tests.support.servers import assert_rate_limited, call, gunicorn, on_every_worker
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
@@ -26,7 +26,7 @@ def spoofed(number: int) -> dict:
 
 
 def test_spoofed_forwarded_for_does_not_reset_the_count(app, tmp_path):
-    with gunicorn(tmp_path, workers=2) as server:  # TRUSTED_PROXIES unset: 0
+    with gunicorn(tmp_path, steerable=True, workers=2) as server:  # TRUSTED_PROXIES unset: 0
         answers = on_every_worker(
             server, "POST", "/login", body=json.dumps(ATTEMPT).encode(), headers=spoofed(1)
         )
@@ -48,7 +48,7 @@ def test_with_one_trusted_proxy_forwarded_clients_are_counted_apart(app, tmp_pat
         headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
         return call(server, "POST", "/login", json=ATTEMPT, headers=headers)
 
-    with gunicorn(tmp_path, workers=2, env={"TRUSTED_PROXIES": "1"}) as server:
+    with gunicorn(tmp_path, steerable=True, workers=2, env={"TRUSTED_PROXIES": "1"}) as server:
         first = [attempt("198.51.100.1") for _ in range(LOGIN_LIMIT)]
         assert [answer.status_code for answer in first] == [401] * LOGIN_LIMIT
         assert_rate_limited(attempt("198.51.100.1"))

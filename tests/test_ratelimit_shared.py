@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from conftest import requires_redis
-from servers import assert_rate_limited, call, gunicorn, on_every_worker
+from tests.support.servers import assert_rate_limited, call, gunicorn, on_every_worker
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
@@ -21,7 +21,7 @@ def shared_secret() -> dict:
 
 
 def test_login_limit_holds_exactly_with_three_workers(app, tmp_path):
-    with gunicorn(tmp_path, workers=3) as server:
+    with gunicorn(tmp_path, steerable=True, workers=3) as server:
         # One attempt on each worker, then two more on any.
         answers = on_every_worker(server, "POST", "/login", body=json.dumps(ATTEMPT).encode())
         answers += [call(server, "POST", "/login", json=ATTEMPT) for _ in range(2)]
@@ -43,7 +43,7 @@ def test_login_limit_holds_exactly_with_three_workers(app, tmp_path):
 def test_login_limit_is_shared_by_two_instances(app, tmp_path):
     env = shared_secret()
     with (
-        gunicorn(tmp_path, workers=2, env=env) as first,
+        gunicorn(tmp_path, steerable=True, workers=2, env=env) as first,
         gunicorn(tmp_path, workers=1, env=env) as second,
     ):
         instances = [first, second, first, second, first]

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from conftest import PASSWORD, assert_error, own_connection, requires_redis
-from servers import call, gunicorn
 from taskapp.extensions import db
 from taskapp.idempotency import service
 from taskapp.idempotency.models import IdempotencyKey
 from taskapp.tasks.models import Task
+from tests.support.servers import call, gunicorn
 
 
 def task_count() -> int:
@@ -174,7 +174,7 @@ def test_the_spec_documents_the_header_and_its_answers(client):
 @pytest.mark.committing
 def test_concurrent_attempts_on_two_workers_create_once(app, tmp_path):
     attempts = 12
-    with gunicorn(tmp_path, workers=2, args=("--threads", "4")) as server:
+    with gunicorn(tmp_path, workers=2) as server:  # 4 threads each, as deployed
         email = "idem-race@example.com"
         call(server, "POST", "/signup", json={"email": email, "password": PASSWORD})
         login = call(server, "POST", "/login", json={"email": email, "password": PASSWORD})

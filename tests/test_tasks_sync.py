@@ -16,7 +16,8 @@ from taskapp.tasks.models import Task
 
 # Each request commits, as in production: in one test-wide transaction, its own writes would
 # all stay at or above every snapshot's xmin and come back on every sync (as duplicates).
-pytestmark = pytest.mark.committing
+# Each test runs as the server is, and beside another long transaction (other_transaction).
+pytestmark = [pytest.mark.committing, pytest.mark.usefixtures("other_transaction")]
 
 
 def sync(client, headers, since=None, **params):

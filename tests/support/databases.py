@@ -1,4 +1,7 @@
-"""A throwaway PostgreSQL cluster for fault tests: one the test can stop, start and lock.
+"""Databases for the tests: connections of their own, scratch databases on the test server,
+a transaction that holds the server's horizon, and a throwaway cluster for fault tests.
+
+The cluster is one the test can stop, start and lock.
 
 initdb and pg_ctl come from /usr/lib/postgresql/*/bin; as root they run as the ``postgres`` OS
 user (PostgreSQL refuses to run as root), through runuser. The data directory is a temporary
@@ -12,20 +15,19 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
 import pytest
+from sqlalchemy.engine import make_url
 
-from conftest import PROJECT
-from servers import free_port
 from taskapp.extensions import db
+from tests.support import flask
+from tests.support.servers import free_port
 
 DATABASE = "taskapp"
 
@@ -163,15 +165,7 @@ def _upgrade_schema(url: str) -> None:
         "TASKAPP_ENV": "development",
         "JWT_SECRET_KEY": secrets.token_urlsafe(40),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = flask("db", "upgrade", env=env)
     if result.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed:\n{result.stdout}\n{result.stderr}")
 
@@ -217,10 +211,48 @@ def pg_cluster() -> Iterator[Cluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def wait_for(condition, *, timeout: float = 10, message: str = "condition") -> None:
-    """Poll ``condition()`` until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {message}")
-        time.sleep(0.05)
+@contextmanager
+def horizon_held(url: str) -> Iterator[int]:
+    """A transaction left open, with a transaction id of its own, on a connection to ``url``
+    (a SQLAlchemy or libpq URL of any database of the server) until the block exits; yields
+    that id.
+
+    Transaction ids and snapshots are the server's: while it is open, every snapshot's xmin,
+    in every database, stays at or below it, as when another database on the server runs a
+    long transaction.
+    """
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = psycopg2.connect(dsn, application_name="taskapp-tests")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+            (xid,) = cursor.fetchone()
+        yield xid
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def connect(url):
+    """An autocommit psycopg2 connection to the database of the SQLAlchemy or libpq ``url``
+    (its query may name the socket directory of the embedded server: ``host=...``)."""
+    url = make_url(url)
+    connection = psycopg2.connect(
+        **url.translate_connect_args(username="user", database="dbname"), **url.query
+    )
+    connection.autocommit = True
+    return connection
+
+
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``url``, for a deployment made afresh (migrations
+    and all) by processes of its own; yields its URL, and drops it (connections and all)."""
+    name = f"taskapp_scratch_{secrets.token_hex(4)}"
+    with closing(connect(url)) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with closing(connect(url)) as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -1,11 +1,13 @@
 """Real servers for tests: gunicorn serving wsgi:app, helpers to steer and call it, and a
 private redis-server that a test may kill and restart.
 
-Which worker answers can be steered, not left to luck: a request whose head is held back
-keeps the worker that accepted it busy (sync workers, which ``gunicorn()`` runs unless told
-otherwise, serve one connection at a time), so
-everything sent meanwhile is served by another worker, and N requests held at once are on
-N different workers. The access log (with each worker's pid) confirms it.
+gunicorn runs as deployed: gunicorn.conf.py, its worker class (gthread) and its settings, with
+the test database, Redis and a few overrides from the environment. Which worker answers can be
+steered, not left to luck: with ``steerable=True`` each worker takes one connection at a time
+(``--worker-connections 1``, the one setting that differs), so a request whose head is held
+back keeps the worker that accepted it from accepting another, everything sent meanwhile is
+served by another worker, and N requests held at once are on N different workers. The access
+log (with each worker's pid) confirms it.
 """
 
 import http.client
@@ -28,7 +30,7 @@ import redis
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from conftest import PROJECT
+from tests.support import PROJECT, SERVE
 
 ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$")
 
@@ -108,8 +110,11 @@ def wait_until_accepted(port: int, timeout: float = 10) -> None:
 
 def clear_limiter_keys(url: str | None = None) -> None:
     """Forget every rate-limit counter of the app (key prefix "taskapp") in ``url``'s database
-    (default: TEST_REDIS_URL's)."""
-    client = redis.Redis.from_url(url or os.environ["TEST_REDIS_URL"])
+    (default: TEST_REDIS_URL's; without it, the counters are in the workers' memory)."""
+    url = url or os.environ.get("TEST_REDIS_URL")
+    if not url:
+        return
+    client = redis.Redis.from_url(url)
     try:
         for key in client.scan_iter(match="*taskapp*"):
             client.delete(key)
@@ -119,21 +124,49 @@ def clear_limiter_keys(url: str | None = None) -> None:
 
 
 def server_env() -> dict:
-    """Production settings over the test PostgreSQL and Redis, with a shared signing key."""
+    """Production settings over the test PostgreSQL and Redis, with a shared signing key.
+
+    Without TEST_REDIS_URL, no Redis at all (each worker counts the limits in its memory): a
+    test that needs the limits shared says so with ``requires_redis``.
+    """
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("RATELIMIT_", "GUNICORN_", "DB_")) and name != "TRUSTED_PROXIES"
+        if not name.startswith(("RATELIMIT_", "GUNICORN_", "DB_"))
+        and name not in ("TRUSTED_PROXIES", "REDIS_URL")
     }
+    if os.environ.get("TEST_REDIS_URL"):
+        env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
     env.update(
         DATABASE_URL=os.environ["TEST_DATABASE_URL"],
-        REDIS_URL=os.environ["TEST_REDIS_URL"],
         TASKAPP_ENV="production",
         JWT_SECRET_KEY=secrets.token_urlsafe(30)[:40],
         BCRYPT_ROUNDS="4",
         GUNICORN_ACCESSLOG="-",
     )
     return env
+
+
+def start_gunicorn(
+    log_path: Path, *, env: dict, workers: int = 2, args=(), port: int | None = None
+) -> Server:
+    """Start ``gunicorn -c gunicorn.conf.py -w N wsgi:app`` on 127.0.0.1 (a free port unless
+    given), its output in ``log_path``; returns once every worker serves. Stop it with stop()."""
+    port = port or free_port()
+    *options, app = SERVE
+    command = [sys.executable, "-m", *options, "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    command += [*args, app]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    served = Server(port=port, log_path=log_path, process=process, workers=workers)
+    try:
+        wait_until_serving(served)
+    except BaseException:
+        stop(served)
+        raise
+    return served
 
 
 @contextmanager
@@ -143,43 +176,28 @@ def gunicorn(
     workers: int = 2,
     env: dict | None = None,
     args=(),
-    sync: bool = True,
+    steerable: bool = False,
 ):
-    """Run ``gunicorn -w N wsgi:app`` on a free port until the block exits (then SIGTERM).
+    """Run gunicorn as deployed (``server_env()`` over ``env``) until the block exits (then
+    SIGTERM), with gunicorn's access log of pids.
 
-    ``sync``: sync workers (one connection each), which the held-request helpers steer;
-    False keeps gunicorn.conf.py's worker class (threads), the deployed default.
+    ``steerable``: one connection per worker at a time, for held_request() and
+    on_every_worker(); otherwise every setting is gunicorn.conf.py's.
     """
     clear_limiter_keys()
     port = free_port()
-    log_path = tmp_path / f"gunicorn-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        str(PROJECT / "gunicorn.conf.py"),
-        "-w",
-        str(workers),
-        "-b",
-        f"127.0.0.1:{port}",
-        "--access-logformat",
-        "%(p)s %(m)s %(U)s %(s)s",
-        *(("--worker-class", "sync", "--threads", "1") if sync else ()),
-        *args,
-        "wsgi:app",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT,
-            env={**server_env(), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    served = Server(port=port, log_path=log_path, process=process, workers=workers)
+    served = start_gunicorn(
+        tmp_path / f"gunicorn-{port}.log",
+        env={**server_env(), **(env or {})},
+        workers=workers,
+        port=port,
+        args=[
+            *("--access-logformat", "%(p)s %(m)s %(U)s %(s)s"),
+            *(("--worker-connections", "1") if steerable else ()),
+            *args,
+        ],
+    )
     try:
-        wait_until_serving(served)
         yield served
     finally:
         stop(served)

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from servers import free_port
+from tests.support.servers import free_port
 
 LINK = re.compile(r"(https?://\S+?)\?token=([A-Za-z0-9_-]+)")
 

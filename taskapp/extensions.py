@@ -8,7 +8,7 @@ from sqlalchemy import MetaData
 
 from taskapp.api import Api
 from taskapp.clientaddr import client_network
-from taskapp.sessions import Session
+from taskapp.transactions import Session
 
 # Named constraints so Alembic migrations are reviewable and portable.
 NAMING_CONVENTION = {

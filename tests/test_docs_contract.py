@@ -99,6 +99,8 @@ def contract_gaps(spec: dict) -> list[str]:
     gaps = []
     for (method, path), operation in spec_operations(spec).items():
         found = [f"no {part}" for part in ("summary", "description") if not operation.get(part)]
+        if "\n" in operation.get("summary", ""):
+            found.append("a summary of more than one line (the docstring's first line wraps)")
         body = operation.get("requestBody", {}).get("content", {})
         found += example_gaps(spec, body, "request", OAS30WriteValidator)
         for status, response in operation["responses"].items():
@@ -202,3 +204,50 @@ def test_every_setting_the_code_reads_is_documented():
     assert not {"CONTENT_LENGTH", "REQUEST_METHOD", "PATH_INFO", "REMOTE_ADDR"} & names
     text = CONFIG_DOC.read_text()
     assert sorted(name for name in names if f"`{name}`" not in text) == []
+
+
+# A file of the project named in prose: `taskapp/tasks/totals.py`, `tests/support/`, `.ci/run`;
+# or a module: `taskapp.tasks.locks`.
+NAMED_FILE = re.compile(
+    r"`((?:taskapp|tests|bench|deploy|migrations|docs|\.ci)/[\w./-]*|"
+    r"(?:config|wsgi|gunicorn\.conf)\.py|Makefile|setup\.cfg)`"
+)
+NAMED_MODULE = re.compile(r"`(taskapp(?:\.\w+)+)`")
+# Names of loggers, which look like modules: logging.getLogger("taskapp.access").
+LOGGER = re.compile(r'getLogger\("(taskapp[\w.]*)"\)')
+
+
+def missing_names(text: str) -> list[str]:
+    """The files and modules ``text`` names that the project does not have."""
+    missing = [path for path in NAMED_FILE.findall(text) if not (PROJECT / path).exists()]
+    loggers = {
+        name
+        for source in (PROJECT / "taskapp").rglob("*.py")
+        for name in LOGGER.findall(source.read_text())
+    }
+    for module in set(NAMED_MODULE.findall(text)) - loggers:
+        parts = module.split(".")
+        # taskapp.tasks.locks, or a name in one: taskapp.transactions.held_commits
+        if not any(
+            (PROJECT / Path(*parts[:cut])).with_suffix(".py").exists()
+            or (PROJECT / Path(*parts[:cut]) / "__init__.py").exists()
+            for cut in {len(parts), max(len(parts) - 1, 2)}
+        ):
+            missing.append(module)
+    return missing
+
+
+def test_the_docs_name_only_files_and_modules_that_exist():
+    pages = [README, *sorted((PROJECT / "docs").glob("*.md"))]
+    named = {page.name: NAMED_FILE.findall(page.read_text()) for page in pages}
+    # The scan finds what it must (else it would pass by finding nothing).
+    assert "taskapp/tasks/locks.py" in named["architecture.md"]
+    missing = {page.name: missing_names(page.read_text()) for page in pages}
+    assert {page: names for page, names in missing.items() if names} == {}
+
+
+def test_a_module_that_does_not_exist_is_found():
+    assert missing_names("`taskapp/sqltypes.py`, `taskapp.sessions`, `taskapp/api.py`") == [
+        "taskapp/sqltypes.py",
+        "taskapp.sessions",
+    ]

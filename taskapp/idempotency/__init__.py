@@ -19,7 +19,7 @@ from flask_smorest import abort
 from taskapp.api import IDEMPOTENCY, Blueprint, compose
 from taskapp.extensions import db
 from taskapp.idempotency import service
-from taskapp.sessions import held_commits
+from taskapp.transactions import held_commits
 
 HEADER = "Idempotency-Key"
 # The draft's key is a Structured Field string ("..."); a bare value is taken too, as most

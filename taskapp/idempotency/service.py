@@ -73,7 +73,7 @@ def claim_key(
 
 def store_response(claim_id: int, response: StoredResponse) -> None:
     """Keep the response of the request that claimed ``claim_id``, and commit it with the
-    work of that request (still uncommitted: see ``taskapp.sessions.held_commits``)."""
+    work of that request (still uncommitted: see ``taskapp.transactions.held_commits``)."""
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == claim_id)

@@ -56,10 +56,9 @@ class PasswordReset(MethodView):
     @blp.response(202, AcceptedSchema, example=SENT)
     @blp.doc(operationId="request_password_reset")
     def post(self, body):
-        """Email a password-reset link (the same answer whether or not the address has an
-        account)
+        """Email a password-reset link
 
-        No token needed. The email is normalised as at signup. The same body and headers
+        The same answer whether or not the address has an account. No token needed. The email is normalised as at signup. The same body and headers
         whether or not an active account uses the address (without one, the address gets a
         note saying so). The link (`PUBLIC_BASE_URL/reset-password?token=...`) lasts
         `PASSWORD_RESET_MINUTES`; a newer one replaces it. Limited per client address
@@ -145,10 +144,10 @@ class MyEmail(MethodView):
     @blp.error(409, "`This is already the account's address`")
     @blp.doc(operationId="change_email")
     def post(self, body):
-        """Change the address: a confirmation link goes to the new one, a notice to the
-        current one; nothing changes until the link is followed (password required)
+        """Change the address (password required)
 
-        `new_email` is normalised as at signup. The link lasts `EMAIL_TOKEN_HOURS` (see
+        A confirmation link goes to the new address, a notice to the current one; nothing
+        changes until the link is followed. `new_email` is normalised as at signup. The link lasts `EMAIL_TOKEN_HOURS` (see
         `POST /email/change/confirm`). Password checks are limited as for `DELETE /me`, and
         sending as for `POST /me/email/verify` (per address emailed: the new one).
         """

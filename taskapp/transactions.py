@@ -1,4 +1,5 @@
-"""The app's SQLAlchemy session class: a commit that a caller may hold until its own.
+"""Transactions a caller holds: the app's SQLAlchemy session class, whose commits may wait
+for the caller's own.
 
 Services own their commits. A caller that must commit more than a service's work in the same
 transaction (an idempotency key's stored response, which must never be committed apart from

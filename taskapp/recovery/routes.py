@@ -58,7 +58,7 @@ class PasswordReset(MethodView):
     def post(self, body):
         """Email a password-reset link
 
-        The same answer whether or not the address has an account. No token needed. The email is normalised as at signup. The same body and headers
+        No token needed. The email is normalised as at signup. The same body and headers
         whether or not an active account uses the address (without one, the address gets a
         note saying so). The link (`PUBLIC_BASE_URL/reset-password?token=...`) lasts
         `PASSWORD_RESET_MINUTES`; a newer one replaces it. Limited per client address
@@ -147,8 +147,8 @@ class MyEmail(MethodView):
         """Change the address (password required)
 
         A confirmation link goes to the new address, a notice to the current one; nothing
-        changes until the link is followed. `new_email` is normalised as at signup. The link lasts `EMAIL_TOKEN_HOURS` (see
-        `POST /email/change/confirm`). Password checks are limited as for `DELETE /me`, and
+        changes until the link is followed. `new_email` is normalised as at signup. The link
+        lasts `EMAIL_TOKEN_HOURS` (see `POST /email/change/confirm`). Password checks are limited as for `DELETE /me`, and
         sending as for `POST /me/email/verify` (per address emailed: the new one).
         """
         service.request_email_change(current_user.id, **body)

@@ -148,8 +148,9 @@ class MyEmail(MethodView):
 
         A confirmation link goes to the new address, a notice to the current one; nothing
         changes until the link is followed. `new_email` is normalised as at signup. The link
-        lasts `EMAIL_TOKEN_HOURS` (see `POST /email/change/confirm`). Password checks are limited as for `DELETE /me`, and
-        sending as for `POST /me/email/verify` (per address emailed: the new one).
+        lasts `EMAIL_TOKEN_HOURS` (see `POST /email/change/confirm`). Password checks are
+        limited as for `DELETE /me`, and sending as for `POST /me/email/verify` (per address
+        emailed: the new one).
         """
         service.request_email_change(current_user.id, **body)
         return QUEUED

@@ -33,7 +33,7 @@ run: install
 # Coverage (setup.cfg) is reported; its floor holds with Redis (the Redis-only paths skip
 # without TEST_REDIS_URL).
 test: install-dev
-	$(BIN)/pytest --cov $(if $(TEST_REDIS_URL),,--cov-fail-under=0)
+	$(BIN)/pytest --cov --durations=20 $(if $(TEST_REDIS_URL),,--cov-fail-under=0)
 
 drill: install-dev
 	$(BIN)/python -m deploy.drill

@@ -57,9 +57,10 @@ def stop(server) -> None:
 
 
 def run(command: list[str]) -> int:
-    """Run ``command`` with DATABASE_URL set to the embedded server's database; its exit code."""
+    """Run ``command`` with DATABASE_URL set to the embedded server's database, and stop the
+    server after it; the command's exit code. With DATABASE_URL set, become the command."""
     if os.environ.get("DATABASE_URL"):
-        return subprocess.call(command)
+        os.execvp(command[0], command)  # nothing to stop afterwards: the command alone
     server, url = start(EMBEDDED_RUN_DATA, "taskapp")
     print(f"embedded PostgreSQL: {url}", file=sys.stderr, flush=True)
     # Ctrl-C reaches the command from the terminal; this process stays to stop the server

@@ -29,7 +29,7 @@ def create_list(user_id: int, *, name: str, quota: int) -> dict:
     exist already."""
     lists = TaskList.__table__
     # The user's row lock serialises the user's list creations: the count and the last
-    # position read below stay true until the commit (no lock on SQLite: one writer anyway).
+    # position read below stay true until the commit.
     db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     count, last = db.session.execute(
         select(func.count(), func.max(lists.c.position)).where(lists.c.user_id == user_id)

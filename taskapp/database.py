@@ -105,10 +105,14 @@ TRANSACTION_SETTINGS_OPTION = "taskapp_transaction_settings"
 
 
 def transaction_settings(timeouts: DatabaseTimeouts) -> str:
-    """The ``SET LOCAL`` statements that give one transaction the app's timeouts."""
+    """The ``SET LOCAL`` statements that give one transaction the app's timeouts: no statement
+    runs, no lock is waited for, and no transaction stays idle (the app busy between its
+    statements) longer than they allow."""
     return (
         f"SET LOCAL statement_timeout = {int(timeouts.statement_ms)}; "
         f"SET LOCAL lock_timeout = {int(timeouts.lock_ms)}; "
+        "SET LOCAL idle_in_transaction_session_timeout = "
+        f"{int(timeouts.idle_in_transaction_ms)}; "
     )
 
 

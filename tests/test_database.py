@@ -115,6 +115,40 @@ def test_timeouts_hold_in_autocommit_and_in_transactions_and_leave_no_session_st
             connection.connection.driver_connection.rollback()
 
 
+def test_a_transaction_left_idle_is_ended_by_the_server(build_app):
+    """DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: a transaction never waits on the app for longer (its
+    locks go with it), set per transaction like the other timeouts (PgBouncer-safe)."""
+    timeouts = DatabaseTimeouts(
+        connect=3, statement_ms=300, lock_ms=200, pool=6, idle_in_transaction_ms=300
+    )
+    app = build_app(DATABASE_TIMEOUTS=timeouts)
+    with app.app_context(), db.engine.connect() as connection:
+        setting = "SHOW idle_in_transaction_session_timeout"
+        assert connection.execute(text(setting)).scalar_one() == "300ms"
+        time.sleep(1)
+        with pytest.raises(OperationalError):
+            connection.execute(text("SELECT 1"))
+
+
+def test_a_request_runs_with_the_idle_in_transaction_timeout(app, client, auth):
+    headers = auth()
+    seen = []
+
+    def show(_conn, cursor, *_args):
+        if not seen:  # the request's connection, inside its transaction
+            probe = cursor.connection.cursor()
+            probe.execute("SHOW idle_in_transaction_session_timeout")
+            seen.append(probe.fetchone()[0])
+
+    event.listen(db.engine, "after_cursor_execute", show)
+    try:
+        assert client.post("/tasks", json={"title": "t"}, headers=headers).status_code == 201
+    finally:
+        event.remove(db.engine, "after_cursor_execute", show)
+    expected = app.config["DATABASE_TIMEOUTS"].idle_in_transaction_ms
+    assert seen == [f"{expected // 1000}s" if expected % 1000 == 0 else f"{expected}ms"]
+
+
 def test_a_write_on_a_server_turned_read_only_is_a_503_and_the_pool_reconnects(client, auth):
     headers = auth()
     assert client.get("/tasks", headers=headers).status_code == 200

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, select, update
 
 from taskapp.errors import NotFound
 from taskapp.extensions import db
@@ -27,10 +27,12 @@ def bulk_update(
 
     The user's queue is taken first, then the rows are locked in id order (locks.LOCK_ORDER);
     each action is then one statement over them all where it can be, so the kept counts and
-    the change log follow by their triggers.
+    the change log follow by their triggers. Completing works out the recurring tasks' next
+    occurrences before any lock is taken (_plan_advances).
     """
     tasks = Task.__table__
     wanted = sorted(set(ids))
+    planned = _plan_advances(user_id, wanted) if action == "complete" else {}
     lock_user_tasks(user_id)
     rows = lock_tasks(user_id, wanted)
     if len(rows) != len(wanted):
@@ -39,7 +41,7 @@ def bulk_update(
     chosen = tasks.c.id.in_(wanted)
     advanced = []
     if action == "complete":
-        advanced = _advance_recurring(rows)
+        advanced = _advance_recurring(rows, planned)
         chosen = tasks.c.id.in_(sorted(set(wanted) - set(advanced)))
     if action in ("complete", "reopen"):
         done = action == "complete"
@@ -60,15 +62,32 @@ def bulk_update(
     return _result(action, [*changed, *advanced])
 
 
-def _advance_recurring(rows) -> list[int]:
-    """Move the open recurring tasks among the locked rows to their next occurrence; their
-    ids (not those whose last occurrence this was: those are completed as any task)."""
+def _plan_advances(user_id: int, ids: Sequence[int]) -> dict:
+    """The next occurrences of the user's open recurring tasks among ``ids``, worked out
+    before any lock is taken, keyed by (rule, due date): each within recurrence.BUDGET."""
+    tasks = Task.__table__
+    rows = db.session.execute(
+        select(tasks.c.recurrence, tasks.c.due_at).where(
+            tasks.c.user_id == user_id,
+            tasks.c.id.in_(ids),
+            tasks.c.completed.is_(False),
+            tasks.c.recurrence.is_not(None),
+        )
+    ).all()
+    return {(rule, due_at): recurrence.next_occurrence(rule, due_at) for rule, due_at in rows}
+
+
+def _advance_recurring(rows, planned: dict) -> list[int]:
+    """Move the open recurring tasks among the locked rows to their next occurrence (as
+    planned, or worked out now for a row that changed since); their ids (not those whose
+    last occurrence this was: those are completed as any task)."""
     tasks = Task.__table__
     advanced = []
     for row in rows:
         if row.completed or row.recurrence is None:
             continue
-        following = recurrence.next_occurrence(row.recurrence, row.due_at)
+        key = (row.recurrence, row.due_at)
+        following = planned[key] if key in planned else recurrence.next_occurrence(*key)
         if following is None:
             continue
         due_at, rule = following

@@ -79,9 +79,15 @@ class Recurrence(StoredString):
             validate=validate.Length(min=1, max=255),
             metadata={
                 "description": "An RFC 5545 RRULE value: FREQ (DAILY, WEEKLY, MONTHLY, YEARLY), "
-                "INTERVAL, BYDAY, BYMONTHDAY, COUNT, UNTIL; or null. Needs due_at. Evaluated in "
+                "INTERVAL and COUNT (1 to 10000), BYDAY (ordinals 1 to 5 or -5 to -1 in MONTHLY, "
+                "1 to 53 or -53 to -1 in YEARLY, none in DAILY and WEEKLY), BYMONTHDAY (1 to 31 "
+                "or -31 to -1), UNTIL; ASCII digits only; or null. Needs due_at. Evaluated in "
                 "UTC from due_at: completing the task moves due_at to the next occurrence and "
-                "leaves it open (COUNT counts the occurrences left); the last one completes it.",
+                "leaves it open (COUNT counts the occurrences left); the last one completes it. "
+                "A rule is refused (422) when its next occurrence after due_at is not found "
+                "within a fixed evaluation limit (taskapp.tasks.recurrence.BUDGET steps: a rule "
+                "that never matches, or only years apart) or would pass the year 9999; a series "
+                "whose next occurrence cannot be found so ends when completed.",
                 "example": "FREQ=WEEKLY;BYDAY=MO,WE",
             },
             **kwargs,

@@ -45,6 +45,7 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     tasks = Task.__table__
     fields = dict(fields)
     labels = fields.pop("labels", [])
+    _check_rule(fields.get("recurrence"), fields.get("due_at"))
     lock_user_tasks(user_id)
     place(user_id, None, fields)
     if fields.get("completed"):
@@ -86,15 +87,19 @@ def update_task(
     condition is applied to whatever row it finds (last writer wins). A change that changes
     nothing keeps the version and updated_at (so the ETag too). New labels are written first,
     under the task's row lock, so that the UPDATE knows whether they changed; a refused UPDATE
-    rolls them back.
+    rolls them back. A recurrence is evaluated before any lock is taken (_plan_recurrence).
     """
     tasks = Task.__table__
     changes = dict(changes)
     labels = changes.pop("labels", None)
+    planned = _plan_recurrence(user_id, task_id, changes)
     lock_user_tasks(user_id)
     place(user_id, task_id, changes)
-    if {"recurrence", "due_at"} & changes.keys() or changes.get("completed"):
-        _recur(lock_task(user_id, task_id), changes)
+    if planned is not None:
+        current = lock_task(user_id, task_id)
+        changes.update(
+            planned if _state(current) == _state(planned.read) else _recur(current, changes)
+        )
     relabelled = False
     if labels is not None:
         lock_task(user_id, task_id)
@@ -172,20 +177,67 @@ def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | Non
     db.session.commit()
 
 
-def _recur(current, changes: dict) -> None:
-    """A recurring task keeps a due date; completing it (while open) moves it to its next
-    occurrence instead, unless that was the last (see taskapp.tasks.recurrence)."""
+class _Planned(dict):
+    """What a write does to a task's recurrence (extra changes), and the row state it was
+    worked out from."""
+
+    def __init__(self, changes: dict, read):
+        super().__init__(changes)
+        self.read = read
+
+
+def _state(row) -> tuple:
+    return (row.recurrence, row.due_at, row.completed)
+
+
+def _plan_recurrence(user_id: int, task_id: int, changes: dict) -> _Planned | None:
+    """Evaluate the task's rule for this write before any lock is taken, from its row as read
+    now (None if the write touches no rule, or there is no such task: the write then finds
+    none). The caller uses it under the row lock if the row is still in that state, else
+    evaluates again: either way, within recurrence.BUDGET, but normally with no lock held."""
+    if not ({"recurrence", "due_at"} & changes.keys() or changes.get("completed")):
+        return None
+    tasks = Task.__table__
+    read = db.session.execute(
+        select(tasks.c.recurrence, tasks.c.due_at, tasks.c.completed).where(
+            tasks.c.id == task_id, tasks.c.user_id == user_id
+        )
+    ).one_or_none()
+    if read is None:
+        return None
+    return _Planned(_recur(read, changes), read)
+
+
+def _recur(current, changes: dict) -> dict:
+    """The changes a write makes to a recurring task beyond its own: a recurring task keeps a
+    due date and a rule whose next occurrence is found (recurrence.check); completing it
+    (while open) moves it to its next occurrence instead, unless that was the last (see
+    taskapp.tasks.recurrence)."""
     rule = changes.get("recurrence", current.recurrence)
     due_at = changes.get("due_at", current.due_at)
+    if rule is None:
+        return {}
+    if {"recurrence", "due_at"} & changes.keys():
+        _check_rule(rule, due_at)
+    if changes.get("completed") and not current.completed:
+        following = recurrence.next_occurrence(rule, due_at)
+        if following is not None:
+            due_at, rule = following
+            return {"completed": False, "due_at": due_at, "recurrence": rule}
+    return {}
+
+
+def _check_rule(rule: str | None, due_at: datetime | None) -> None:
+    """Unprocessable unless a rule (if any) has a due date and a next occurrence found within
+    recurrence.BUDGET."""
     if rule is None:
         return
     if due_at is None:
         raise Unprocessable("A recurring task needs due_at")
-    if changes.get("completed") and not current.completed:
-        following = recurrence.next_occurrence(rule, due_at)
-        if following is not None:
-            changes["completed"] = False
-            changes["due_at"], changes["recurrence"] = following
+    try:
+        recurrence.check(rule, due_at)
+    except ValueError as error:
+        raise Unprocessable(str(error)) from None  # recurrence's own fixed messages
 
 
 def _target(user_id: int, task_id: int, expected: Sequence[Version] | None) -> list:

@@ -10,7 +10,7 @@ import flask_smorest
 from apispec import BasePlugin
 from flask import request
 from flask.views import MethodView
-from marshmallow import missing
+from marshmallow import RAISE, missing
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
 
@@ -52,6 +52,9 @@ EXTRA_DOC = "x-taskapp-doc"
 # The attribute under which Blueprint.guard declares the checks around a view (ours, not
 # flask-smorest's: functools.wraps carries it up through every decorator, as it does theirs).
 GUARDS = "taskapp_guards"
+# Set on a view that reads a query schema (Blueprint.arguments), or that _query_checked
+# wrapped: either way its query parameters are checked (functools.wraps carries it up).
+QUERY_CHECKED = "taskapp_query_checked"
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,31 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names a member twice (RFC 8259: its meaning is then undefined)."""
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict:
+    names = {name for name, _value in pairs}
+    if len(names) != len(pairs):
+        raise DuplicateKey("duplicate member name")
+    return dict(pairs)
+
+
+def decode_json(body: bytes):
+    """A request body as JSON, as every reader of one decodes it: UTF-8 only (RFC 8259), no
+    NaN or Infinity, no object naming a member twice (DuplicateKey, a ValueError: decoders
+    disagree on which one counts, so a proxy or the limiter could read another value)."""
+    return json.loads(
+        body.decode(), parse_constant=_refuse_constant, object_pairs_hook=_unique_members
+    )
+
+
 class JSONBodyParser(FlaskParser):
-    """webargs' parser, answering as malformed (400) any body the JSON decoder refuses."""
+    """webargs' parser, answering as malformed (400) any body the JSON decoder refuses, and
+    refusing unknown query parameters (422) as unknown body fields are."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
 
     def load_json(self, req, schema):
         if not is_json_request(req):
@@ -180,8 +206,9 @@ class JSONBodyParser(FlaskParser):
         if not body:
             return missing  # as webargs: no body, not a malformed one
         try:
-            # UTF-8 only (RFC 8259); NaN and Infinity are not JSON either.
-            return json.loads(body.decode(), parse_constant=_refuse_constant)
+            return decode_json(body)
+        except DuplicateKey:
+            abort(400, messages={"json": ["Invalid JSON body: an object names a member twice."]})
         except (ValueError, RecursionError):
             # Malformed JSON, bad UTF-8, an integer of over 4,300 digits (a plain ValueError
             # from int()), NaN, nesting deeper than the decoder's stack: each of the last four
@@ -192,6 +219,28 @@ class JSONBodyParser(FlaskParser):
 def compose(*decorators: Callable) -> Callable:
     """One decorator applying ``decorators`` as if stacked in that order (the last first)."""
     return functools.reduce(lambda outer, inner: lambda view: outer(inner(view)), decorators)
+
+
+def _mark_query_checked(view: Callable) -> Callable:
+    setattr(view, QUERY_CHECKED, True)
+    return view
+
+
+def _query_checked(view: Callable) -> Callable:
+    """``view``, refusing any query parameter (422, naming them) unless it reads a query
+    schema (which refuses unknown ones itself: JSONBodyParser)."""
+    if getattr(view, QUERY_CHECKED, False):
+        return view
+
+    @functools.wraps(view)
+    def no_query(*args, **kwargs):
+        if request.args:
+            unknown = {name: ["Unknown field."] for name in request.args}
+            abort(422, messages={"query": unknown})
+        return view(*args, **kwargs)
+
+    setattr(no_query, QUERY_CHECKED, True)
+    return Blueprint.unless_documented(422, "UNPROCESSABLE_ENTITY")(no_query)
 
 
 def _guarded(view: Callable) -> Callable:
@@ -216,9 +265,10 @@ class Blueprint(flask_smorest.Blueprint):
         if isinstance(view_func, type(MethodView)):
             for method in view_func.methods or ():
                 name = method.lower()
-                setattr(view_func, name, _guarded(getattr(view_func, name)))
+                view = _guarded(_query_checked(getattr(view_func, name)))
+                setattr(view_func, name, view)
         elif view_func is not None:
-            view_func = _guarded(view_func)
+            view_func = _guarded(_query_checked(view_func))
         return super().add_url_rule(rule, endpoint, view_func, *args, **kwargs)
 
     @staticmethod
@@ -242,6 +292,8 @@ class Blueprint(flask_smorest.Blueprint):
             # One instance for all requests: webargs would build one per request from a class.
             schema = schema()
         parse = super().arguments(schema, location=location, required=required, **kwargs)
+        if location == "query":
+            return compose(_mark_query_checked, parse)
         if location != "json":
             return parse
 

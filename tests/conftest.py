@@ -143,6 +143,9 @@ def app(_app, request):
             engine = db.engines[None]
             connection = engine.connect()
             transaction = connection.begin()
+            # This transaction spans the whole test, idle whenever the test (not a request)
+            # works between statements: the app's idle-in-transaction timeout is not for it.
+            connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             db.engines[None] = connection
             db.session.session_factory.kw["join_transaction_mode"] = "create_savepoint"
     try:

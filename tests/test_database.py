@@ -130,8 +130,8 @@ def test_a_transaction_left_idle_is_ended_by_the_server(build_app):
             connection.execute(text("SELECT 1"))
 
 
-def test_a_request_runs_with_the_idle_in_transaction_timeout(app, client, auth):
-    headers = auth()
+def test_a_request_runs_with_the_idle_in_transaction_timeout(build_app):
+    app = build_app()
     seen = []
 
     def show(_conn, cursor, *_args):
@@ -140,11 +140,15 @@ def test_a_request_runs_with_the_idle_in_transaction_timeout(app, client, auth):
             probe.execute("SHOW idle_in_transaction_session_timeout")
             seen.append(probe.fetchone()[0])
 
-    event.listen(db.engine, "after_cursor_execute", show)
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "after_cursor_execute", show)
     try:
-        assert client.post("/tasks", json={"title": "t"}, headers=headers).status_code == 201
+        # A write request (so a transaction), answered from the database: no such user.
+        body = {"email": "nobody@example.com", "password": "not this one"}
+        assert app.test_client().post("/login", json=body).status_code == 401
     finally:
-        event.remove(db.engine, "after_cursor_execute", show)
+        event.remove(engine, "after_cursor_execute", show)
     expected = app.config["DATABASE_TIMEOUTS"].idle_in_transaction_ms
     assert seen == [f"{expected // 1000}s" if expected % 1000 == 0 else f"{expected}ms"]
 

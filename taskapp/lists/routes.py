@@ -1,6 +1,6 @@
 """HTTP routes of the lists blueprint: parse, call the service, respond."""
 
-from flask import current_app, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
@@ -54,8 +54,7 @@ class Lists(MethodView):
         a list counts as a task write (`RATELIMIT_TASK_WRITES`). `Idempotency-Key` as for
         `POST /tasks`.
         """
-        quota = current_app.config["LISTS_PER_USER"]
-        created = service.create_list(current_user.id, name=body["name"], quota=quota)
+        created = service.create_list(current_user.id, name=body["name"])
         return created, 201, {"Location": url_for("lists.ListItem", list_id=created["id"])}
 
 

@@ -8,6 +8,7 @@ from taskapp.auth.models import User
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
+from taskapp.pagination import page_of
 from taskapp.quotas import check_quota
 from taskapp.tasks.locks import lock_list, lock_user_tasks
 from taskapp.tasks.models import TaskList
@@ -16,13 +17,23 @@ NOT_FOUND = "List not found"
 TAKEN = "You already have a list with that name"
 
 
-def list_lists(user_id: int) -> dict:
-    """All the user's lists, in their order."""
+LIST_LIST = "lists"  # the cursor_list of ListQuerySchema
+
+
+def list_lists(
+    user_id: int, *, page: int = 1, page_size: int = 100, cursor: dict | None = None
+) -> dict:
+    """A page of the user's lists, in their order."""
     lists = TaskList.__table__
-    rows = db.session.execute(
-        select(lists).where(lists.c.user_id == user_id).order_by(lists.c.position, lists.c.id)
+    return page_of(
+        LIST_LIST,
+        select(lists).where(lists.c.user_id == user_id),
+        columns=[lists.c.position, lists.c.id],
+        sort="position",
+        page=page,
+        page_size=page_size,
+        cursor=cursor,
     )
-    return {"data": [row._asdict() for row in rows]}
 
 
 def create_list(user_id: int, *, name: str) -> dict:

@@ -13,7 +13,7 @@ from flask import current_app
 
 from taskapp.errors import Conflict
 from taskapp.extensions import db
-from taskapp.tasks.schemas import LABELS_PER_TASK
+from taskapp.schemas import LABELS_PER_TASK
 
 
 class Quota(NamedTuple):

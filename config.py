@@ -235,6 +235,16 @@ def database_timeouts() -> DatabaseTimeouts:
     return timeouts
 
 
+# The per-user limits on stored rows (0: no limit).
+QUOTA_SETTINGS = (
+    "MAX_TASKS_PER_USER",
+    "LISTS_PER_USER",
+    "LABELS_PER_USER",
+    "IDEMPOTENCY_KEYS_PER_USER",
+    "SESSIONS_PER_USER",
+)
+
+
 class Config:
     """Settings shared by every environment; each value can be overridden by the environment."""
 
@@ -265,14 +275,21 @@ class Config:
         self.REFRESH_IDLE_DAYS = _env_int("REFRESH_IDLE_DAYS", 7)
         # Hashes of a lower cost are redone at the user's next successful login.
         self.BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", self.DEFAULT_BCRYPT_ROUNDS)
-        # Task lists a user may have (POST /lists answers 409 beyond it).
-        self.LISTS_PER_USER = _env_int("LISTS_PER_USER", 100)
-        # Tasks one user may own; 0 for no limit. Checked against the kept counts (free).
+        # Limits on the rows a user makes the server store (taskapp/quotas.py); 0 for none.
+        # Tasks one user may own (subtasks included). Checked against the kept counts (free).
         self.MAX_TASKS_PER_USER = _env_int("MAX_TASKS_PER_USER", 100_000)
-        if self.REFRESH_IDLE_DAYS <= 0 or self.MAX_TASKS_PER_USER < 0:
-            raise RuntimeError(
-                "REFRESH_IDLE_DAYS must be positive and MAX_TASKS_PER_USER not negative"
-            )
+        # Task lists and labels a user may have (a write that would make more answers 409).
+        self.LISTS_PER_USER = _env_int("LISTS_PER_USER", 100)
+        self.LABELS_PER_USER = _env_int("LABELS_PER_USER", 1000)
+        # Idempotency-Keys a user may have in use (younger than IDEMPOTENCY_KEY_HOURS).
+        self.IDEMPOTENCY_KEYS_PER_USER = _env_int("IDEMPOTENCY_KEYS_PER_USER", 1000)
+        # Unrevoked sessions a user may have: a login beyond it revokes the oldest.
+        self.SESSIONS_PER_USER = _env_int("SESSIONS_PER_USER", 50)
+        if self.REFRESH_IDLE_DAYS <= 0:
+            raise RuntimeError("REFRESH_IDLE_DAYS must be positive")
+        for name in QUOTA_SETTINGS:
+            if getattr(self, name) < 0:
+                raise RuntimeError(f"{name} must not be negative (0: no limit)")
 
         self.REDIS_URL = env.get(self.REDIS_URL_VAR) or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)

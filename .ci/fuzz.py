@@ -67,7 +67,10 @@ def server_env(database_url: str) -> dict:
         DATABASE_URL=database_url,
         JWT_SECRET_KEY=secrets.token_urlsafe(48),
         RATELIMIT_ENABLED="false",  # the auth limits and RATELIMIT_TASK_WRITES
+        # The fuzzer makes far more tasks, labels and keys than a user would (taskapp/quotas.py).
         MAX_TASKS_PER_USER="0",
+        LABELS_PER_USER="0",
+        IDEMPOTENCY_KEYS_PER_USER="0",
         BCRYPT_ROUNDS="4",
     )
     return env

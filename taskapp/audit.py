@@ -22,6 +22,8 @@ EVENTS = {
     "password_rehashed": logging.INFO,
     "logout_all": logging.INFO,
     "session_revoked": logging.INFO,
+    # A login past SESSIONS_PER_USER: the oldest sessions are revoked.
+    "sessions_evicted": logging.INFO,
     "account_deleted": logging.INFO,
     "user_deactivated": logging.INFO,
 }

@@ -9,6 +9,7 @@ so it runs in autocommit and saves the BEGIN and the ROLLBACK; and a pooled conn
 checked for a server-side close by polling its socket instead of by ``SELECT 1``.
 """
 
+import hashlib
 import logging
 import select
 
@@ -123,6 +124,17 @@ def allow_long_statements() -> None:
     deleting a label: docs/performance.md). ``SET LOCAL``: it ends with the transaction."""
     timeouts = current_app.config["DATABASE_TIMEOUTS"]
     db.session.execute(text(f"SET LOCAL statement_timeout = {int(timeouts.bulk_statement_ms)}"))
+
+
+def advisory_key(*parts: object) -> int:
+    """The advisory lock key named by ``parts``: 64 bits of their digest, as a signed bigint."""
+    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_until_commit(*parts: object) -> None:
+    """Wait for, then hold until the transaction ends, the advisory lock named by ``parts``."""
+    db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(*parts)})
 
 
 def with_transaction_settings(settings: str):

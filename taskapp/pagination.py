@@ -10,7 +10,9 @@ from datetime import datetime
 
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import tuple_
+from sqlalchemy import func, select, tuple_
+
+from taskapp.extensions import db
 
 _CURSOR_KEY_CONTEXT = b"taskapp keyset cursor v1"
 # 128 bits of HMAC-SHA256: forging one cursor costs 2^128 guesses, each a request.
@@ -79,6 +81,17 @@ class PageQuerySchema(Schema):
             raise ValidationError(
                 "This cursor belongs to another sort or order.", field_name="cursor"
             )
+
+
+class WholeListQuerySchema(PageQuerySchema):
+    """The page query of a list that was once returned whole: a page holds 100 items unless
+    asked otherwise, so a client that never pages still gets all of a list within that."""
+
+    page_size = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Items per page, 1 to 100 (100 by default)"},
+    )
 
 
 class PageMetaSchema(Schema):
@@ -155,6 +168,42 @@ def after_keys(columns: list, keys: list, *, descending: bool):
     descending): a row-value comparison, which the list index serves as one range."""
     after, bound = tuple_(*columns), tuple_(*keys)
     return after < bound if descending else after > bound
+
+
+def page_of(
+    list_name: str,
+    query,
+    *,
+    columns: list,
+    sort: str,
+    page: int = 1,
+    page_size: int = 10,
+    cursor: dict | None = None,
+    entities: bool = False,
+) -> dict:
+    """One page of ``query`` (a SELECT of the whole list) in the ascending order of
+    ``columns`` (the ``sort`` column then the id, or the id alone), by offset (``page``) or
+    after a cursor, with its total; rows as dicts, or as the ORM ``entities`` selected."""
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    if cursor is not None:
+        query = query.where(after_keys(columns, cursor["keys"], descending=False))
+    else:
+        query = query.offset((page - 1) * page_size)
+    query = query.order_by(*columns).limit(page_size)
+    rows = (
+        list(db.session.scalars(query))
+        if entities
+        else [row._asdict() for row in db.session.execute(query)]
+    )
+    return keyset_page(
+        list_name,
+        rows,
+        sort=sort,
+        order="asc",
+        page=None if cursor is not None else page,
+        page_size=page_size,
+        total=total,
+    )
 
 
 def keyset_page(

@@ -2,6 +2,9 @@
 
 from marshmallow import fields, validate
 
+# The most labels one task carries: the labels fields' bound, and the stored rows' (quotas).
+LABELS_PER_TASK = 20
+
 # Patterns in the spec (JSON Schema: ECMA-262 regular expressions, found anywhere unless
 # anchored). NUL is spelled \x00 so that the spec shows the escape, not the character.
 NO_NUL_PATTERN = r"^[^\x00]*$"

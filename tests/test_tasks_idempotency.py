@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from conftest import PASSWORD, assert_error, own_connection, requires_redis
+from taskapp.database import advisory_key
 from taskapp.extensions import db
 from taskapp.idempotency import service
 from taskapp.idempotency.models import IdempotencyKey
@@ -99,7 +100,7 @@ def test_an_attempt_still_in_flight_is_a_409(client, auth, app):
     first_attempt = own_connection()
     first_attempt.autocommit = False
     try:
-        lock = service._lock_id(user_id, "k")
+        lock = advisory_key("idempotency", user_id, "k")
         first_attempt.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
         response = post(client, headers, "k")
         assert_error(response, 409)

@@ -18,6 +18,8 @@ from taskapp.tasks.locks import LOCK_ORDER
 
 # Which step of LOCK_ORDER a statement takes, by its SQL; None: it locks nothing.
 STEPS = {
+    # The key's own row is written under that lock, before the work's.
+    "new_keys": r"pg_advisory_xact_lock\(%\(key\)s\)|^INSERT INTO idempotency_keys",
     "user": r"FROM users .*FOR NO KEY UPDATE",
     "user_tasks": r"^INSERT INTO task_counts",
     "list": r"FROM lists .*FOR UPDATE",
@@ -86,6 +88,11 @@ def test_every_writer_takes_its_locks_in_the_stated_order(client, auth, make_tas
         ("delete", "/me", {"password": PASSWORD}),
     ]
     order = list(STEPS)
+    for path, body in (("/lists", {"name": "Keyed"}), ("/tasks", {"title": "keyed"})):
+        keyed = {**headers, "Idempotency-Key": f"lock-order {path}"}
+        taken = steps_taken(client, "post", path, body, keyed)
+        assert taken[0] == "new_keys", (path, taken)
+        assert [order.index(step) for step in taken] == sorted(map(order.index, taken)), taken
     for method, path, body in writers:
         taken = steps_taken(client, method, path, body, headers)
         indices = [order.index(step) for step in taken]

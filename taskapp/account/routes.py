@@ -91,7 +91,8 @@ class Sessions(MethodView):
         """List the caller's active sessions
 
         Unrevoked, unexpired sessions refreshed within `REFRESH_IDLE_DAYS`, newest first, as a
-        JSON array (not paginated). `last_used_at` is the login or the last refresh;
+        JSON array: not paginated, as there are at most `SESSIONS_PER_USER` (50 by default; a login
+        beyond revokes the oldest). `last_used_at` is the login or the last refresh;
         `user_agent` is the login's (up to 255 characters, or null); `current` is true for the
         session of the calling token.
         """

@@ -2,7 +2,7 @@
 
 import logging
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from taskapp import audit
 from taskapp.auth.models import ADMIN, User
@@ -10,7 +10,7 @@ from taskapp.auth.passwords import hash_password
 from taskapp.auth.service import revoke_sessions, unique_email
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
-from taskapp.pagination import after_keys, keyset_page
+from taskapp.pagination import page_of
 
 USER_LIST = "admin-users"  # the cursor_list of AdminUserQuerySchema
 LAST_ADMIN = "The last active admin cannot be deactivated or demoted"
@@ -27,20 +27,15 @@ def list_users(
     if search:
         # autoescape: %, _ and the escape character match literally.
         query = query.where(User.email.icontains(search, autoescape=True))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    if cursor is not None:
-        query = query.where(after_keys([User.id], cursor["keys"], descending=False))
-    else:
-        query = query.offset((page - 1) * page_size)
-    users = list(db.session.scalars(query.order_by(User.id).limit(page_size)))
-    return keyset_page(
+    return page_of(
         USER_LIST,
-        users,
+        query,
+        columns=[User.id],
         sort="id",
-        order="asc",
-        page=None if cursor is not None else page,
+        page=page,
         page_size=page_size,
-        total=total,
+        cursor=cursor,
+        entities=True,
     )
 
 

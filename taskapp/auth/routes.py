@@ -84,9 +84,10 @@ class Login(MethodView):
         the refresh token renews the pair at `POST /refresh` for `REFRESH_TOKEN_DAYS`, while
         used at least every `REFRESH_IDLE_DAYS`. With `REQUIRE_VERIFIED_EMAIL=true`, a right
         password for an unverified address is a 403 and sends a new link (sessions opened
-        before stay valid). Rate-limited per client address (`RATELIMIT_LOGIN`) and per
-        submitted email (`RATELIMIT_LOGIN_EMAIL`, one count with every check of the account's
-        password).
+        before stay valid). A user keeps at most `SESSIONS_PER_USER` (50) sessions: a login
+        beyond revokes the oldest ones (their tokens stop working at once). Rate-limited per
+        client address (`RATELIMIT_LOGIN`) and per submitted email (`RATELIMIT_LOGIN_EMAIL`,
+        one count with every check of the account's password).
         """
         pair = service.login(
             email=body["email"],

@@ -13,6 +13,7 @@ from taskapp.auth.email_tokens import queue_verification
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.auth.passwords import hash_password, needs_rehash, verify_password
 from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
+from taskapp.database import lock_until_commit
 from taskapp.errors import Conflict, Forbidden, Unauthorized
 from taskapp.extensions import db
 
@@ -129,12 +130,40 @@ def login(*, email: str, password: str, user_agent: str | None, ip_address: str 
     )
     db.session.add(session)
     db.session.flush()
+    _evict_oldest_sessions(user.id)
     pair = issue_token_pair(user.id, session.id, family_expires_at=session.expires_at)
     _store_refresh_token(pair, user.id, session)
     db.session.commit()
     if new_hash is not None:
         audit.record("password_rehashed", "password rehashed at login", user_id=user.id)
     return pair
+
+
+def _evict_oldest_sessions(user_id: int) -> None:
+    """Keep the user's newest SESSIONS_PER_USER unrevoked sessions (0: all); revoke the rest.
+
+    Eviction rather than a refusal, so that sessions left behind never lock the owner out.
+    The user's logins queue on an advisory lock here, each counting the others' sessions.
+    """
+    limit = current_app.config["SESSIONS_PER_USER"]
+    if not limit:
+        return
+    lock_until_commit("sessions", user_id)
+    older = (
+        select(Session.id)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        .order_by(Session.id.desc())
+        .offset(limit)
+    )
+    evicted = db.session.scalars(older).all()
+    if evicted:
+        revoke_sessions(session_ids=evicted)
+        audit.record(
+            "sessions_evicted",
+            "oldest sessions revoked at login",
+            user_id=user_id,
+            sessions=len(evicted),
+        )
 
 
 def _live_session(session_id, now: datetime):

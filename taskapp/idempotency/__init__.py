@@ -41,7 +41,9 @@ KEY_PARAMETER = {
     "the same key and the same request (method, path, query and body bytes) gets the first "
     "response again, with Idempotent-Replayed: true, and nothing is done twice; with another "
     "request it is a 422; while the first is still in flight, a 409. Keys are per user and "
-    "kept IDEMPOTENCY_KEY_HOURS (24 by default). A request that fails keeps no key.",
+    "kept IDEMPOTENCY_KEY_HOURS (24 by default); a user may have IDEMPOTENCY_KEYS_PER_USER "
+    "(1000) in use, and a request with a new key beyond is a 409 naming that limit (without "
+    "a key it goes through). A request that fails keeps no key.",
     "schema": {"type": "string", "pattern": f"^(?:{KEY_PATTERN.pattern})$"},
 }
 REPLAYED_HEADER = {

@@ -1,15 +1,16 @@
 """Claiming an idempotency key for a write, storing and replaying its response, purging."""
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from taskapp.database import advisory_key, lock_until_commit
 from taskapp.errors import AppError, Conflict
 from taskapp.extensions import db
 from taskapp.idempotency.models import IdempotencyKey
+from taskapp.quotas import check_quota
 
 IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later"
 RETRY_AFTER = {"Retry-After": "1"}
@@ -44,7 +45,8 @@ def claim_key(
     # Held until this transaction ends: a concurrent attempt answers 409 at once instead of
     # queueing behind the unique index for as long as the first one takes.
     held = db.session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(:lock)"), {"lock": _lock_id(user_id, key)}
+        text("SELECT pg_try_advisory_xact_lock(:lock)"),
+        {"lock": advisory_key("idempotency", user_id, key)},
     )
     if not held:
         raise Conflict(IN_FLIGHT, headers=RETRY_AFTER)
@@ -59,6 +61,9 @@ def claim_key(
         if found.fingerprint != fingerprint:
             raise KeyReused()
         return StoredResponse(found.status, dict(found.headers or {}), found.body or b"")
+    # The user's new keys queue here until their transactions end, so each counts the
+    # others' (IDEMPOTENCY_KEYS_PER_USER); replays above never wait.
+    lock_until_commit("idempotency", user_id)
     claimed = IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint)
     db.session.add(claimed)
     try:
@@ -68,6 +73,11 @@ def claim_key(
         # in flight or done.
         db.session.rollback()
         raise Conflict(IN_FLIGHT, headers=RETRY_AFTER) from None
+    live = select(func.count()).where(
+        IdempotencyKey.user_id == user_id,
+        IdempotencyKey.created_at >= datetime.now(UTC) - kept_for,
+    )
+    check_quota("idempotency_keys", db.session.scalar(live))
     return claimed.id
 
 
@@ -100,9 +110,3 @@ def purge_keys(*, older_than: timedelta, batch_size: int = 1000) -> int:
         deleted += count
         if count < batch_size:
             return deleted
-
-
-def _lock_id(user_id: int, key: str) -> int:
-    """The advisory lock of a user's key: 64 bits of its digest, as a signed bigint."""
-    digest = hashlib.sha256(f"idempotency\x00{user_id}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)

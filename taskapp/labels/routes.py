@@ -2,6 +2,7 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import current_user
+from marshmallow import RAISE
 
 from taskapp.api import BULK_WRITE, Blueprint
 from taskapp.labels import service
@@ -10,6 +11,7 @@ from taskapp.labels.schemas import (
     LABEL_PAGE_EXAMPLE,
     LABEL_RENAME_EXAMPLE,
     LabelPageSchema,
+    LabelQuerySchema,
     LabelRenameSchema,
     LabelSchema,
 )
@@ -24,16 +26,20 @@ LABEL_URL = "/labels/<path:name>"
 @blp.route("/labels")
 class Labels(MethodView):
     @authenticated(blp)
+    @blp.arguments(LabelQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, LabelPageSchema, example=LABEL_PAGE_EXAMPLE)
     @blp.doc(operationId="list_labels")
-    def get(self):
-        """List the caller's labels with their task counts
+    def get(self, query):
+        """List the caller's labels with their task counts, a page at a time
 
         Sorted case-insensitively, each with the number of the caller's tasks that carry it.
-        Labels are made by naming them in a task's `labels`; a label with no task left stays
-        until deleted.
+        Labels are made by naming them in a task's `labels`, at most `LABELS_PER_USER` (1000
+        by default) per user; a label with no task left stays until deleted. Pages as every
+        list does (`page` and `page_size`, or `cursor`: Pagination in docs/api.md), 100 labels
+        to a page unless `page_size` says otherwise; `meta` tells whether there are more. 422
+        also for a cursor this API did not issue for this list.
         """
-        return service.list_labels(current_user.id)
+        return service.list_labels(current_user.id, **query)
 
 
 @blp.route(LABEL_URL)

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields
 
+from taskapp.pagination import PageMetaSchema, WholeListQuerySchema
 from taskapp.tasks.schemas import LabelName
 
 
@@ -12,10 +13,18 @@ class LabelSchema(Schema):
     tasks = fields.Integer(dump_only=True, metadata={"description": "Tasks with this label"})
 
 
+class LabelQuerySchema(WholeListQuerySchema):
+    """GET /labels query string: a page, by name (case-insensitively)."""
+
+    cursor_list = "labels"
+    default_sort = "key"
+
+
 class LabelPageSchema(Schema):
-    """All the user's labels, by name (case-insensitively)."""
+    """A page of the user's labels, by name (case-insensitively)."""
 
     data = fields.List(fields.Nested(LabelSchema), required=True)
+    meta = fields.Nested(PageMetaSchema, required=True)
 
 
 class LabelRenameSchema(Schema):
@@ -27,4 +36,7 @@ class LabelRenameSchema(Schema):
 # Examples for the OpenAPI document (see taskapp/auth/schemas.py).
 LABEL_RENAME_EXAMPLE = {"name": "office"}
 LABEL_EXAMPLE = {"name": "work", "tasks": 12}
-LABEL_PAGE_EXAMPLE = {"data": [LABEL_EXAMPLE, {"name": "home", "tasks": 3}]}
+LABEL_PAGE_EXAMPLE = {
+    "data": [{"name": "home", "tasks": 3}, LABEL_EXAMPLE],
+    "meta": {"page": 1, "page_size": 100, "total": 2, "pages": 1, "next_cursor": None},
+}

@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
+from taskapp.pagination import page_of
 from taskapp.tasks.locks import lock_label, lock_user_tasks
 from taskapp.tasks.models import Label, LabelCount
 from taskapp.tasks.totals import label_tasks
@@ -13,16 +14,33 @@ from taskapp.tasks.totals import label_tasks
 NOT_FOUND = "Label not found"
 
 
-def list_labels(user_id: int) -> dict:
-    """The user's labels with their task counts (kept: LabelCount), by key."""
+LABEL_LIST = "labels"  # the cursor_list of LabelQuerySchema
+
+
+def list_labels(
+    user_id: int, *, page: int = 1, page_size: int = 100, cursor: dict | None = None
+) -> dict:
+    """A page of the user's labels with their task counts (kept: LabelCount), by key."""
     labels, counts = Label.__table__, LabelCount.__table__
-    rows = db.session.execute(
-        select(labels.c.name, func.coalesce(counts.c.tasks, 0).label("tasks"))
+    query = (
+        select(
+            labels.c.id,
+            labels.c.key,
+            labels.c.name,
+            func.coalesce(counts.c.tasks, 0).label("tasks"),
+        )
         .outerjoin(counts, counts.c.label_id == labels.c.id)
         .where(labels.c.user_id == user_id)
-        .order_by(labels.c.key)
     )
-    return {"data": [row._asdict() for row in rows]}
+    return page_of(
+        LABEL_LIST,
+        query,
+        columns=[labels.c.key, labels.c.id],
+        sort="key",
+        page=page,
+        page_size=page_size,
+        cursor=cursor,
+    )
 
 
 def rename_label(user_id: int, name: str, *, new_name: str) -> dict:

@@ -1,8 +1,9 @@
 """HTTP routes of the lists blueprint: parse, call the service, respond."""
 
-from flask import current_app, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
+from marshmallow import RAISE
 
 from taskapp.api import BULK_WRITE, ID, Blueprint
 from taskapp.idempotency import idempotent
@@ -12,6 +13,7 @@ from taskapp.lists.schemas import (
     LIST_PAGE_EXAMPLE,
     LIST_WRITE_EXAMPLE,
     ListPageSchema,
+    ListQuerySchema,
     ListSchema,
     ListWriteSchema,
 )
@@ -26,15 +28,20 @@ LOCATION = {"Location": {"description": "URL of the new list", "schema": {"type"
 @blp.route("/lists")
 class Lists(MethodView):
     @authenticated(blp)
+    @blp.arguments(ListQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, ListPageSchema, example=LIST_PAGE_EXAMPLE)
     @blp.doc(operationId="list_lists")
-    def get(self):
-        """List the caller's lists, in their order
+    def get(self, query):
+        """List the caller's lists, in their order, a page at a time
 
-        All of them (not paginated). A list's `position` is opaque: lexicographic order is the
-        lists' order. Tasks without a list are in the inbox (`list_id` null).
+        Pages as every list does (`page` and `page_size`, or `cursor`: Pagination in
+        docs/api.md), 100 lists to a page unless `page_size` says otherwise, so all of them
+        with the default `LISTS_PER_USER` (100); `meta` tells whether there are more. A list's
+        `position` is opaque: lexicographic order is the lists' order. Tasks without a list are
+        in the inbox (`list_id` null). 422 also for a cursor this API did not issue for this
+        list.
         """
-        return service.list_lists(current_user.id)
+        return service.list_lists(current_user.id, **query)
 
     @authenticated(blp)
     @task_write_limited(blp)
@@ -43,7 +50,8 @@ class Lists(MethodView):
     @blp.response(201, ListSchema, headers=LOCATION, example=LIST_EXAMPLE)
     @blp.error(
         409,
-        "The name is taken, the user has LISTS_PER_USER lists, or a request with this "
+        "The name is taken, the user has LISTS_PER_USER lists (the message names the limit), "
+        "the user has IDEMPOTENCY_KEYS_PER_USER keys in use, or a request with this "
         "Idempotency-Key is still in flight",
     )
     @blp.doc(operationId="create_list")
@@ -54,8 +62,7 @@ class Lists(MethodView):
         a list counts as a task write (`RATELIMIT_TASK_WRITES`). `Idempotency-Key` as for
         `POST /tasks`.
         """
-        quota = current_app.config["LISTS_PER_USER"]
-        created = service.create_list(current_user.id, name=body["name"], quota=quota)
+        created = service.create_list(current_user.id, name=body["name"])
         return created, 201, {"Location": url_for("lists.ListItem", list_id=created["id"])}
 
 

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from taskapp.pagination import PageMetaSchema, WholeListQuerySchema
 from taskapp.schemas import TrimmedString
 
 
@@ -27,10 +28,18 @@ class ListWriteSchema(Schema):
     )
 
 
+class ListQuerySchema(WholeListQuerySchema):
+    """GET /lists query string: a page, in the lists' order."""
+
+    cursor_list = "lists"
+    default_sort = "position"
+
+
 class ListPageSchema(Schema):
-    """All the user's lists, in their order (at most LISTS_PER_USER)."""
+    """A page of the user's lists, in their order."""
 
     data = fields.List(fields.Nested(ListSchema), required=True)
+    meta = fields.Nested(PageMetaSchema, required=True)
 
 
 # Examples for the OpenAPI document (see taskapp/auth/schemas.py).
@@ -42,4 +51,7 @@ LIST_EXAMPLE = {
     "created_at": "2026-12-02T13:41:04+00:00",
     "updated_at": "2026-12-02T13:41:04+00:00",
 }
-LIST_PAGE_EXAMPLE = {"data": [LIST_EXAMPLE]}
+LIST_PAGE_EXAMPLE = {
+    "data": [LIST_EXAMPLE],
+    "meta": {"page": 1, "page_size": 100, "total": 1, "pages": 1, "next_cursor": None},
+}

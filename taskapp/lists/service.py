@@ -8,6 +8,8 @@ from taskapp.auth.models import User
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
+from taskapp.pagination import page_of
+from taskapp.quotas import check_quota
 from taskapp.tasks.locks import lock_list, lock_user_tasks
 from taskapp.tasks.models import TaskList
 
@@ -15,33 +17,39 @@ NOT_FOUND = "List not found"
 TAKEN = "You already have a list with that name"
 
 
-def list_lists(user_id: int) -> dict:
-    """All the user's lists, in their order."""
+LIST_LIST = "lists"  # the cursor_list of ListQuerySchema
+
+
+def list_lists(
+    user_id: int, *, page: int = 1, page_size: int = 100, cursor: dict | None = None
+) -> dict:
+    """A page of the user's lists, in their order."""
     lists = TaskList.__table__
-    rows = db.session.execute(
-        select(lists).where(lists.c.user_id == user_id).order_by(lists.c.position, lists.c.id)
+    return page_of(
+        LIST_LIST,
+        select(lists).where(lists.c.user_id == user_id),
+        columns=[lists.c.position, lists.c.id],
+        sort="position",
+        page=page,
+        page_size=page_size,
+        cursor=cursor,
     )
-    return {"data": [row._asdict() for row in rows]}
 
 
-def create_list(user_id: int, *, name: str, quota: int) -> dict:
-    """A new list after the user's others; Conflict if the name is taken or ``quota`` lists
-    exist already."""
+def create_list(user_id: int, *, name: str) -> dict:
+    """A new list after the user's others; Conflict if the name is taken or the user would
+    have more than LISTS_PER_USER lists."""
     lists = TaskList.__table__
-    # The user's row lock serialises the user's list creations: the count and the last
-    # position read below stay true until the commit.
+    # The user's row lock serialises the user's list creations: the last position read below
+    # and the count after the insert stay true until the commit.
     db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
-    count, last = db.session.execute(
-        select(func.count(), func.max(lists.c.position)).where(lists.c.user_id == user_id)
-    ).one()
-    if count >= quota:
-        raise Conflict(f"You have {quota} lists already, the most allowed")
+    last = db.session.scalar(select(func.max(lists.c.position)).where(lists.c.user_id == user_id))
     statement = (
         insert(lists)
         .values(user_id=user_id, name=name, position=generate_key_between(last, None))
         .returning(*lists.c)
     )
-    return _commit_unique_name(statement)
+    return _commit_unique_name(statement, quota_of=user_id)
 
 
 def get_list(user_id: int, list_id: int) -> dict:
@@ -80,13 +88,18 @@ def delete_list(user_id: int, list_id: int) -> None:
     db.session.commit()
 
 
-def _commit_unique_name(statement) -> dict:
+def _commit_unique_name(statement, *, quota_of: int | None = None) -> dict:
     """Run an INSERT or UPDATE ... RETURNING of one list and commit; the unique constraint
-    on (user_id, name) settles a name taken, even by a concurrent request."""
+    on (user_id, name) settles a name taken, even by a concurrent request. ``quota_of``: the
+    user whose lists then count against LISTS_PER_USER (an insert)."""
+    lists = TaskList.__table__
     try:
         row = db.session.execute(statement).one_or_none()
         if row is None:
             raise NotFound(NOT_FOUND)
+        if quota_of is not None:
+            owned = select(func.count()).where(lists.c.user_id == quota_of)
+            check_quota("lists", db.session.scalar(owned))
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

@@ -3,10 +3,11 @@ added or removed, and the labels of tasks read."""
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 
 from taskapp.extensions import db
+from taskapp.quotas import check_quota
 from taskapp.tasks.models import Label, Task, task_labels
 from taskapp.tasks.totals import touched
 
@@ -32,15 +33,19 @@ def label_ids(user_id: int, names: Sequence[str]) -> list[int] | None:
 
 def ensure_labels(user_id: int, keys: dict[str, str]) -> dict[str, int]:
     """The ids of the user's labels with these keys (``{key: name}``), creating the missing
-    ones; two requests creating one label at once both end with the same row."""
+    ones; two requests creating one label at once both end with the same row. The caller
+    holds the user's queue (locks.lock_user_tasks), under which LABELS_PER_USER is checked."""
     if not keys:
         return {}
     labels = Label.__table__
-    db.session.execute(
+    created = db.session.execute(
         postgresql.insert(labels)
         .values([{"user_id": user_id, "key": key, "name": name} for key, name in keys.items()])
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
-    )
+    ).rowcount
+    if created:
+        owned = select(func.count()).where(labels.c.user_id == user_id)
+        check_quota("labels", db.session.scalar(owned))
     found = select(labels.c.key, labels.c.id).where(
         labels.c.user_id == user_id, labels.c.key.in_(keys)
     )
@@ -90,6 +95,14 @@ def add_labels(user_id: int, task_ids: Sequence[int], names: Sequence[str]) -> l
     ]
     if missing:
         db.session.execute(insert(task_labels), missing)
+        most = (
+            select(func.count())
+            .where(task_labels.c.task_id.in_(task_ids))
+            .group_by(task_labels.c.task_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
+        check_quota("task_labels", db.session.scalar(most))
     return _touch({row["task_id"] for row in missing})
 
 

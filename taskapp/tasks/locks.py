@@ -30,6 +30,11 @@ class Lock(NamedTuple):
 
 LOCK_ORDER = (
     Lock(
+        "new_keys",
+        "the user's new Idempotency-Keys (idempotency.service.claim_key): an advisory lock, "
+        "first in a write sent with a new key (IDEMPOTENCY_KEYS_PER_USER)",
+    ),
+    Lock(
         "user",
         "the users row (auth.service.lock_user; lists.service.create_list): writes to the "
         "account itself, and a list's creation (its quota)",

@@ -187,8 +187,9 @@ class TaskCollection(MethodView):
     @blp.error(404, "`list_id` or `parent_id` is not the caller's")
     @blp.error(
         409,
-        "Conflict: the user has MAX_TASKS_PER_USER tasks (nothing is created), or a request "
-        "with this Idempotency-Key is still in flight",
+        "Conflict, nothing created: the user has MAX_TASKS_PER_USER tasks, new `labels` would "
+        "pass LABELS_PER_USER, the user has IDEMPOTENCY_KEYS_PER_USER keys in use (the "
+        "message names the limit); or a request with this Idempotency-Key is still in flight",
     )
     @blp.doc(operationId="create_task")
     def post(self, body):
@@ -238,6 +239,9 @@ class TaskChanges(MethodView):
         )
 
 
+NEW_LABELS_OVER_LIMIT = "New `labels` would pass LABELS_PER_USER (named in the message): no change"
+
+
 @blp.route("/tasks/bulk")
 class TaskBulk(MethodView):
     @authenticated(blp)
@@ -248,14 +252,21 @@ class TaskBulk(MethodView):
     @blp.error(
         404, "An id is not the caller's task, or `list_id` not the caller's list: nothing changed"
     )
+    @blp.error(
+        409,
+        "Conflict, nothing changed: `label` would pass LABELS_PER_USER, or put more than 20 "
+        "labels on a task; the user has IDEMPOTENCY_KEYS_PER_USER keys in use (the message "
+        "names the limit); or a request with this Idempotency-Key is still in flight",
+    )
     @blp.doc(operationId="bulk_update_tasks")
     def post(self, body):
         """Complete, reopen, delete, move, label or unlabel up to 100 tasks, all or nothing
 
         `action` is one of `complete`, `reopen`, `delete`, `move` (needs `list_id`, null for
         the inbox: the tasks go to its end, in id order), `label`, `unlabel` (need `labels`, 1
-        to 20 names); `ids` 1 to 100 task ids. The answer lists the ids of the tasks the
-        action changed, ascending (so `complete` leaves out tasks already completed).
+        to 20 names; a task carries at most 20 labels); `ids` 1 to 100 task ids. The answer
+        lists the ids of the tasks the action changed, ascending (so `complete` leaves out
+        tasks already completed).
         `complete` moves recurring tasks to their next occurrence. A `move` of a subtask whose
         parent is not moved with it is a 422. The per-user counts, the ETags and the sync feed
         follow every action. Limited as a task write; `Idempotency-Key` as for `POST /tasks`.
@@ -287,6 +298,7 @@ class TaskItem(MethodView):
     @authenticated(blp)
     @task_write_limited(blp)
     @conditional_write(TaskPatchSchema, TASK_PATCH_EXAMPLE)
+    @blp.error(409, NEW_LABELS_OVER_LIMIT)
     @blp.doc(operationId="update_task")
     def patch(self, body, task_id):
         """Update some fields of a task
@@ -305,6 +317,7 @@ class TaskItem(MethodView):
     @authenticated(blp)
     @task_write_limited(blp)
     @conditional_write(TaskCreateSchema, TASK_WRITE_EXAMPLE)
+    @blp.error(409, NEW_LABELS_OVER_LIMIT)
     @blp.doc(operationId="replace_task")
     def put(self, body, task_id):
         """Replace a task (title required; omitted fields take their defaults)

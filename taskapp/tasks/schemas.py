@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from taskapp.pagination import PageMetaSchema, PageQuerySchema
 from taskapp.schemas import (
+    LABELS_PER_TASK,
     QueryBoolean,
     StoredString,
     StrictBoolean,
@@ -18,7 +19,6 @@ TITLE = {"validate": validate.Length(min=1, max=200)}
 DESCRIPTION = {"allow_none": True, "validate": validate.Length(max=10_000)}
 # Stored as 0 to 3, so that the priority sort is an index walk; named on the wire.
 PRIORITIES = ("none", "low", "medium", "high")
-LABELS_PER_TASK = 20
 MAX_ID = 2_147_483_647
 
 

@@ -8,8 +8,9 @@ from typing import NamedTuple, NoReturn
 from flask import current_app
 from sqlalchemy import and_, case, delete, false, func, insert, or_, select, true, update
 
-from taskapp.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from taskapp.errors import NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
+from taskapp.quotas import check_quota
 from taskapp.tasks import recurrence
 from taskapp.tasks.labelling import set_labels, with_labels
 from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks
@@ -18,7 +19,6 @@ from taskapp.tasks.placement import UNSET, end_of_list, move_position, place, su
 from taskapp.tasks.totals import touched, user_task_count
 
 STALE = "The task has changed since that ETag was read; fetch it again"
-QUOTA = "Task limit reached: a user may have at most {limit} tasks; delete some first"
 
 
 class Version(NamedTuple):
@@ -62,18 +62,14 @@ def create_task(user_id: int, *, fields: dict) -> dict:
 
 def check_task_quota(user_id: int) -> None:
     """Call after inserting a user's new tasks: Conflict, rolled back, if the user now owns
-    more than MAX_TASKS_PER_USER (0: no limit).
+    more than MAX_TASKS_PER_USER (quotas.check_quota).
 
     The count is the kept one (totals.user_task_count), which the insert's trigger raised under
     the count row's lock: concurrent creators for one user queue on it, and each sees the
     others' tasks, so no race gets past the quota.
     """
-    limit = current_app.config["MAX_TASKS_PER_USER"]
-    if not limit:
-        return
-    if user_task_count(user_id) > limit:
-        db.session.rollback()
-        raise Conflict(QUOTA.format(limit=limit))
+    if current_app.config["MAX_TASKS_PER_USER"]:
+        check_quota("tasks", user_task_count(user_id))
 
 
 def update_task(

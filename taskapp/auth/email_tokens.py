@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, literal, select, update
 
 from taskapp.auth.models import EmailToken, User
 from taskapp.auth.tokens import token_digest
@@ -39,12 +39,13 @@ def link(purpose: str, token: str) -> str:
     return f"{current_app.config['PUBLIC_BASE_URL']}{LINK_PATHS[purpose]}?token={token}"
 
 
-def _replace_tokens(user_id: int, purpose: str) -> None:
-    """Retire the user's unused tokens of ``purpose``: a newer one replaces them."""
+def _replace_tokens(owner, purpose: str) -> None:
+    """Retire the unused tokens of ``purpose`` of the user ``owner`` (an SQL condition on
+    ``EmailToken.user_id``) selects: a newer one replaces them."""
     db.session.execute(
         update(EmailToken)
         .where(
-            EmailToken.user_id == user_id,
+            owner,
             EmailToken.purpose == purpose,
             EmailToken.used_at.is_(None),
         )
@@ -70,7 +71,7 @@ def issue_token(
 ) -> str:
     """Store ``token`` (from new_token) for the user, under the security stamp the user was
     read with, replacing their older one of ``purpose``; returns its link."""
-    _replace_tokens(user.id, purpose)
+    _replace_tokens(EmailToken.user_id == user.id, purpose)
     value, digest = token
     db.session.add(
         EmailToken(
@@ -83,6 +84,29 @@ def issue_token(
         )
     )
     return link(purpose, value)
+
+
+def issue_token_to_address(
+    email: str, purpose: str, *, token: tuple[str, str], lifetime: timedelta
+) -> str | None:
+    """As ``issue_token``, to the active account at ``email``: its link, or None if none.
+
+    The same two statements run whether or not there is such an account (the replacement,
+    then an INSERT ... SELECT that finds it), so their work and timing do not tell.
+    """
+    value, digest = token
+    found = select(User.id).where(User.email == email, User.is_active.is_(True))
+    _replace_tokens(EmailToken.user_id.in_(found), purpose)
+    expires_at = literal(datetime.now(UTC) + lifetime, EmailToken.expires_at.type)
+    stored = db.session.execute(
+        insert(EmailToken)
+        .from_select(
+            ["user_id", "security_stamp", "digest", "purpose", "expires_at"],
+            found.add_columns(User.security_stamp, literal(digest), literal(purpose), expires_at),
+        )
+        .returning(EmailToken.id)
+    ).first()
+    return link(purpose, value) if stored is not None else None
 
 
 def spend_token(token: str, purpose: str) -> tuple[User, str | None] | None:

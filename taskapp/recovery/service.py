@@ -11,12 +11,12 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
 
 from taskapp import audit
 from taskapp.account.service import check_password
 from taskapp.auth.email_tokens import (
     issue_token,
+    issue_token_to_address,
     new_token,
     purge_tokens,
     queue_verification,
@@ -34,16 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def request_password_reset(*, email: str) -> None:
-    """Email a reset link to the account at ``email``; with no active account there, a note
-    saying so. The same work either way (a user lookup, a token drawn, a message rendered,
-    written and committed, then sent after the response), so neither the answer nor its
-    timing tells whether the account exists; an account only adds the token row's write.
+    """Email a reset link to the active account at ``email``; with none there, a note saying
+    so. The same work either way (the same statements, a message rendered, written and
+    committed, then sent after the response), so neither the answer nor its timing tells
+    whether the account exists.
     """
-    user = db.session.scalar(select(User).where(User.email == email))
-    token = new_token()
     minutes = current_app.config["PASSWORD_RESET_MINUTES"]
-    if user is not None and user.is_active:
-        url = issue_token(user, "password_reset", token=token, lifetime=timedelta(minutes=minutes))
+    url = issue_token_to_address(
+        email, "password_reset", token=new_token(), lifetime=timedelta(minutes=minutes)
+    )
+    if url is not None:
         queue_mail(
             email,
             "password_reset",

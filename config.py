@@ -396,6 +396,11 @@ class Config:
         # Retry n waits MAIL_RETRY_SECONDS * 2**(n-1), at most MAIL_RETRY_MAX_SECONDS.
         self.MAIL_RETRY_SECONDS = _env_float("MAIL_RETRY_SECONDS", 30.0)
         self.MAIL_RETRY_MAX_SECONDS = _env_float("MAIL_RETRY_MAX_SECONDS", 3600.0)
+        # A message still unsent this long after it was queued is given up (its bodies, and
+        # the link in them, erased): by then the link it carries has expired anyway.
+        self.MAIL_MAX_AGE_HOURS = _env_float("MAIL_MAX_AGE_HOURS", 48.0)
+        if self.MAIL_MAX_AGE_HOURS <= 0:
+            raise RuntimeError("MAIL_MAX_AGE_HOURS must be positive")
         if min(self.MAIL_TIMEOUT, self.MAIL_IMMEDIATE_TIMEOUT) <= 0:
             raise RuntimeError("MAIL_TIMEOUT and MAIL_IMMEDIATE_TIMEOUT must be positive")
         if self.PASSWORD_RESET_MINUTES <= 0 or self.EMAIL_TOKEN_HOURS <= 0:

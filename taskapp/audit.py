@@ -26,6 +26,8 @@ EVENTS = {
     "sessions_evicted": logging.INFO,
     "account_deleted": logging.INFO,
     "user_deactivated": logging.INFO,
+    "email_change_requested": logging.INFO,
+    "email_changed": logging.INFO,
 }
 
 # Registered in no registry here: the app's own registry (one process) or the multiprocess

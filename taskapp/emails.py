@@ -1,7 +1,9 @@
-"""Email addresses in their one stored spelling, so that two accounts never look identical.
+"""Email addresses in their one stored spelling: one mailbox, one account, one rate-limit key.
 
-Every entry point that takes an email (signup, login, its rate-limit key, the admin CLI) goes
-through ``normalise_email``.
+Every entry point that takes an email (signup, login, the email routes, their rate-limit keys,
+the admin CLI) goes through ``normalise_email``. What it cannot fold into that spelling it
+refuses: syntax by which several spellings reach one mailbox (quoted local parts, backslash
+escapes, comments, RFC 2047 encoded words, address literals).
 """
 
 import unicodedata
@@ -24,6 +26,21 @@ _INVISIBLE_RANGES = (
 )
 
 
+# Refused anywhere in an address, each with why. The quoted form ("victim"@, "\victim"@) and
+# comments (victim(x)@) are other spellings of a dot-atom mailbox; encoded words (=?utf-8?q?...?=)
+# are decoded by some relays and clients; an address literal (@[192.0.2.1]) names a host the
+# domain also names. None belongs to an address anyone types for an account.
+_ALTERNATIVE_SYNTAX = (
+    ('"', "Quoted local parts are not accepted: write the address without quotes."),
+    ("\\", "Backslashes are not accepted."),
+    ("(", "Comments (parentheses) are not accepted."),
+    (")", "Comments (parentheses) are not accepted."),
+    ("=?", "Encoded words (=?...?=) are not accepted."),
+    ("[", "Address literals ([...]) are not accepted: use the domain name."),
+    ("]", "Address literals ([...]) are not accepted: use the domain name."),
+)
+
+
 class InvalidEmail(ValueError):
     """The text cannot be an email address of an account; the message says why."""
 
@@ -40,12 +57,16 @@ def _invisible(char: str) -> bool:
 def normalise_email(text: str) -> str:
     """``text`` trimmed, NFKC-normalised and lower-cased, its domain IDNA-encoded (ASCII).
 
-    Raises InvalidEmail for invisible or control characters (a space inside included) and for
-    a domain IDNA refuses. Whether the result is a deliverable address is the schema's check.
+    Raises InvalidEmail for invisible or control characters (a space inside included), for
+    another syntax of a mailbox (``_ALTERNATIVE_SYNTAX``) and for a domain IDNA refuses.
+    Whether the result is a deliverable address is the schema's check.
     """
     text = unicodedata.normalize("NFKC", text.strip()).lower()
     if any(_invisible(char) for char in text):
         raise InvalidEmail("Must not contain invisible, space or control characters.")
+    for sequence, reason in _ALTERNATIVE_SYNTAX:
+        if sequence in text:
+            raise InvalidEmail(reason)
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
         return text  # not an address at all: the schema's validator says so

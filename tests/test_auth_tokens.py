@@ -254,6 +254,22 @@ def test_a_signed_token_with_bad_claims_is_refused(client, pair, claims_change):
     assert_unauthorized(refresh(client, craft(claims)))
 
 
+@pytest.mark.parametrize("kind", ["access_token", "refresh_token"])
+def test_a_signed_token_without_expiry_is_refused(client, pair, kind):
+    claims = decode_token(pair[kind])
+    with_expiry = craft(claims)
+    del claims["exp"]
+    forever = craft(claims)
+
+    if kind == "access_token":
+        assert can_use_access(client, with_expiry)  # the forgery is right but for exp
+        body = assert_unauthorized(client.get("/tasks", headers=bearer(forever)))
+    else:
+        body = assert_unauthorized(refresh(client, forever))
+        assert stored_session(pair["refresh_token"]).revoked_at is None
+    assert body["message"] == "Invalid token or wrong token type"
+
+
 def test_an_expired_refresh_token_is_refused(client, pair):
     now = int(time.time())
     expired = craft(

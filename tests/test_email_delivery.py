@@ -128,6 +128,80 @@ def test_a_permanent_refusal_is_recorded_and_not_retried(client, runner, smtp, m
     assert smtp.to(email) == []
 
 
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["without-smtputf8", "with-smtputf8"])
+def test_an_address_the_server_can_never_take_fails_for_good_and_drops_its_link(
+    app, client, runner, caplog, smtputf8
+):
+    """A non-ASCII local part (stored as signup normalised it) to a relay without SMTPUTF8
+    is refused on every attempt: the first ends delivery, erases the link, and is logged."""
+    sink = SmtpSink(enable_SMTPUTF8=smtputf8).start()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=sink.port)
+    email = f"jöe{unique_email()}"
+    try:
+        assert (
+            client.post("/signup", json={"email": email, "password": "a passphrase"}).status_code
+            == 201
+        )
+        db.session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == email))
+        db.session.commit()
+        with caplog.at_level(logging.ERROR, logger="taskapp.mail.service"):
+            request_reset(client, email)
+        [message] = outbox(email)
+        if smtputf8:
+            assert message.sent_at is not None and len(sink.wait_for(email)) == 1
+            return
+        assert (message.sent_at, message.attempts) == (None, 1)
+        assert message.failed_at is not None
+        assert message.last_error == "refused: SMTPUTF8 not supported"
+        assert (message.text_body, message.html_body) == ("", "")
+        assert "refused for good" in caplog.text
+
+        db.session.execute(update(OutboxMessage).values(next_attempt_at=func.now()))
+        db.session.commit()
+        assert runner.invoke(args=["mail", "deliver", "--once"]).exit_code == 0
+        assert outbox(email)[0].attempts == 1
+    finally:
+        sink.stop()
+        app.config.update(MAIL_SERVER=None, MAIL_PORT=25)
+
+
+def test_a_message_still_failing_at_its_maximum_age_is_given_up_and_drops_its_link(
+    app, client, runner, smtp, make_user, caplog
+):
+    email, _ = make_user()
+    smtp.stop()
+    request_reset(client, email)
+    [message] = outbox(email)
+    assert (message.failed_at, message.attempts) == (None, 1)
+    assert message.text_body  # kept for the retry
+
+    # A day and a half later, still refused: the next attempt would pass MAIL_MAX_AGE_HOURS.
+    app.config["MAIL_MAX_AGE_HOURS"] = 36
+    try:
+        db.session.execute(
+            update(OutboxMessage).values(
+                created_at=func.now() - timedelta(hours=35, minutes=59), next_attempt_at=func.now()
+            )
+        )
+        db.session.commit()
+        with caplog.at_level(logging.ERROR, logger="taskapp.mail.service"):
+            assert runner.invoke(args=["mail", "deliver", "--once"]).exit_code == 0
+    finally:
+        app.config["MAIL_MAX_AGE_HOURS"] = 48.0
+    [message] = outbox(email)
+    assert message.attempts == 2 and message.sent_at is None
+    assert message.failed_at is not None
+    assert message.last_error == "gave up: ConnectionRefusedError"
+    assert (message.text_body, message.html_body) == ("", "")
+    assert "given up after 2 attempt(s)" in caplog.text
+
+    smtp.start()
+    db.session.execute(update(OutboxMessage).values(next_attempt_at=func.now()))
+    db.session.commit()
+    assert runner.invoke(args=["mail", "deliver", "--once"]).exit_code == 0
+    assert smtp.to(email) == [] and outbox(email)[0].attempts == 2
+
+
 def test_an_unexpected_error_with_one_message_is_logged_and_retried_not_raised(
     app, client, runner, smtp, make_user, fast_retries, caplog
 ):

@@ -65,8 +65,9 @@ class Password(MethodView):
     def post(self, body):
         """Change the password; every session, this one included, is revoked
 
-        `new_password` follows the signup rules (8 to 72 bytes in UTF-8, no NUL). Password
-        reset links sent earlier stop working. Limited as `DELETE /me`.
+        `new_password` follows the signup rules (8 to 72 bytes in UTF-8, no NUL). Every
+        emailed link sent earlier (reset, verification, address change) stops working.
+        Limited as `DELETE /me`.
         """
         service.change_password(current_user.id, **body)
 
@@ -121,6 +122,7 @@ class LogoutAll(MethodView):
     def post(self):
         """Revoke every session of the caller
 
-        This one included: every access and refresh token of the caller stops working.
+        This one included: every access and refresh token of the caller stops working, and
+        so does every emailed link sent earlier (reset, verification, address change).
         """
         service.revoke_all_sessions(current_user.id)

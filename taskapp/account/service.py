@@ -7,10 +7,9 @@ from sqlalchemy import delete, select
 
 from taskapp import audit
 from taskapp.admin.service import active_admin_ids_locked
-from taskapp.auth.email_tokens import invalidate_tokens
 from taskapp.auth.models import Session, User
 from taskapp.auth.passwords import hash_password, verify_password
-from taskapp.auth.service import lock_user, revoke_sessions
+from taskapp.auth.service import lock_user, revoke_credentials, revoke_sessions
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, Forbidden, NotFound
 from taskapp.extensions import db
@@ -32,12 +31,10 @@ def check_password(user_id: int, password: str) -> User:
 
 def change_password(user_id: int, *, current_password: str, new_password: str) -> None:
     """Set a new password, revoke every session of the user (this one included) and retire
-    any password-reset link."""
+    every emailed link: one sent earlier must not undo the password just chosen."""
     user = check_password(user_id, current_password)
     user.password_hash = hash_password(new_password)
-    revoke_sessions(user_id=user_id)
-    # A reset link sent earlier must not undo the password just chosen.
-    invalidate_tokens(user_id, "password_reset")
+    revoke_credentials(user_id)
     db.session.commit()
     audit.record("password_changed", "password changed: every session revoked", user_id=user_id)
 
@@ -80,8 +77,8 @@ def revoke_session(user_id: int, session_id: int) -> None:
 
 
 def revoke_all_sessions(user_id: int) -> None:
-    """Log the user out everywhere."""
-    revoke_sessions(user_id=user_id)
+    """Log the user out everywhere: every session and every emailed link."""
+    revoke_credentials(user_id)
     db.session.commit()
     audit.record("logout_all", "every session revoked by the user", user_id=user_id)
 

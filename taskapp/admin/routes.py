@@ -52,8 +52,9 @@ class AdminUser(MethodView):
 
         Any subset of `is_active` and `role`. Deactivating revokes every session of the user
         at once: their access tokens are refused on the next request, their refresh tokens
-        are spent, and they cannot log in (401). Reactivating lets them log in again; old
-        sessions stay revoked. Two admins demoting each other at the same moment leave one
-        admin, never none. A promotion or demotion applies to the user's next request.
+        are spent, every emailed link sent to them stops working, and they cannot log in
+        (401). Reactivating lets them log in again; old sessions and links stay revoked. Two
+        admins demoting each other at the same moment leave one admin, never none. A
+        promotion or demotion applies to the user's next request.
         """
         return service.update_user(current_user.id, user_id, changes=body)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from taskapp import audit
 from taskapp.auth.models import ADMIN, User
 from taskapp.auth.passwords import hash_password
-from taskapp.auth.service import revoke_sessions, unique_email
+from taskapp.auth.service import revoke_credentials, unique_email
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.pagination import page_of
@@ -56,7 +56,8 @@ def active_admin_ids_locked() -> list[int]:
 
 
 def update_user(actor_id: int, user_id: int, *, changes: dict) -> User:
-    """Set a user's ``is_active`` and/or ``role``; deactivation revokes every session.
+    """Set a user's ``is_active`` and/or ``role``; deactivation revokes every session and
+    emailed link (a reactivated account gets none of them back).
 
     Refused with Conflict when it would leave no active admin.
     """
@@ -74,7 +75,7 @@ def update_user(actor_id: int, user_id: int, *, changes: dict) -> User:
     for name, value in changes.items():
         setattr(user, name, value)
     if changes.get("is_active") is False:
-        revoke_sessions(user_id=user.id)
+        revoke_credentials(user.id)
     audit_fields = {"actor_id": actor_id, "target_id": user.id, "changes": changes}
     db.session.commit()
     log.info("admin changed a user", extra=audit_fields)

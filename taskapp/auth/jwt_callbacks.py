@@ -5,7 +5,7 @@ from flask_jwt_extended import JWTManager
 
 from taskapp.auth.models import User
 from taskapp.auth.service import load_session_user
-from taskapp.auth.tokens import token_ids
+from taskapp.auth.tokens import has_expiry, token_ids
 from taskapp.errors import Unauthorized, error_response
 
 
@@ -22,6 +22,8 @@ def _load_user(_header: dict, claims: dict) -> User | None:
 def register_jwt_callbacks(jwt: JWTManager) -> None:
     """Set the user loader and the failure callbacks on ``jwt``."""
     jwt.user_lookup_loader(_load_user)
+    # An access token without exp would never expire: refused as any other invalid token.
+    jwt.token_verification_loader(lambda _header, claims: has_expiry(claims))
     jwt.unauthorized_loader(lambda _reason: _unauthorized("Missing or malformed bearer token"))
     jwt.invalid_token_loader(lambda _reason: _unauthorized("Invalid token or wrong token type"))
     jwt.expired_token_loader(lambda _header, _data: _unauthorized("Token has expired"))
@@ -29,5 +31,5 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     jwt.user_lookup_error_loader(lambda _header, _data: _unauthorized("Session is no longer valid"))
     jwt.needs_fresh_token_loader(lambda _header, _data: _unauthorized("Fresh token required"))
     jwt.token_verification_failed_loader(
-        lambda _header, _data: _unauthorized("Token verification failed")
+        lambda _header, _data: _unauthorized("Invalid token or wrong token type")
     )

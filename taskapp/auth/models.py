@@ -29,6 +29,10 @@ class User(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     # Set when the user follows a link sent to ``email`` (verification, reset, change).
     email_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Moved on by whatever changes who may act for the account (password change or reset,
+    # logout everywhere, deactivation, verification, address change): an emailed token works
+    # only while the stamp it was issued under is still this one (auth/email_tokens.py).
+    security_stamp: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
     sessions: Mapped[list["Session"]] = relationship(
@@ -92,6 +96,8 @@ class EmailToken(db.Model):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     purpose: Mapped[str] = mapped_column(String(16))
+    # The user's security_stamp when it was issued: the token dies when the stamp moves on.
+    security_stamp: Mapped[int] = mapped_column(default=0, server_default="0")
     # The address to move to (change_email only).
     new_email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())

@@ -46,15 +46,24 @@ class Signup(MethodView):
     @rate_limited(blp, "RATELIMIT_SIGNUP")
     @blp.arguments(SignupSchema, example=CREDENTIALS_EXAMPLE)
     @blp.response(201, UserSchema, example=USER_EXAMPLE)
-    @blp.error(409, "Conflict: `Email already registered`")
+    @blp.error(
+        409,
+        "Conflict: `Email already registered`. The address's holder takes that account with "
+        "`POST /password-reset`",
+    )
     @blp.doc(operationId="signup")
     def post(self, body):
         """Create an account
 
         The email is normalised (trimmed, Unicode NFKC, lower-cased, the domain IDNA-encoded:
         see Conventions in docs/api.md) and must then be a valid address of at most 254
-        characters; the password is 8 to 72 bytes in UTF-8 (bcrypt's limit), without NUL.
+        characters, without quotes, backslashes, comments, encoded words (`=?...?=`) or an
+        address literal (`[...]`): one mailbox has one spelling. The password is 8 to 72
+        bytes in UTF-8 (bcrypt's limit), without NUL.
         A verification link is emailed to the address (see `POST /email/verify/confirm`).
+        An address another account already uses is a 409, verified or not: if it is yours,
+        reset the password (`POST /password-reset`), which gives you the account and retires
+        every session and emailed link of whoever signed up with it.
         Rate-limited per client address (`RATELIMIT_SIGNUP`).
         """
         return service.create_user(email=body["email"], password=body["password"])

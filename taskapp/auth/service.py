@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp import audit
-from taskapp.auth.email_tokens import queue_verification
+from taskapp.auth.email_tokens import queue_verification, retire_links
 from taskapp.auth.models import RefreshToken, Session, User
 from taskapp.auth.passwords import hash_password, needs_rehash, verify_password
 from taskapp.auth.tokens import issue_token_pair, read_refresh_token, token_digest
@@ -256,6 +256,14 @@ def revoke_sessions(*, session_ids=None, user_id: int | None = None) -> None:
         .where(token_filter, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+def revoke_credentials(user_id: int) -> None:
+    """End whatever acts for the user: every session (with its refresh tokens) and every
+    emailed link of every purpose; no commit. A password change or reset, a logout
+    everywhere and a deactivation each call it."""
+    revoke_sessions(user_id=user_id)
+    retire_links(user_id)
 
 
 def logout(*, token: str) -> None:

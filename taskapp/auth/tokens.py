@@ -34,6 +34,12 @@ def issue_token_pair(user_id: int, session_id: int, *, family_expires_at: dateti
     }
 
 
+def has_expiry(claims: dict) -> bool:
+    """Whether verified claims carry ``exp``: PyJWT checks an ``exp`` that is there, but
+    accepts a token without one, and every token this API issues has one."""
+    return "exp" in claims
+
+
 def read_refresh_token(token: str) -> tuple[int, int]:
     """Verify a refresh JWT (signature, expiry, type) and return (user id, session id).
 
@@ -43,6 +49,8 @@ def read_refresh_token(token: str) -> tuple[int, int]:
         # A compact JWT is ASCII; anything else (even a lone surrogate) is just malformed.
         raise JWTDecodeError("Malformed token")
     claims = decode_token(token)
+    if not has_expiry(claims):
+        raise JWTDecodeError("Token has no expiry")
     if claims.get("type") != "refresh":
         raise WrongTokenError("Only refresh tokens are allowed")
     ids = token_ids(claims)

@@ -60,7 +60,8 @@ def deliver_one(
 ) -> str | None:
     """Claim a message (``message_id``, if unsent; else the oldest one due by ``due_before``,
     default now), send it and record the outcome; commits. Returns "sent", "retry",
-    "failed", or None if none was free.
+    "failed" (refused for good, or still failing when its next attempt would pass
+    MAIL_MAX_AGE_HOURS), or None if none was free.
     """
     config = current_app.config
     now = due_before or datetime.now(UTC)
@@ -79,12 +80,32 @@ def deliver_one(
         db.session.rollback()
         return None
     outcome = _send(message, config=config, timeout=timeout or config["MAIL_TIMEOUT"])
+    if outcome == "retry" and _too_old(message, config=config):
+        _give_up(message)
+        outcome = "failed"
     if outcome != "retry":
         # The bodies carry live links (tokens are stored only as digests elsewhere): once
         # the server has the message, or never will, the outbox keeps only its envelope.
         message.text_body = message.html_body = ""
     db.session.commit()
     return outcome
+
+
+def _too_old(message: OutboxMessage, *, config) -> bool:
+    """Whether the message's next attempt would come after MAIL_MAX_AGE_HOURS."""
+    max_age = timedelta(hours=config["MAIL_MAX_AGE_HOURS"])
+    return message.next_attempt_at > message.created_at + max_age
+
+
+def _give_up(message: OutboxMessage) -> None:
+    message.failed_at = datetime.now(UTC)
+    message.last_error = f"gave up: {message.last_error}"[:255]
+    log.error(
+        "mail %s given up after %d attempt(s) over MAIL_MAX_AGE_HOURS (%s)",
+        message.id,
+        message.attempts,
+        message.last_error,
+    )
 
 
 def _send(message: OutboxMessage, *, config, timeout: float) -> str:

@@ -38,8 +38,9 @@ def _permanent(error: smtplib.SMTPException) -> bool:
 def send(message: EmailMessage, *, config: Mapping, timeout: float) -> None:
     """Hand ``message`` to the configured server within ``timeout`` seconds per operation.
 
-    Raises PermanentFailure for a 5xx refusal of the message; OSError or SMTPException for
-    anything worth retrying (refused connection, timeout, 4xx).
+    Raises PermanentFailure for a 5xx refusal of the message, or a non-ASCII recipient the
+    server cannot take (no SMTPUTF8); OSError or SMTPException for anything worth retrying
+    (refused connection, timeout, 4xx).
     """
     server = config["MAIL_SERVER"]
     if server is None:
@@ -62,6 +63,11 @@ def send(message: EmailMessage, *, config: Mapping, timeout: float) -> None:
             client.starttls(context=context)
         if config["MAIL_USERNAME"]:
             client.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+        client.ehlo_or_helo_if_needed()
+        if not str(message["To"]).isascii() and not client.has_extn("smtputf8"):
+            # smtplib would raise SMTPNotSupportedError on every attempt: this server can
+            # never take an internationalised address.
+            raise PermanentFailure("SMTPUTF8 not supported")
         client.send_message(message)
     except smtplib.SMTPException as error:
         if _permanent(error):

@@ -76,8 +76,9 @@ class PasswordResetConfirm(MethodView):
         """Set a new password with the emailed token; every session is revoked
 
         No access token needed. `new_password` follows the signup rules. Every session of the
-        user is revoked (all their tokens stop working), the token is spent and the address
-        counts as verified. A bad password, or a missing, empty or over-long token, is a 422
+        user is revoked (all their tokens stop working), so is every other emailed link (a
+        pending address change included), the token is spent and the address counts as
+        verified. A bad password, or a missing, empty or over-long token, is a 422
         and leaves the token usable. Limited per client address (`RATELIMIT_EMAIL_CONFIRM`).
         """
         service.reset_password(**body)
@@ -91,7 +92,10 @@ class EmailVerifyConfirm(MethodView):
         """Verify the account's address with the emailed token
 
         No access token needed: the token comes from the link
-        (`PUBLIC_BASE_URL/verify-email?token=...`), which lasts `EMAIL_TOKEN_HOURS`. Limited
+        (`PUBLIC_BASE_URL/verify-email?token=...`), which lasts `EMAIL_TOKEN_HOURS`. The
+        address is then proven: every other outstanding link of the account (a pending
+        address change, a reset) stops working. Sessions and the password stay; the holder of
+        an address someone else signed up with takes the account by a reset instead. Limited
         per client address (`RATELIMIT_EMAIL_CONFIRM`).
         """
         service.verify_email(token=body["token"])
@@ -107,8 +111,8 @@ class EmailChangeConfirm(MethodView):
 
         No access token needed: the token comes from the link sent to the new address
         (`PUBLIC_BASE_URL/confirm-email?token=...`), which lasts `EMAIL_TOKEN_HOURS`. The new
-        address counts as verified; every other outstanding link (sent to the old address)
-        stops working. Limited per client address (`RATELIMIT_EMAIL_CONFIRM`).
+        address counts as verified; every other outstanding link of the account stops
+        working. Limited per client address (`RATELIMIT_EMAIL_CONFIRM`).
         """
         service.change_email(token=body["token"])
 
@@ -148,7 +152,9 @@ class MyEmail(MethodView):
 
         A confirmation link goes to the new address, a notice to the current one; nothing
         changes until the link is followed. `new_email` is normalised as at signup. The link
-        lasts `EMAIL_TOKEN_HOURS` (see `POST /email/change/confirm`). Password checks are
+        lasts `EMAIL_TOKEN_HOURS` (see `POST /email/change/confirm`) and dies with the
+        account's security state: a password change or reset, `POST /logout-all`, a
+        deactivation or a verification before it is followed retires it. Password checks are
         limited as for `DELETE /me`, and sending as for `POST /me/email/verify` (per address
         emailed: the new one).
         """

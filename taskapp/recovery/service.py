@@ -1,26 +1,31 @@
 """Account recovery and address rules: password reset, address verification, address change.
 
 Every request that sends mail writes the token and the outbox message in one transaction.
+Following a link proves the address: a verification or an address change retires every other
+outstanding link of the account, a reset every link and every session as well, so whoever
+signed up with (or queued a change from) an address they cannot read loses what they queued,
+and after a reset the account altogether.
 """
 
 import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
 
+from taskapp import audit
 from taskapp.account.service import check_password
 from taskapp.auth.email_tokens import (
-    invalidate_tokens,
     issue_token,
+    issue_token_to_address,
     new_token,
     purge_tokens,
     queue_verification,
+    retire_links,
     spend_token,
 )
 from taskapp.auth.models import User
 from taskapp.auth.passwords import hash_password
-from taskapp.auth.service import revoke_sessions, unique_email
+from taskapp.auth.service import revoke_credentials, unique_email
 from taskapp.errors import Conflict, InvalidToken
 from taskapp.extensions import db
 from taskapp.mail import queue_mail
@@ -29,18 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def request_password_reset(*, email: str) -> None:
-    """Email a reset link to the account at ``email``; with no active account there, a note
-    saying so. The same work either way (a user lookup, a token drawn, a message rendered,
-    written and committed, then sent after the response), so neither the answer nor its
-    timing tells whether the account exists; an account only adds the token row's write.
+    """Email a reset link to the active account at ``email``; with none there, a note saying
+    so. The same work either way (the same statements, a message rendered, written and
+    committed, then sent after the response), so neither the answer nor its timing tells
+    whether the account exists.
     """
-    user = db.session.scalar(select(User).where(User.email == email))
-    token = new_token()
     minutes = current_app.config["PASSWORD_RESET_MINUTES"]
-    if user is not None and user.is_active:
-        url = issue_token(
-            user.id, "password_reset", token=token, lifetime=timedelta(minutes=minutes)
-        )
+    url = issue_token_to_address(
+        email, "password_reset", token=new_token(), lifetime=timedelta(minutes=minutes)
+    )
+    if url is not None:
         queue_mail(
             email,
             "password_reset",
@@ -56,20 +59,19 @@ def request_password_reset(*, email: str) -> None:
 def _spend(token: str, purpose: str) -> tuple[User, str | None]:
     """Spend the token: its active user and (for an address change) the new address."""
     spent = spend_token(token, purpose)
-    user = db.session.get(User, spent.user_id) if spent is not None else None
-    if user is None or not user.is_active:
+    if spent is None:
         db.session.rollback()
         raise InvalidToken()
-    return user, spent.new_email
+    return spent
 
 
 def reset_password(*, token: str, new_password: str) -> None:
-    """Set a new password with a reset token: the token is spent, every session revoked, and
-    the address counts as verified (the link reached it)."""
+    """Set a new password with a reset token: the token is spent, every session and every
+    other link retired, and the address counts as verified (the link reached it)."""
     user, _ = _spend(token, "password_reset")
     user.password_hash = hash_password(new_password)
     user.email_verified = True
-    revoke_sessions(user_id=user.id)
+    revoke_credentials(user.id)
     db.session.commit()
     log.info("password reset by email link", extra={"user_id": user.id})
 
@@ -85,9 +87,11 @@ def request_verification(user_id: int) -> None:
 
 
 def verify_email(*, token: str) -> None:
-    """Mark the address the token was sent to as verified; the token is spent."""
+    """Mark the address the token was sent to as verified; the token is spent and every other
+    outstanding link (a pending address change included) retired."""
     user, _ = _spend(token, "verify_email")
     user.email_verified = True
+    retire_links(user.id)
     db.session.commit()
 
 
@@ -99,7 +103,7 @@ def request_email_change(user_id: int, *, password: str, new_email: str) -> None
         raise Conflict("This is already the account's address")
     hours = current_app.config["EMAIL_TOKEN_HOURS"]
     url = issue_token(
-        user.id,
+        user,
         "change_email",
         token=new_token(),
         lifetime=timedelta(hours=hours),
@@ -120,19 +124,19 @@ def request_email_change(user_id: int, *, password: str, new_email: str) -> None
         new_email=new_email,
     )
     db.session.commit()
+    audit.record("email_change_requested", "address change requested", user_id=user_id)
 
 
 def change_email(*, token: str) -> None:
     """Move the account to the address the token was sent to, now verified. Every other
-    outstanding token (sent to the old address) is retired; the unique index settles an
-    address taken meanwhile (409)."""
+    outstanding link is retired; the unique index settles an address taken meanwhile (409)."""
     user, new_email = _spend(token, "change_email")
-    invalidate_tokens(user.id)
+    retire_links(user.id)
     user.email = new_email
     user.email_verified = True
     with unique_email():
         db.session.commit()
-    log.info("email address changed by email link", extra={"user_id": user.id})
+    audit.record("email_changed", "address changed by emailed link", user_id=user.id)
 
 
 def purge_email_tokens(*, older_than: datetime) -> int:

@@ -19,7 +19,7 @@ from taskapp.tasks.locks import LOCK_ORDER
 # Which step of LOCK_ORDER a statement takes, by its SQL; None: it locks nothing.
 STEPS = {
     "user": r"FROM users .*FOR NO KEY UPDATE",
-    "user_tasks": r"^INSERT INTO task_counts",
+    "user_tasks": r"pg_advisory_xact_lock_shared",  # shared or exclusive, by a CASE
     "list": r"FROM lists .*FOR UPDATE",
     "label": r"FROM labels .*FOR UPDATE",
     "tasks": r"FROM tasks .*FOR UPDATE",

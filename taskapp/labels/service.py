@@ -1,24 +1,23 @@
 """Label rules and queries, always scoped to the acting user."""
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp.database import allow_long_statements
 from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.tasks.locks import lock_label, lock_user_tasks
-from taskapp.tasks.models import Label, LabelCount
-from taskapp.tasks.totals import label_tasks
+from taskapp.tasks.models import Label
+from taskapp.tasks.totals import label_tasks, label_total
 
 NOT_FOUND = "Label not found"
 
 
 def list_labels(user_id: int) -> dict:
-    """The user's labels with their task counts (kept: LabelCount), by key."""
-    labels, counts = Label.__table__, LabelCount.__table__
+    """The user's labels with their task counts (kept: LabelCount and its deltas), by key."""
+    labels = Label.__table__
     rows = db.session.execute(
-        select(labels.c.name, func.coalesce(counts.c.tasks, 0).label("tasks"))
-        .outerjoin(counts, counts.c.label_id == labels.c.id)
+        select(labels.c.name, label_total(labels.c.id).label("tasks"))
         .where(labels.c.user_id == user_id)
         .order_by(labels.c.key)
     )

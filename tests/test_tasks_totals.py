@@ -109,6 +109,14 @@ def matches(task: dict, query: dict, now: datetime) -> bool:
     return True
 
 
+def kept_counts(table: str, *key) -> tuple:
+    """The counts kept in ``table`` (base rows plus deltas) for one key; zeros if none."""
+    db.session.expire_all()
+    kept = next(kept for kept in totals.KEPT if kept.table == table)
+    rows = {row[: len(key)]: row[len(key) :] for row in totals.kept_rows(kept)}
+    return rows.get(key, (0,) * len(kept.counts))
+
+
 def assert_kept_counts() -> None:
     """Every kept count equals its rows counted; no row stands at 0 where it should go."""
     db.session.expire_all()

@@ -36,7 +36,7 @@ QUOTAS = {
         "MAX_TASKS_PER_USER",
         "tasks",
         "delete some first",
-        "the user's task_counts row (tasks.locks.lock_user_tasks)",
+        "the user's queue, exclusive near the limit (tasks.locks.lock_user_tasks)",
     ),
     "lists": Quota(
         "LISTS_PER_USER",
@@ -48,7 +48,7 @@ QUOTAS = {
         "LABELS_PER_USER",
         "labels",
         "delete unused ones first (DELETE /labels/{name})",
-        "the user's task_counts row: every writer that makes labels writes tasks",
+        "the user's queue, exclusive: every writer that makes labels writes tasks",
     ),
     "task_labels": Quota(
         "LABELS_PER_TASK",

@@ -100,45 +100,82 @@ def test_0006_backfills_positions_and_downgrades_keeping_the_counts(scratch_data
     assert run_sql(scratch_database_url, "SELECT total FROM task_counts") == [(100,)]
 
 
+# Each kept count as it reads in its base table, and as the tasks count it.
+KEPT_READS = {
+    "SELECT total, completed FROM task_counts": (
+        "SELECT count(*), count(*) FILTER (WHERE completed) FROM tasks"
+    ),
+    "SELECT priority, total, completed FROM task_priority_counts ORDER BY 1": (
+        "SELECT priority, count(*), count(*) FILTER (WHERE completed) FROM tasks "
+        "GROUP BY 1 ORDER BY 1"
+    ),
+    "SELECT due_on, total, completed FROM task_due_counts ORDER BY 1": (
+        "SELECT (due_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE completed) "
+        "FROM tasks WHERE due_at IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ),
+    "SELECT label_id, tasks FROM label_counts": (
+        "SELECT label_id, count(*) FROM task_labels GROUP BY 1"
+    ),
+}
+
+# A user's tasks and labels, before the 0007 and 0009 upgrades.
+TASKS_BEFORE = (
+    "INSERT INTO users (email, password_hash) VALUES ('m@example.com', 'x');"
+    "INSERT INTO labels (user_id, name, key) VALUES (1, 'Home', 'home');"
+    "INSERT INTO tasks (user_id, title, priority, completed, due_at) "
+    "SELECT 1, 't' || n, n % 4, n % 3 = 0, "
+    "CASE WHEN n % 5 > 0 THEN '2030-01-01T23:00:00Z'::timestamptz + n * interval '1 hour' END "
+    "FROM generate_series(1, 120) n;"
+    "INSERT INTO task_labels (task_id, label_id) SELECT id, 1 FROM tasks WHERE id % 2 = 0"
+)
+WRITES = (
+    "UPDATE tasks SET due_at = due_at + interval '1 day', priority = 3 WHERE id % 7 = 0;"
+    "DELETE FROM tasks WHERE id % 11 = 0"
+)
+
+
 def test_0007_counts_the_existing_tasks_then_its_triggers_keep_them(scratch_database_url):
     assert flask_db(scratch_database_url, "upgrade", "0006").returncode == 0
-    run_sql(
-        scratch_database_url,
-        "INSERT INTO users (email, password_hash) VALUES ('m@example.com', 'x');"
-        "INSERT INTO labels (user_id, name, key) VALUES (1, 'Home', 'home');"
-        "INSERT INTO tasks (user_id, title, priority, completed, due_at) "
-        "SELECT 1, 't' || n, n % 4, n % 3 = 0, "
-        "CASE WHEN n % 5 > 0 THEN '2030-01-01T23:00:00Z'::timestamptz + n * interval '1 hour' END "
-        "FROM generate_series(1, 120) n;"
-        "INSERT INTO task_labels (task_id, label_id) SELECT id, 1 FROM tasks WHERE id % 2 = 0",
-    )
-    kept = {
-        "SELECT priority, total, completed FROM task_priority_counts ORDER BY 1": (
-            "SELECT priority, count(*), count(*) FILTER (WHERE completed) FROM tasks "
-            "GROUP BY 1 ORDER BY 1"
-        ),
-        "SELECT due_on, total, completed FROM task_due_counts ORDER BY 1": (
-            "SELECT (due_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE completed) "
-            "FROM tasks WHERE due_at IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ),
-        "SELECT label_id, tasks FROM label_counts": (
-            "SELECT label_id, count(*) FROM task_labels GROUP BY 1"
-        ),
-    }
-
-    upgrade = flask_db(scratch_database_url, "upgrade")
+    run_sql(scratch_database_url, TASKS_BEFORE)
+    upgrade = flask_db(scratch_database_url, "upgrade", "0007")
     assert upgrade.returncode == 0, upgrade.stderr
-    run_sql(
-        scratch_database_url,
-        "UPDATE tasks SET due_at = due_at + interval '1 day', priority = 3 WHERE id % 7 = 0;"
-        "DELETE FROM tasks WHERE id % 11 = 0",
-    )
-    for read, counted in kept.items():
-        expected = run_sql(scratch_database_url, counted)
-        assert expected
-        assert run_sql(scratch_database_url, read) == expected
+    run_sql(scratch_database_url, WRITES)
+    assert_kept_reads(scratch_database_url)
     assert flask_db(scratch_database_url, "downgrade", "0006").returncode == 0
     assert run_sql(scratch_database_url, "SELECT to_regclass('task_due_counts')") == [(None,)]
+
+
+def assert_kept_reads(database_url: str) -> None:
+    for read, counted in KEPT_READS.items():
+        expected = run_sql(database_url, counted)
+        assert expected
+        assert run_sql(database_url, read) == expected, read
+
+
+def test_0009_appends_deltas_that_fold_exactly_and_downgrades_to_the_old_triggers(
+    scratch_database_url,
+):
+    assert flask_db(scratch_database_url, "upgrade", "0008").returncode == 0
+    run_sql(scratch_database_url, TASKS_BEFORE)
+    upgrade = flask_db(scratch_database_url, "upgrade", "0009")
+    assert upgrade.returncode == 0, upgrade.stderr
+    run_sql(scratch_database_url, WRITES + "; DELETE FROM task_labels WHERE task_id % 4 = 0")
+    # Written as deltas, the base rows untouched; one statement trigger after an INSERT.
+    assert run_sql(scratch_database_url, "SELECT count(*) > 0 FROM task_count_deltas") == [(True,)]
+    after_insert = (
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tasks'::regclass "
+        "AND NOT tgisinternal AND tgtype & 4 = 4 AND tgtype & 1 = 0 AND tgtype & 2 = 0"
+    )
+    assert run_sql(scratch_database_url, after_insert) == [(1,)]
+    assert run_sql(scratch_database_url, "SELECT task_counts_fold(1)")[0][0] > 0
+    assert run_sql(scratch_database_url, "SELECT count(*) FROM task_count_deltas") == [(0,)]
+    assert_kept_reads(scratch_database_url)
+    run_sql(scratch_database_url, WRITES)  # deltas again, which the downgrade folds
+    assert flask_db(scratch_database_url, "downgrade", "0008").returncode == 0
+    assert_kept_reads(scratch_database_url)
+    run_sql(scratch_database_url, WRITES + "; DELETE FROM task_labels WHERE task_id % 6 = 0")
+    assert_kept_reads(scratch_database_url)  # the old triggers keep them again
+    assert run_sql(scratch_database_url, "SELECT to_regclass('task_count_deltas')") == [(None,)]
 
 
 # The project's own top-level modules and packages (taskapp, config, wsgi, ...): what a revision

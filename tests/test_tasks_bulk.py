@@ -2,10 +2,11 @@
 
 import pytest
 from sqlalchemy import select
+from test_tasks_totals import kept_counts
 
 from conftest import assert_error
 from taskapp.extensions import db
-from taskapp.tasks.models import Task, TaskCount
+from taskapp.tasks.models import Task
 
 
 @pytest.fixture
@@ -30,11 +31,10 @@ def state(task_id: int) -> Task:
 def counts(owner_of: int | None = None) -> tuple[int, int]:
     """The kept counts of the only user with tasks (or of the owner of task ``owner_of``)."""
     db.session.expire_all()
-    query = select(TaskCount)
+    users = select(Task.user_id).distinct()
     if owner_of is not None:
-        query = query.where(TaskCount.user_id == state(owner_of).user_id)
-    kept = db.session.scalars(query).one()
-    return kept.total, kept.completed
+        users = users.where(Task.id == owner_of)
+    return kept_counts("task_counts", db.session.scalars(users).one())
 
 
 def test_complete_and_reopen(client, headers, three):

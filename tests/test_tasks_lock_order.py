@@ -21,7 +21,7 @@ STEPS = {
     # The key's own row is written under that lock, before the work's.
     "new_keys": r"pg_advisory_xact_lock\(%\(key\)s\)|^INSERT INTO idempotency_keys",
     "user": r"FROM users .*FOR NO KEY UPDATE",
-    "user_tasks": r"^INSERT INTO task_counts",
+    "user_tasks": r"pg_advisory_xact_lock_shared",  # shared or exclusive, by a CASE
     "list": r"FROM lists .*FOR UPDATE",
     "label": r"FROM labels .*FOR UPDATE",
     "tasks": r"FROM tasks .*FOR UPDATE",

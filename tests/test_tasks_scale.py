@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import OperationalError
+from test_tasks_totals import kept_counts
 
 from conftest import assert_error, own_connection
 from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.seed import COMMON, seed
 from taskapp.tasks import queries
-from taskapp.tasks.models import Task, TaskCount, TaskList
+from taskapp.tasks.models import Task, TaskCount, TaskList, task_count_deltas
 
 SORTS = list(itertools.product(["created_at", "updated_at", "title"], ["asc", "desc"]))
 
@@ -113,10 +114,8 @@ def test_a_cursor_is_422_with_another_sort_or_with_a_page(client, auth, make_tas
         assert_error(response, 422, field="cursor")
 
 
-def kept_counts(user_id: int) -> tuple[int, int]:
-    db.session.expire_all()
-    row = db.session.get(TaskCount, user_id)
-    return (row.total, row.completed) if row else (0, 0)
+def user_counts(user_id: int) -> tuple[int, int]:
+    return kept_counts("task_counts", user_id)
 
 
 def counted(user_id: int) -> tuple[int, int]:
@@ -131,13 +130,13 @@ def test_kept_counts_follow_every_write(client, auth, make_task):
     headers = auth()
     user_id = client.get("/me", headers=headers).json["id"]
     tasks = [make_task(headers, completed=n % 2 == 0)["id"] for n in range(6)]
-    assert kept_counts(user_id) == counted(user_id) == (6, 3)
+    assert user_counts(user_id) == counted(user_id) == (6, 3)
 
     client.patch(f"/tasks/{tasks[1]}", json={"completed": True}, headers=headers)
     client.patch(f"/tasks/{tasks[0]}", json={"title": "renamed"}, headers=headers)
     client.put(f"/tasks/{tasks[2]}", json={"title": "replaced"}, headers=headers)
     client.delete(f"/tasks/{tasks[3]}", headers=headers)
-    assert kept_counts(user_id) == counted(user_id) == (5, 3)
+    assert user_counts(user_id) == counted(user_id) == (5, 3)
 
     for completed, expected in ((None, 5), ("true", 3), ("false", 2)):
         query = {} if completed is None else {"completed": completed}
@@ -163,9 +162,8 @@ def assert_list_totals(client, headers, user_id: int) -> None:
             meta = client.get("/tasks", query_string=query, headers=headers).json["meta"]
             assert meta["total"] == expected, (list_id, completed)
         if list_id is not None:
-            kept = db.session.get(TaskList, list_id)
             done = db.session.scalar(select(func.count()).where(in_list, Task.completed.is_(True)))
-            assert (kept.total, kept.completed) == (
+            assert kept_counts("lists", list_id) == (
                 db.session.scalar(select(func.count()).where(in_list)),
                 done,
             )
@@ -211,13 +209,15 @@ def test_list_counts_follow_every_writer(client, auth, make_task):
 def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
     seeded = seed(users=2, tasks=40, prefix="bulk", password="bulk password")
     for user_id in seeded:
-        assert kept_counts(user_id) == counted(user_id)
-        assert kept_counts(user_id)[0] == 40
+        assert user_counts(user_id) == counted(user_id)
+        assert user_counts(user_id)[0] == 40
     db.session.execute(Task.__table__.delete().where(Task.user_id == seeded[0]))
     db.session.execute(User.__table__.delete().where(User.id == seeded[1]))
     db.session.commit()
-    assert kept_counts(seeded[0]) == (0, 0)
+    assert user_counts(seeded[0]) == (0, 0)
     assert db.session.get(TaskCount, seeded[1]) is None
+    deltas = select(func.count()).where(task_count_deltas.c.user_id == seeded[1])
+    assert db.session.scalar(deltas) == 0  # gone with the user
 
 
 @pytest.mark.committing
@@ -228,8 +228,8 @@ def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkey
     seeding = build_app()
     with seeding.app_context():
         (user_id,) = seed(users=1, tasks=20_000, prefix="timed", password="timed password")
-        assert kept_counts(user_id) == counted(user_id)
-        assert kept_counts(user_id)[0] == 20_000
+        assert user_counts(user_id) == counted(user_id)
+        assert user_counts(user_id)[0] == 20_000
         # The request path keeps its timeout.
         with pytest.raises(OperationalError, match="statement timeout"):
             db.session.execute(text("SELECT pg_sleep(1)"))

@@ -1,6 +1,6 @@
 """Label rules and queries, always scoped to the acting user."""
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapp.database import allow_long_statements
@@ -8,8 +8,8 @@ from taskapp.errors import Conflict, NotFound
 from taskapp.extensions import db
 from taskapp.pagination import page_of
 from taskapp.tasks.locks import lock_label, lock_user_tasks
-from taskapp.tasks.models import Label, LabelCount
-from taskapp.tasks.totals import label_tasks
+from taskapp.tasks.models import Label
+from taskapp.tasks.totals import label_tasks, label_total
 
 NOT_FOUND = "Label not found"
 
@@ -20,18 +20,12 @@ LABEL_LIST = "labels"  # the cursor_list of LabelQuerySchema
 def list_labels(
     user_id: int, *, page: int = 1, page_size: int = 100, cursor: dict | None = None
 ) -> dict:
-    """A page of the user's labels with their task counts (kept: LabelCount), by key."""
-    labels, counts = Label.__table__, LabelCount.__table__
-    query = (
-        select(
-            labels.c.id,
-            labels.c.key,
-            labels.c.name,
-            func.coalesce(counts.c.tasks, 0).label("tasks"),
-        )
-        .outerjoin(counts, counts.c.label_id == labels.c.id)
-        .where(labels.c.user_id == user_id)
-    )
+    """A page of the user's labels with their task counts (kept: LabelCount and its deltas),
+    by key."""
+    labels = Label.__table__
+    query = select(
+        labels.c.id, labels.c.key, labels.c.name, label_total(labels.c.id).label("tasks")
+    ).where(labels.c.user_id == user_id)
     return page_of(
         LABEL_LIST,
         query,

@@ -1,24 +1,25 @@
 """The one lock order every writer of a user's tasks, lists and labels takes.
 
 A writer takes its locks in the order of LOCK_ORDER, each through a function here, and first of
-all the user's queue (lock_user_tasks): the user's task_counts row, which every write of a task
-would lock anyway, through the triggers, until the commit. Taken first, it makes the user's
-writers queue on one row; every later lock (a task, a parent, a list's order, a label, and the
-kept count rows the triggers write: task_due_counts, lists, task_priority_counts, label_counts,
-sync_changes) is then taken by one writer of that user at a time, so their order among
-themselves no longer decides whether two writers can deadlock. Before, it did: migration 0006
-named its list-count triggers to fire after the tasks_count ones (alphabetical order), so that
-a writer locked task_counts before lists.
+all the user's queue (lock_user_tasks): a transaction-scoped advisory lock per user. The kept
+counts no longer lock anything (migration 0008: the triggers append delta rows), so the queue
+is there only to keep writers that lock several rows from deadlocking: they take it exclusive,
+and every later lock (a task, a parent, a list's order, a label, a list or label deleted) is
+then taken by one of them at a time, with no single-task writer in flight. The single-task
+writes (a create, a change of a task's own fields, a deletion: services name them) take it
+shared, so they never wait for one another; each locks at most its own task row (and a new
+task's parent and list order) and then waits for nothing another single-task writer holds.
 """
 
 from typing import NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Text, case, cast, func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from taskapp.errors import NotFound
 from taskapp.extensions import db
-from taskapp.tasks.models import Label, Task, TaskCount, TaskList
+from taskapp.tasks.models import Label, Task, TaskList, task_count_deltas
+from taskapp.tasks.totals import FOLD_AFTER
 
 
 class Lock(NamedTuple):
@@ -39,15 +40,20 @@ LOCK_ORDER = (
         "the users row (auth.service.lock_user; lists.service.create_list): writes to the "
         "account itself, and a list's creation (its quota)",
     ),
-    Lock("user_tasks", "the user's task_counts row (lock_user_tasks): every writer, first"),
+    Lock(
+        "user_tasks",
+        "the user's queue (lock_user_tasks), an advisory lock: every writer, first; shared by "
+        "single-task writes, exclusive for the others",
+    ),
     Lock("list", "a list row deleted (lock_list), before the tasks its cascade deletes"),
     Lock("label", "a label row renamed or deleted (lock_label), before its tasks' rows"),
     Lock("tasks", "task rows (lock_task, lock_tasks): a task before its parent; bulk: by id"),
     Lock("list_order", "a list's order (lock_list_order): an advisory lock, per list"),
     Lock(
         "writes",
-        "the rows written, and those the triggers write: the kept counts (totals.KEPT) and "
-        "sync_changes; under the user's queue, so in any order among themselves",
+        "the rows written, and those the triggers write: delta rows (appended: no waits) and "
+        "a task's own sync_changes row; a fold's base rows (totals.KEPT), by one folder at a "
+        "time (a try lock)",
     ),
 )
 
@@ -56,18 +62,30 @@ LOCKED_COLUMNS = ("id", "list_id", "parent_id", "recurrence", "due_at", "complet
 NOT_FOUND = "Task not found"
 
 
-def lock_user_tasks(user_id: int) -> None:
-    """Take the user's queue (LOCK_ORDER's "user_tasks"): lock the user's task_counts row
-    until the commit, first in every write of the user's tasks or of rows they reference.
+# The class of the queue's advisory key (its second key is the user's id): negative, so no
+# list order's (user id, list id) and no fold's (migration 0008: -8) key.
+QUEUE_CLASS = -1
 
-    The row is made if missing (a user's first task), so there is always one to queue on.
+
+def lock_user_tasks(user_id: int, *, shared: bool | ColumnElement = False) -> bool:
+    """Take the user's queue (LOCK_ORDER's "user_tasks") until the commit, first in every
+    write of the user's tasks or of rows they reference: ``shared`` for a single-task write
+    (a SQL condition: shared where it holds, with ``user_id`` bound); whether it was shared.
+
+    In the same statement, fold the user's count deltas into the base rows when there are
+    more than totals.FOLD_AFTER (unless another writer is folding them: it never waits).
     """
-    counts = TaskCount.__table__
-    db.session.execute(
-        postgresql.insert(counts)
-        .values(user_id=user_id)
-        .on_conflict_do_update(index_elements=["user_id"], set_={"user_id": counts.c.user_id})
+    deltas = task_count_deltas
+    condition = shared if isinstance(shared, ColumnElement) else literal(shared)
+    take = case(
+        (condition, cast(func.pg_advisory_xact_lock_shared(QUEUE_CLASS, user_id), Text)),
+        else_=cast(func.pg_advisory_xact_lock(QUEUE_CLASS, user_id), Text),
     )
+    pending = select(literal(1)).where(deltas.c.user_id == user_id).limit(FOLD_AFTER + 1)
+    many = select(func.count()).select_from(pending.subquery()).scalar_subquery() > FOLD_AFTER
+    fold = case((many, func.task_counts_fold(user_id)), else_=0)
+    statement = select(condition, take, fold)
+    return db.session.execute(statement, {"user_id": user_id}).scalar_one()
 
 
 def lock_list(user_id: int, list_id: int) -> bool:

@@ -221,3 +221,29 @@ class LabelCount(db.Model):
         ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True
     )
     tasks: Mapped[int] = mapped_column(server_default="0")
+
+
+# What task statements add to the kept counts, appended by migration 0008's tasks_changed()
+# (one row per user, list, priority and due day a statement touches) and summed by readers
+# with the base rows (TaskCount, TaskList, TaskPriorityCount, TaskDueCount) until
+# task_counts_fold() moves them there. Appending locks nothing another writer waits for.
+task_count_deltas = Table(
+    "task_count_deltas",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("list_id", db.Integer),  # no key: a deleted list's rows are dropped by the fold
+    Column("priority", SmallInteger, nullable=False),
+    Column("due_on", Date),
+    Column("total", db.Integer, nullable=False),
+    Column("completed", db.Integer, nullable=False),
+    Index("ix_task_count_deltas_user_id", "user_id"),
+)
+
+# What link statements add to LabelCount, appended by triggers on task_labels (0008).
+label_count_deltas = Table(
+    "label_count_deltas",
+    db.metadata,
+    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), nullable=False),
+    Column("tasks", db.Integer, nullable=False),
+    Index("ix_label_count_deltas_label_id", "label_id"),
+)

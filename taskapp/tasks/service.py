@@ -16,7 +16,7 @@ from taskapp.tasks.labelling import set_labels, with_labels
 from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks
 from taskapp.tasks.models import Task
 from taskapp.tasks.placement import UNSET, end_of_list, move_position, place, subtasks_follow
-from taskapp.tasks.totals import touched, user_task_count
+from taskapp.tasks.totals import room_below, touched, user_task_count
 
 STALE = "The task has changed since that ETag was read; fetch it again"
 
@@ -46,14 +46,19 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     fields = dict(fields)
     labels = fields.pop("labels", [])
     _check_rule(fields.get("recurrence"), fields.get("due_at"))
-    lock_user_tasks(user_id)
+    limit = current_app.config["MAX_TASKS_PER_USER"]
+    # A single-task write, so shared; exclusive near the quota (check_task_quota) or when it
+    # may make labels (LABELS_PER_USER is counted under the exclusive queue: quotas).
+    near = room_below(limit) if limit else True
+    shared = lock_user_tasks(user_id, shared=False if labels else near)
     place(user_id, None, fields)
     if fields.get("completed"):
         fields["completed_at"] = func.now()
     fields["position"] = end_of_list(user_id, fields.get("list_id"))
     statement = insert(tasks).values(user_id=user_id, **fields).returning(*tasks.c)
     task = db.session.execute(statement).one()
-    check_task_quota(user_id)
+    if not shared:
+        check_task_quota(user_id)
     set_labels(user_id, task.id, labels)
     task = with_labels(task)
     db.session.commit()
@@ -61,12 +66,14 @@ def create_task(user_id: int, *, fields: dict) -> dict:
 
 
 def check_task_quota(user_id: int) -> None:
-    """Call after inserting a user's new tasks: Conflict, rolled back, if the user now owns
-    more than MAX_TASKS_PER_USER (quotas.check_quota).
+    """Call after inserting a user's new tasks, holding the user's queue exclusive: Conflict,
+    rolled back, if the user now owns more than MAX_TASKS_PER_USER (quotas.check_quota).
 
-    The count is the kept one (totals.user_task_count), which the insert's trigger raised under
-    the count row's lock: concurrent creators for one user queue on it, and each sees the
-    others' tasks, so no race gets past the quota.
+    The queue exclusive waits for every single-task writer in flight (they hold it shared) and
+    keeps new ones out, so the kept count read here (totals.user_task_count) holds every other
+    committed task. A create far from the quota (totals.room_below: even if every transaction
+    PostgreSQL allows created one, the user stays within it) holds the queue shared and skips
+    this check: so no race gets past the quota.
     """
     if current_app.config["MAX_TASKS_PER_USER"]:
         check_quota("tasks", user_task_count(user_id))
@@ -89,7 +96,9 @@ def update_task(
     changes = dict(changes)
     labels = changes.pop("labels", None)
     planned = _plan_recurrence(user_id, task_id, changes)
-    lock_user_tasks(user_id)
+    # Only its own fields: a single-task write (locks), so shared.
+    own_fields = labels is None and not {"list_id", "parent_id"} & changes.keys()
+    lock_user_tasks(user_id, shared=own_fields)
     place(user_id, task_id, changes)
     if planned is not None:
         current = lock_task(user_id, task_id)
@@ -166,7 +175,7 @@ def move_task(
 def delete_task(user_id: int, task_id: int, *, expected: Sequence[Version] | None = None) -> None:
     """Delete the user's task; with ``expected``, only while it is at one of those versions."""
     tasks = Task.__table__
-    lock_user_tasks(user_id)
+    lock_user_tasks(user_id, shared=True)  # a single-task write
     statement = delete(tasks).where(*_target(user_id, task_id, expected)).returning(tasks.c.id)
     if db.session.execute(statement).one_or_none() is None:
         _refuse(user_id, task_id)

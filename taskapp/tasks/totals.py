@@ -1,18 +1,34 @@
 """The registry of totals: for each filter, kept (from which table) or counted; and the rules
 the triggers that keep the counts and this Python must agree on, written once.
 
-Kept counts are written by triggers in the writer's transaction, whoever writes (the services,
-a cascade, a bulk load): task_counts by migration 0003 (and its ``stamp`` by 0005), lists'
-``total``/``completed`` and tasks.label_names by 0006, task_priority_counts, task_due_counts
-and label_counts by 0007. Migrations are frozen history: the rules below document what their
-SQL does; a change of a rule is a new migration and a change here, together.
+A kept count is its base row plus the sum of its delta rows. Whoever writes tasks or links
+(the services, a cascade, a bulk load), a trigger appends what the statement changes to the
+delta tables in the writer's transaction (migration 0008: task_count_deltas, one row per user,
+list, priority and due day a statement touches; label_count_deltas), which locks nothing
+another writer waits for; task_counts_fold() (fold_counts) moves a user's delta rows into the
+base rows: task_counts (0003; its ``stamp``, 0005), lists' ``total``/``completed`` (0006),
+task_priority_counts, task_due_counts and label_counts (0007). tasks.label_names is kept by
+0006's triggers. Migrations are frozen history: the rules below document what their SQL does;
+a change of a rule is a new migration and a change here, together.
 """
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Date, Select, bindparam, cast, exists, func, or_, select
+from sqlalchemy import (
+    Date,
+    Integer,
+    Select,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from taskapp.extensions import db
@@ -23,6 +39,8 @@ from taskapp.tasks.models import (
     TaskDueCount,
     TaskList,
     TaskPriorityCount,
+    label_count_deltas,
+    task_count_deltas,
     task_labels,
 )
 
@@ -76,19 +94,22 @@ def touched() -> dict:
 
 
 class Kept(NamedTuple):
-    """A count kept by triggers, and the rows it should hold, counted from tasks and
-    task_labels (zero rows left out)."""
+    """A count kept by triggers as base rows plus delta rows, and the rows it should hold,
+    counted from tasks and task_labels (zero rows left out)."""
 
     table: str
     key: tuple[str, ...]
     counts: tuple[str, ...]
-    # Where it is kept: the migration, and the prefix of its triggers' names.
+    # Where it is kept: the migration of its base table, and the prefix of the names of the
+    # triggers that append its delta rows (0008).
     migration: str
     triggers: str
-    # What a count that falls to 0 does. "deleted": the row goes, so the table holds no more
-    # rows than keys in use (0007's ``emptied`` DELETE); "kept": the row stays at 0.
+    # What a count that falls to 0 does when folded. "deleted": the row goes, so the table
+    # holds no more rows than keys in use; "kept": the row stays at 0.
     at_zero: str
     recount: Callable[[], Select]
+    # Its delta rows not folded yet, named as the base table's key and counts.
+    pending: Callable[[], Select]
 
 
 def _tasks_by(*keys) -> Select:
@@ -113,16 +134,41 @@ def _recount_labels() -> Select:
     )
 
 
+def _pending(*keys) -> Callable[[], Select]:
+    """The task_count_deltas rows of a count keyed by ``keys`` (their names there, or
+    (name there, name in the base table)), rows without a key left out."""
+
+    def rows() -> Select:
+        deltas = task_count_deltas
+        columns = [
+            deltas.c[key].label(key) if isinstance(key, str) else deltas.c[key[0]].label(key[1])
+            for key in keys
+        ]
+        return select(*columns, deltas.c.total, deltas.c.completed).where(
+            *(column.is_not(None) for column in columns)
+        )
+
+    return rows
+
+
+def _pending_lists() -> Select:
+    """The delta rows of lists that still exist (a deleted list's are dropped by the fold)."""
+    lists = TaskList.__table__
+    return _pending(("list_id", "id"))().where(task_count_deltas.c.list_id.in_(select(lists.c.id)))
+
+
 KEPT = (
-    # Made once per user, with the change stamp (0005) on it: never deleted but with the user.
+    # Made by the first fold of a user, with the change stamp (0005) on it: never deleted but
+    # with the user.
     Kept(
         "task_counts",
         ("user_id",),
         ("total", "completed"),
         "0003",
-        "tasks_count",
+        "tasks_changed",
         "kept",
         lambda: _tasks_by(Task.__table__.c.user_id),
+        _pending("user_id"),
     ),
     # A list's counts live on its row.
     Kept(
@@ -130,47 +176,61 @@ KEPT = (
         ("id",),
         ("total", "completed"),
         "0006",
-        "tasks_list_count",
+        "tasks_changed",
         "kept",
         lambda: _tasks_by(Task.__table__.c.list_id.label("id")),
+        _pending_lists,
     ),
     Kept(
         "task_priority_counts",
         ("user_id", "priority"),
         ("total", "completed"),
         "0007",
-        "tasks_priority_count",
+        "tasks_changed",
         "deleted",
         lambda: _tasks_by(Task.__table__.c.user_id, Task.__table__.c.priority),
+        _pending("user_id", "priority"),
     ),
     Kept(
         "task_due_counts",
         ("user_id", "due_on"),
         ("total", "completed"),
         "0007",
-        "tasks_due_count",
+        "tasks_changed",
         "deleted",
         _recount_due,
+        _pending("user_id", "due_on"),
     ),
-    # Its trigger only updates on removal; the row goes with its label.
+    # The row goes with its label, and so do its delta rows.
     Kept(
         "label_counts",
         ("label_id",),
         ("tasks",),
         "0007",
-        "task_labels_count",
+        "task_labels_delta",
         "kept",
         _recount_labels,
+        lambda: select(label_count_deltas.c.label_id, label_count_deltas.c.tasks),
     ),
 )
 
+# A writer folds the user's delta rows first when there are more than this many (locks.
+# lock_user_tasks): so a kept total sums at most about this many rows, plus those of the
+# writes in flight, whatever the user's number of tasks.
+FOLD_AFTER = 32
+
 
 def kept_rows(kept: Kept) -> set[tuple]:
-    """The nonzero rows of a kept count as they are: (key..., count...)."""
+    """The nonzero rows of a kept count as they read: base plus deltas, (key..., count...)."""
     table = db.metadata.tables[kept.table]
-    columns = [table.c[name] for name in (*kept.key, *kept.counts)]
-    nonzero = [table.c[name] != 0 for name in kept.counts]
-    rows = db.session.execute(select(*columns).where(or_(*nonzero)))
+    base = select(*(table.c[name] for name in (*kept.key, *kept.counts)))
+    both = union_all(base, kept.pending()).subquery()
+    sums = [func.sum(both.c[name]) for name in kept.counts]
+    rows = db.session.execute(
+        select(*(both.c[name] for name in kept.key), *sums)
+        .group_by(*(both.c[name] for name in kept.key))
+        .having(or_(*(total != 0 for total in sums)))
+    )
     return {tuple(row) for row in rows}
 
 
@@ -180,10 +240,26 @@ def counted_rows(kept: Kept) -> set[tuple]:
 
 
 def zero_rows(kept: Kept) -> int:
-    """How many rows of a kept count stand at zero (none where its ``at_zero`` is "deleted")."""
+    """How many base rows of a kept count stand at zero (none where its ``at_zero`` is
+    "deleted")."""
     table = db.metadata.tables[kept.table]
     zero = [table.c[name] == 0 for name in kept.counts]
     return db.session.scalar(select(func.count()).where(*zero)) or 0
+
+
+def fold_counts(user_id: int) -> int:
+    """Move the user's delta rows into the base rows (migration 0008's task_counts_fold), in
+    the caller's transaction; how many task delta rows it moved (0 if another transaction is
+    folding them: it never waits for one)."""
+    return db.session.scalar(select(func.task_counts_fold(user_id))) or 0
+
+
+def _deltas_of(column, *where) -> ColumnElement:
+    """The sum of a column of task_count_deltas over the rows of the bound user and
+    ``where``, as a scalar (0 without rows)."""
+    deltas = task_count_deltas
+    added = select(func.sum(column)).where(deltas.c.user_id == bindparam("user_id"), *where)
+    return func.coalesce(added.scalar_subquery(), 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,39 +300,49 @@ def _kept_column(table, completed: bool | None):
 
 
 def _user_total(completed: bool | None, shape=()):
-    """The user's task count (all, completed or open) from TaskCount."""
+    """The user's task count (all, completed or open) from TaskCount and its deltas."""
     counts = TaskCount.__table__
     kept = select(_kept_column(counts, completed)).where(counts.c.user_id == bindparam("user_id"))
-    return func.coalesce(kept.scalar_subquery(), 0)
+    added = _deltas_of(_kept_column(task_count_deltas, completed))
+    return func.coalesce(kept.scalar_subquery(), 0) + added
 
 
 def _list_total(completed: bool | None, shape=()):
-    """The task count of the list bound as list_id, from its row's kept counts."""
-    lists = TaskList.__table__
+    """The task count of the list bound as list_id, from its row's kept counts and their
+    deltas."""
+    lists, deltas = TaskList.__table__, task_count_deltas
     kept = select(_kept_column(lists, completed)).where(
         lists.c.id == bindparam("list_id"), lists.c.user_id == bindparam("user_id")
     )
-    return func.coalesce(kept.scalar_subquery(), 0)
+    added = _deltas_of(_kept_column(deltas, completed), deltas.c.list_id == bindparam("list_id"))
+    return func.coalesce(kept.scalar_subquery(), 0) + added
 
 
 def _inbox_total(completed: bool | None, shape=()):
-    """The inbox's task count: the user's less those of the user's lists."""
-    lists = TaskList.__table__
-    in_lists = select(func.coalesce(func.sum(_kept_column(lists, completed)), 0)).where(
-        lists.c.user_id == bindparam("user_id")
+    """The inbox's task count: the user's less those of the user's lists (each with its
+    deltas; the deltas of a list deleted since count in the user's only, as its tasks)."""
+    lists, deltas = TaskList.__table__, task_count_deltas
+    mine = lists.c.user_id == bindparam("user_id")
+    in_lists = select(func.coalesce(func.sum(_kept_column(lists, completed)), 0)).where(mine)
+    added = _deltas_of(
+        _kept_column(deltas, completed), deltas.c.list_id.in_(select(lists.c.id).where(mine))
     )
-    return _user_total(completed) - in_lists.scalar_subquery()
+    return _user_total(completed) - in_lists.scalar_subquery() - added
 
 
 def _priority_total(completed: bool | None, shape=()):
     """How many of the user's tasks have a priority bound as ``priority``, summed from
-    TaskPriorityCount."""
-    counts = TaskPriorityCount.__table__
+    TaskPriorityCount and its deltas."""
+    counts, deltas = TaskPriorityCount.__table__, task_count_deltas
     kept = select(func.sum(_kept_column(counts, completed))).where(
         counts.c.user_id == bindparam("user_id"),
         counts.c.priority.in_(bindparam("priority", expanding=True)),
     )
-    return func.coalesce(kept.scalar_subquery(), 0)
+    added = _deltas_of(
+        _kept_column(deltas, completed),
+        deltas.c.priority.in_(bindparam("priority", expanding=True)),
+    )
+    return func.coalesce(kept.scalar_subquery(), 0) + added
 
 
 def _due_total(completed: bool | None, shape: tuple[str, ...]):
@@ -279,16 +365,19 @@ def _due_total(completed: bool | None, shape: tuple[str, ...]):
             conditions.append(tasks.c.completed.is_(completed))
         return select(func.count()).where(*conditions).scalar_subquery()
 
-    days = [counts.c.user_id == bindparam("user_id")]
+    deltas = task_count_deltas
+    days, added = [counts.c.user_id == bindparam("user_id")], [deltas.c.due_on.is_not(None)]
     total = []
     if low is not None:
         days.append(counts.c.due_on >= bindparam("first_day", type_=Date()))
+        added.append(deltas.c.due_on >= bindparam("first_day", type_=Date()))
         total.append(counted(low, "low_day_end"))
     if high is not None:
         days.append(counts.c.due_on < bindparam("last_day", type_=Date()))
+        added.append(deltas.c.due_on < bindparam("last_day", type_=Date()))
         total.append(counted("high_day_start", high))
     kept = select(func.sum(_kept_column(counts, completed))).where(*days).scalar_subquery()
-    return sum(total, func.coalesce(kept, 0))
+    return sum(total, func.coalesce(kept, 0) + _deltas_of(_kept_column(deltas, completed), *added))
 
 
 def _labelled_total(completed: bool | None, shape: tuple[str, ...]):
@@ -298,9 +387,7 @@ def _labelled_total(completed: bool | None, shape: tuple[str, ...]):
     label's 125,000 links this way took 10 ms, against 400 ms joining each to its task)."""
     count = label_count(shape)
     if count == 1:
-        counts = LabelCount.__table__
-        kept = select(counts.c.tasks).where(counts.c.label_id == bindparam("label_0"))
-        return func.coalesce(kept.scalar_subquery(), 0)
+        return label_total(bindparam("label_0"))
     first = task_labels.alias("first_label")
     others = [
         exists().where(
@@ -315,6 +402,14 @@ def _labelled_total(completed: bool | None, shape: tuple[str, ...]):
         .where(first.c.label_id == bindparam("label_0"), *others)
         .scalar_subquery()
     )
+
+
+def label_total(label_id) -> ColumnElement:
+    """How many tasks carry a label: its LabelCount row and its deltas, as a scalar."""
+    counts, deltas = LabelCount.__table__, label_count_deltas
+    kept = select(counts.c.tasks).where(counts.c.label_id == label_id)
+    added = select(func.sum(deltas.c.tasks)).where(deltas.c.label_id == label_id)
+    return func.coalesce(kept.scalar_subquery(), 0) + func.coalesce(added.scalar_subquery(), 0)
 
 
 def label_count(shape: tuple[str, ...]) -> int:
@@ -379,22 +474,35 @@ def bind_due_days(params: dict, shape: tuple[str, ...], completed: bool | None) 
 
 
 def change_stamp(user_id: int) -> int:
-    """A number that grows with every write of the user's tasks (0 before the first): kept in
-    task_counts.stamp by migration 0005's sync_tasks_changed().
+    """A number that grows with every write of the user's tasks (0 before the first): the
+    base task_counts.stamp plus the number of the user's delta rows (each task statement
+    appends at least one; a fold moves them into the stamp), migration 0008.
 
     Read before a list's rows, it makes the list's ETag: a write committed in between changes
-    the stamp, so at worst the next conditional request misses, never matches wrongly.
+    the stamp, so at worst the next conditional request misses, never matches wrongly. The
+    writes a snapshot sees only grow (a later snapshot sees every commit an earlier one saw),
+    so one stamp never names two sets of writes.
     """
-    stamp = db.session.scalar(select(TaskCount.stamp).where(TaskCount.user_id == user_id))
-    return stamp or 0
+    counts, deltas = TaskCount.__table__, task_count_deltas
+    kept = select(counts.c.stamp).where(counts.c.user_id == bindparam("user_id"))
+    added = select(func.count()).where(deltas.c.user_id == bindparam("user_id"))
+    stamp = func.coalesce(kept.scalar_subquery(), 0) + added.scalar_subquery()
+    return db.session.scalar(select(stamp), {"user_id": user_id})
 
 
 def user_task_count(user_id: int) -> int:
     """How many tasks the user has, from the kept count (no row: none yet)."""
-    total = db.session.scalar(select(TaskCount.total).where(TaskCount.user_id == user_id))
-    return total or 0
+    return db.session.scalar(select(_user_total(None)), {"user_id": user_id})
+
+
+def room_below(limit: int) -> ColumnElement:
+    """Whether the user bound as ``user_id`` stays within ``limit`` tasks whatever the
+    writes in flight add: the committed count plus max_connections (each transaction in
+    flight creates one task at most) at most ``limit``."""
+    in_flight = cast(func.current_setting("max_connections"), Integer)
+    return _user_total(None) + in_flight <= limit
 
 
 def label_tasks(label_id: int) -> int:
     """How many tasks carry a label, from its kept count (no row: never on a task)."""
-    return db.session.scalar(select(LabelCount.tasks).where(LabelCount.label_id == label_id)) or 0
+    return db.session.scalar(select(label_total(literal(label_id))))

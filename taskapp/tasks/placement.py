@@ -177,7 +177,8 @@ def move_position(
 ) -> tuple[int | None, str]:
     """The list and key of the locked task ``current`` placed right after or before another
     task of its (or the given: ``list_id``, None for the inbox) list, or at the end of that
-    list: a key between its new neighbours' keys, so no other task is renumbered.
+    list: a key between its new neighbours' keys (key_between: no other task is renumbered
+    unless the gap's keys have grown long).
 
     The list's order lock makes the read of the neighbours and the caller's write one step,
     so two moves or creates in one list never produce one key twice. A subtask stays in its

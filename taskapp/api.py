@@ -7,15 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import flask_smorest
+import marshmallow
 from apispec import BasePlugin
 from flask import request
 from flask.views import MethodView
 from marshmallow import RAISE, missing
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
+from werkzeug.routing import BaseConverter, ValidationError
 
-# Path ids are PostgreSQL integers: beyond int4 the converter answers 404, not an overflow.
-ID = "int(max=2147483647)"
+# Row ids are PostgreSQL integers (int4), from 1: in bodies, queries and paths alike.
+MAX_ID = 2_147_483_647
+# The path converter of ids (IdConverter), as rules name it: "/tasks/<id:task_id>".
+ID = "id"
 
 # Flask-Limiter sends these on every response of a limited route, about the limit the request
 # was counted against: the one it exceeded, else the one with the shortest window.
@@ -72,6 +76,47 @@ AUTHENTICATE = 10
 AUTHORISE = 20
 LIMIT = 30
 IDEMPOTENCY = 40
+
+
+class IdConverter(BaseConverter):
+    """A row id in a path, in its one spelling: ASCII digits without a leading zero, 1 to
+    MAX_ID. Anything else (a sign, "01", another script's digits, a number past int4) matches
+    no route: a 404 before any view or query (werkzeug's int takes "01" and "\u0663")."""
+
+    regex = r"[1-9][0-9]{0,9}"
+    weight = 50  # as werkzeug's numbers: tried before a string at the same place
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > MAX_ID:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value) -> str:
+        return str(int(value))
+
+
+def _id_schema(_converter: IdConverter) -> dict:
+    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+class FieldConverter(BaseConverter):
+    """A path parameter checked as a body field is: ``field`` (a marshmallow field, set by
+    the subclass) deserialises it, trimming included; a value it refuses matches no route (a
+    404, before any view or query). The spec gets the field's pattern."""
+
+    field: marshmallow.fields.Field
+
+    def to_python(self, value: str):
+        try:
+            return self.field.deserialize(value)
+        except marshmallow.ValidationError:
+            raise ValidationError() from None
+
+
+def _field_schema(converter: FieldConverter) -> dict:
+    pattern = converter.field.metadata.get("pattern")
+    return {"type": "string", **({"pattern": pattern} if pattern else {})}
 
 
 class SharedResponsesPlugin(BasePlugin):
@@ -147,9 +192,20 @@ def bound_errors(errors) -> tuple[object, bool]:
 
 class Api(flask_smorest.Api):
     """flask-smorest's Api with a message on every error, errors bounded, 405's Allow header
-    kept, and the shared responses documented."""
+    kept, the shared responses documented, and the path converters (IdConverter as ``id``,
+    FieldConverter subclasses: Blueprint.path_converter) routed and documented."""
+
+    def __init__(self, app=None, **kwargs):
+        super().__init__(**kwargs)
+        # Documented by class (its subclasses too): before any spec is made, so once.
+        self.register_converter(IdConverter, _id_schema)
+        self.register_converter(FieldConverter, _field_schema)
+        if app is not None:
+            self.init_app(app)
 
     def init_app(self, app, *, spec_kwargs=None):
+        # Before any blueprint: a rule looks its converters up when it is added.
+        app.url_map.converters[ID] = IdConverter
         # A plugin per spec: the unbound ``api`` is initialised once per app built.
         spec_kwargs = {**(spec_kwargs or {}), "extra_plugins": [SharedResponsesPlugin()]}
         super().init_app(app, spec_kwargs=spec_kwargs)
@@ -270,6 +326,11 @@ class Blueprint(flask_smorest.Blueprint):
         elif view_func is not None:
             view_func = _guarded(_query_checked(view_func))
         return super().add_url_rule(rule, endpoint, view_func, *args, **kwargs)
+
+    def path_converter(self, name: str, converter: type[FieldConverter]) -> None:
+        """Route ``converter`` as ``<name:...>`` on every app this blueprint is registered on:
+        call it before the routes that use it (a rule looks its converters up when added)."""
+        self.record_once(lambda state: state.app.url_map.converters.setdefault(name, converter))
 
     @staticmethod
     def guard(rank: int, wrap: Callable[[Callable], Callable]) -> Callable:

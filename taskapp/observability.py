@@ -151,7 +151,7 @@ def register_request_logging(app: Flask) -> None:
 
 def route(req) -> str:
     """The route that matched, as the OpenAPI document names it (``/tasks/{task_id}``, never
-    the converter's ``<int(max=...):task_id>``): one series per route, not per id."""
+    the converter's ``<id:task_id>``): one series per route, not per id."""
     if req.url_rule is None:
         return "unmatched"
     return FlaskPlugin.flaskpath2openapi(req.url_rule.rule)

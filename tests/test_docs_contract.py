@@ -17,8 +17,8 @@ CONFIG_DOC = PROJECT / "docs" / "configuration.md"
 README = PROJECT / "README.md"
 
 METHODS = ("get", "put", "post", "patch", "delete")
-# Flask's rule syntax to the spec's: /tasks/<int(max=2147483647):task_id> -> /tasks/{task_id}
-CONVERTER = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([A-Za-z_]+)>")
+# Flask's rule syntax to the spec's: /tasks/<id:task_id> -> /tasks/{task_id}
+CONVERTER = re.compile(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([A-Za-z_]+)>")
 # A route named in prose: "GET /tasks/{task_id}", or a path in backticks ("`/tasks/42`"). Only
 # paths of non-empty segments: "`/tasks/`" and "`/tasks//1`" are the examples of paths that
 # match no route.

@@ -3,8 +3,9 @@
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from marshmallow import RAISE
+from werkzeug.routing import PathConverter
 
-from taskapp.api import BULK_WRITE, Blueprint
+from taskapp.api import BULK_WRITE, Blueprint, FieldConverter
 from taskapp.labels import service
 from taskapp.labels.schemas import (
     LABEL_EXAMPLE,
@@ -16,11 +17,21 @@ from taskapp.labels.schemas import (
     LabelSchema,
 )
 from taskapp.security import authenticated, task_write_limited
+from taskapp.tasks.schemas import LabelName
+
+
+class LabelNameConverter(FieldConverter):
+    """A label name in a path, checked (and trimmed) as a task's labels are; the rest of the
+    path, as a name may hold a slash."""
+
+    regex = PathConverter.regex
+    field = LabelName()
+
 
 blp = Blueprint("labels", __name__, description="The caller's labels")
+blp.path_converter("label_name", LabelNameConverter)
 
-# A label name may hold a slash: the path converter takes the rest of the path.
-LABEL_URL = "/labels/<path:name>"
+LABEL_URL = "/labels/<label_name:name>"
 
 
 @blp.route("/labels")
@@ -55,8 +66,10 @@ class LabelItem(MethodView):
     def patch(self, body, name):
         """Rename a label on every task (the name is matched case-insensitively)
 
-        `{name}` may contain `/` (the rest of the path is the name). The new `name` follows the
-        rules of a task's `labels`. The tasks that carry it get a new `ETag` and `updated_at`,
+        `{name}` may contain `/` (the rest of the path is the name); it is trimmed and checked
+        as a task's `labels` are, and a name no label could have (a NUL or other control
+        character, over 50 characters) is a 404. The new `name` follows the rules of a task's
+        `labels`. The tasks that carry it get a new `ETag` and `updated_at`,
         and show in the changes feed. Limited as a task write (`RATELIMIT_TASK_WRITES`).
         """
         return service.rename_label(current_user.id, name, new_name=body["name"])
@@ -70,6 +83,7 @@ class LabelItem(MethodView):
     def delete(self, name):
         """Delete a label: remove it from every task
 
-        Its tasks change as for a rename. Limited as a task write (`RATELIMIT_TASK_WRITES`).
+        `{name}` as for `PATCH`. Its tasks change as for a rename. Limited as a task write
+        (`RATELIMIT_TASK_WRITES`).
         """
         service.delete_label(current_user.id, name)

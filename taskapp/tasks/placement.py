@@ -1,10 +1,11 @@
 """Positions and moves: which list a task is in, its parent, and its place in the list's
-manual order (fractional keys: a move gives one task a key between its neighbours')."""
+manual order (fractional keys: a move gives one task a key between its neighbours'; where
+those have grown too long, the neighbours are respaced first)."""
 
 from collections.abc import Sequence
 
-from fractional_indexing import generate_key_between
-from sqlalchemy import func, select, update
+from fractional_indexing import generate_key_between, generate_n_keys_between
+from sqlalchemy import Integer, String, column, func, select, update, values
 
 from taskapp.errors import NotFound, Unprocessable
 from taskapp.extensions import db
@@ -14,6 +15,15 @@ from taskapp.tasks.totals import touched
 
 # A keyword argument not given (``list_id=None`` names the inbox).
 UNSET = object()
+# The longest key minted (the column holds 255). A key between two others is about one
+# character longer per six moves into the same gap; one that would pass this bound is minted
+# by respacing the gap's neighbours instead (_respace), so the key space never runs out.
+MAX_KEY_LENGTH = 64
+# A respacing rewrites this many tasks on each side of the gap, doubled until the new keys are
+# at most SPACED_KEY_LENGTH long: the window widens past a crowd of long keys to short ones
+# (the list's ends at worst), and leaves room for MAX_KEY_LENGTH - SPACED_KEY_LENGTH more.
+WINDOW = 8
+SPACED_KEY_LENGTH = MAX_KEY_LENGTH // 2
 
 
 def check_list(user_id: int, list_id: int | None) -> None:
@@ -46,7 +56,72 @@ def end_of_list(
     last = select(func.max(tasks.c.position)).where(
         *_in_list(user_id, list_id), tasks.c.id.not_in(excluding or [0])
     )
-    return generate_key_between(db.session.scalar(last), None)
+    return key_between(user_id, list_id, db.session.scalar(last), None, excluding=excluding)
+
+
+def key_between(
+    user_id: int, list_id: int | None, low: str | None, high: str | None, *, excluding=()
+) -> str:
+    """A key between ``low`` and ``high`` (None: the list's start or end), two neighbouring
+    keys of the list's tasks but ``excluding``, at most MAX_KEY_LENGTH long: if the plain
+    one would be longer, the neighbours are respaced around the gap first. The caller holds
+    the list's order lock."""
+    key = generate_key_between(low, high)
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return _respace(user_id, list_id, low, high, excluding)
+
+
+def _respace(
+    user_id: int, list_id: int | None, low: str | None, high: str | None, excluding
+) -> str:
+    """Give the tasks nearest a gap (between the keys ``low`` and ``high``) new, evenly spaced
+    keys, in their order (position, then id), and return the key left free for the gap.
+
+    The window starts at WINDOW tasks each side and doubles until the keys between the tasks
+    just outside it (or the list's ends) are short enough. Each respaced task gets a new
+    version and updated_at (touched): its position is part of how it reads, so ETags and the
+    changes feed see the change.
+    """
+    tasks = Task.__table__
+    others = [*_in_list(user_id, list_id), tasks.c.id.not_in(excluding or [0])]
+    size = WINDOW
+    while True:
+        before = [] if low is None else _side(others, tasks.c.position <= low, size, True)
+        after = [] if high is None else _side(others, tasks.c.position >= high, size, False)
+        outer_low = before[size].position if len(before) > size else None
+        outer_high = after[size].position if len(after) > size else None
+        window = [*reversed(before[:size]), None, *after[:size]]  # None: the gap
+        keys = generate_n_keys_between(outer_low, outer_high, len(window))
+        if (outer_low is None and outer_high is None) or max(map(len, keys)) <= SPACED_KEY_LENGTH:
+            break
+        size *= 2
+    moved = [
+        (row.id, key)
+        for row, key in zip(window, keys, strict=True)
+        if row is not None and row.position != key
+    ]
+    if moved:  # a task whose key stays reads the same: its version stays too
+        columns = (column("id", Integer), column("position", String))
+        spaced = values(*columns, name="spaced").data(moved)
+        db.session.execute(
+            update(tasks)
+            .where(tasks.c.id == spaced.c.id)
+            .values(position=spaced.c.position, **touched())
+        )
+    return keys[len(before[:size])]
+
+
+def _side(others: list, bound, size: int, descending: bool) -> list:
+    """Up to ``size`` + 1 of the tasks on one side of a gap, nearest first."""
+    tasks = Task.__table__
+    order = (tasks.c.position, tasks.c.id)
+    return db.session.execute(
+        select(tasks.c.id, tasks.c.position)
+        .where(*others, bound)
+        .order_by(*(key.desc() for key in order) if descending else order)
+        .limit(size + 1)
+    ).all()
 
 
 def place(user_id: int, task_id: int | None, fields: dict) -> None:
@@ -102,7 +177,8 @@ def move_position(
 ) -> tuple[int | None, str]:
     """The list and key of the locked task ``current`` placed right after or before another
     task of its (or the given: ``list_id``, None for the inbox) list, or at the end of that
-    list: a key between its new neighbours' keys, so no other task is renumbered.
+    list: a key between its new neighbours' keys (key_between: no other task is renumbered
+    unless the gap's keys have grown long).
 
     The list's order lock makes the read of the neighbours and the caller's write one step,
     so two moves or creates in one list never produce one key twice. A subtask stays in its
@@ -138,12 +214,14 @@ def move_position(
         following = select(func.min(tasks.c.position)).where(
             *others, tasks.c.position > anchor.position
         )
-        position = generate_key_between(anchor.position, db.session.scalar(following))
+        low, high = anchor.position, db.session.scalar(following)
+        position = key_between(user_id, target, low, high, excluding=[current.id])
     else:
         preceding = select(func.max(tasks.c.position)).where(
             *others, tasks.c.position < anchor.position
         )
-        position = generate_key_between(db.session.scalar(preceding), anchor.position)
+        low, high = db.session.scalar(preceding), anchor.position
+        position = key_between(user_id, target, low, high, excluding=[current.id])
     return target, position
 
 
@@ -158,11 +236,11 @@ def move_to_end(user_id: int, rows, list_id: int | None) -> list[int]:
     lock_list_order(user_id, list_id)
     last = None
     changed = []
-    for row in rows:
+    for index, row in enumerate(rows):
         last = (
             end_of_list(user_id, list_id, locked=True, excluding=moving)
             if last is None
-            else generate_key_between(last, None)
+            else key_between(user_id, list_id, last, None, excluding=moving[index:])
         )
         task = db.session.execute(
             update(tasks)

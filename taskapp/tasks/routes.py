@@ -354,7 +354,7 @@ class TaskMove(MethodView):
     @conditional_write(TaskMoveSchema, TASK_MOVE_EXAMPLE)
     @blp.doc(operationId="move_task")
     def post(self, body, task_id):
-        """Place a task after or before another (or at the end of a list), renumbering none
+        """Place a task after or before another (or at the end of a list)
 
         The manual order is `sort=position`. The task goes right after `after` or before
         `before` (not both); the target list is `list_id` if given (null: the inbox), else the
@@ -363,8 +363,10 @@ class TaskMove(MethodView):
         when the task, the list, or the `after`/`before` task is not the caller's; 422 for
         placing a task next to itself, next to a task of another list than `list_id`, or
         moving a subtask out of its parent's list. Concurrent moves and creates in one list
-        never give two tasks one position. `If-Match` as for `PATCH`; `Idempotency-Key` as for
-        `POST /tasks`.
+        never give two tasks one position. Other tasks keep their positions, except after many
+        moves into one gap: then the tasks nearest it get new ones first, in the same order,
+        each with a new `ETag` (see Manual order in docs/api.md). `If-Match` as for `PATCH`;
+        `Idempotency-Key` as for `POST /tasks`.
         """
         task = service.move_task(
             current_user.id, task_id, **body, expected=expected_versions(task_id)

@@ -4,6 +4,7 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from taskapp.api import MAX_ID
 from taskapp.pagination import PageMetaSchema, PageQuerySchema
 from taskapp.schemas import (
     LABELS_PER_TASK,
@@ -19,7 +20,6 @@ TITLE = {"validate": validate.Length(min=1, max=200)}
 DESCRIPTION = {"allow_none": True, "validate": validate.Length(max=10_000)}
 # Stored as 0 to 3, so that the priority sort is an index walk; named on the wire.
 PRIORITIES = ("none", "low", "medium", "high")
-MAX_ID = 2_147_483_647
 
 
 class Priority(fields.String):

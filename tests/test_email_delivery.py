@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +18,8 @@ from sqlalchemy import delete, func, select, update
 from conftest import unique_email
 from taskapp.extensions import db
 from taskapp.mail.models import OutboxMessage
-from taskapp.mail.service import queue_mail, retry_delay
+from taskapp.mail.service import delivery_lease, queue_mail, retry_delay
+from taskapp.mail.transport import conversation_limit
 from tests.support import PROJECT
 from tests.support.servers import call, gunicorn
 from tests.support.smtp import SmtpSink, authenticator
@@ -112,6 +115,47 @@ def test_a_silent_server_costs_the_attempt_its_timeout_not_the_request(
     assert (message.sent_at, message.attempts) == (None, 1)
     assert message.last_error in {"TimeoutError", "SMTPServerDisconnected"}
     assert "not delivered" in caplog.text
+
+
+def test_a_server_trickling_its_replies_is_cut_off_at_the_conversation_limit(
+    app, client, make_user
+):
+    """A reply line within each timeout, for ever, never times one operation out: the
+    conversation as a whole is cut at its limit, which the delivery lease outlasts."""
+    email, _ = make_user()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+
+        def trickle():  # a greeting that never ends, for 10 s at most
+            connection, _ = listener.accept()
+            with connection:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    try:
+                        connection.sendall(b"220-still greeting\r\n")
+                    except OSError:
+                        return  # the client hung up
+                    time.sleep(0.02)
+
+        server = threading.Thread(target=trickle, daemon=True)
+        server.start()
+        app.config.update(
+            MAIL_SERVER="127.0.0.1", MAIL_PORT=listener.getsockname()[1], MAIL_IMMEDIATE_TIMEOUT=0.1
+        )
+        try:
+            started = time.monotonic()
+            request_reset(client, email)  # its attempt after the response included
+            elapsed = time.monotonic() - started
+        finally:
+            app.config.update(MAIL_SERVER=None, MAIL_PORT=25, MAIL_IMMEDIATE_TIMEOUT=3.0)
+        server.join()
+    limit = conversation_limit(0.1)
+    assert limit <= elapsed < limit + 2
+    assert delivery_lease(0.1).total_seconds() > limit
+    [message] = outbox(email)
+    assert (message.sent_at, message.failed_at, message.attempts) == (None, None, 1)
+    assert message.last_error == "SMTPServerDisconnected"
 
 
 def test_a_permanent_refusal_is_recorded_and_not_retried(client, runner, smtp, make_user):
@@ -424,11 +468,13 @@ def test_under_gunicorn_the_response_does_not_wait_for_the_smtp_server(app, tmp_
             connection.close()  # the server hangs up: the attempt fails, the message stays
 
             deadline = time.monotonic() + 15
-            while not (outbox(email) and outbox(email)[0].attempts == 1):
+            # (Its claim counts the attempt at once; its outcome comes with the hang-up.)
+            while not (outbox(email) and outbox(email)[0].last_error):
                 assert time.monotonic() < deadline, "the attempt was not recorded"
                 time.sleep(0.05)
             [message] = outbox(email)
-            assert message.sent_at is None and message.last_error == "SMTPServerDisconnected"
+            assert (message.sent_at, message.attempts) == (None, 1)
+            assert message.last_error == "SMTPServerDisconnected"
             assert call(server, "GET", "/healthz").status_code == 200
 
 
@@ -502,3 +548,56 @@ def test_a_delivered_message_keeps_no_link_and_old_ones_are_purged(
     # The reset token, and the verification token of signup.
     assert "purged 1 message(s) and 2 emailed token(s)" in result.output
     assert outbox(email) == []
+
+
+@pytest.mark.committing
+def test_a_relay_slower_than_the_idle_timeout_gets_each_message_once(app, build_app):
+    """No transaction stays open while the relay takes its time (DB_IDLE_IN_TRANSACTION_TIMEOUT_MS
+    would end it, and with it the record of a message the relay has): the immediate attempt and
+    the worker's pass after it send the message once, and the outbox says so."""
+    sink = SmtpSink(delay=1.0).start()  # answers DATA after a second: the idle timeout's triple
+    timeouts = replace(app.config["DATABASE_TIMEOUTS"], idle_in_transaction_ms=300)
+    slow = build_app(DATABASE_TIMEOUTS=timeouts, MAIL_SERVER="127.0.0.1", MAIL_PORT=sink.port)
+    email = unique_email()
+    try:
+        request_reset(slow.test_client(), email)  # the immediate attempt, after the response
+        sink.wait_for(email)
+        db.session.execute(update(OutboxMessage).values(next_attempt_at=func.now()))
+        db.session.commit()  # were it still unsent, the worker's pass would take it now
+        with slow.app_context():  # else the command runs in the test's app (its context)
+            result = slow.test_cli_runner().invoke(args=["mail", "deliver", "--once"])
+        assert result.exit_code == 0, result.output
+        [message] = outbox(email)
+        assert (message.attempts, message.last_error) == (1, None)
+        assert message.sent_at is not None and message.text_body == ""
+        assert len(sink.to(email)) == 1
+    finally:
+        sink.stop()
+
+
+def test_an_attempt_that_outlived_its_lease_records_nothing_over_the_next_claim(
+    app, runner, smtp, monkeypatch, caplog
+):
+    """A deliverer stalled past its lease (paused, or a clock gone wrong) while another claimed
+    the message again and sent it: the late outcome (here a failure) is not recorded over it."""
+    from taskapp.mail import service, transport
+
+    email = unique_email()
+    queue_mail(email, "password_reset_unknown", subject="Reset your taskapp password")
+    db.session.commit()
+    monkeypatch.setattr(service, "delivery_lease", lambda _timeout: timedelta(0))
+    real_send = transport.send
+
+    def stalled_send(message, **kwargs):
+        monkeypatch.setattr(transport, "send", real_send)
+        assert service.deliver_one() == "sent"  # another deliverer, once the lease is out
+        raise ConnectionResetError  # this one's attempt then fails
+
+    monkeypatch.setattr(transport, "send", stalled_send)
+    with caplog.at_level(logging.WARNING, logger="taskapp.mail.service"):
+        assert service.deliver_one() == "retry"
+    [message] = outbox(email)
+    assert (message.attempts, message.last_error, message.text_body) == (2, None, "")
+    assert message.sent_at is not None
+    assert "attempt 1 outlived its lease" in caplog.text
+    assert len(smtp.to(email)) == 1

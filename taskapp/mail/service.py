@@ -1,11 +1,14 @@
 """The outbox: queue a message in the caller's transaction; claim, send and record it later.
 
 A message is written in the same transaction as whatever it announces (a token), so it
-exists exactly when that commits. Delivery claims one due message at a time with
-``SELECT ... FOR UPDATE SKIP LOCKED`` and keeps the row locked while the SMTP server takes
-it, so two deliverers (workers, or a worker and the attempt after a response) never send the
-same message. It is sent twice only if the process dies after the server accepted it and
-before the outbox recorded that.
+exists exactly when that commits. Delivery claims one due message at a time with a lease (one
+short transaction moves its next attempt past the longest SMTP conversation), sends it with no
+transaction open, and records the outcome in a second short one, if the claim still holds. So
+two deliverers (workers, or a worker and the attempt after a response) never send the same
+message while a lease holds, and a slow SMTP server never holds a transaction (the database's
+idle-in-transaction timeout would end it, and the record of a message the server has with it).
+A message is sent twice only if a deliverer dies, or stalls past its lease, after the server
+accepted the message and before the outbox recorded that.
 """
 
 import functools
@@ -13,10 +16,10 @@ import logging
 import smtplib
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask, current_app, render_template
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, event, func, select, update
 
 from taskapp.extensions import db
 from taskapp.mail import transport
@@ -52,37 +55,152 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=max(min(seconds, config["MAIL_RETRY_MAX_SECONDS"]), 1))
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A message claimed for one attempt: what to send, and the attempt's number, which is the
+    claim's token (a later claim of the message counts another attempt)."""
+
+    id: int
+    recipient: str
+    subject: str
+    text_body: str
+    html_body: str
+    attempts: int
+
+
+# The deliverer's clock: the database's, so that every deliverer's leases and retries agree.
+# At the statement, as now() is in the deliverer's one-statement transactions (a transaction
+# spanning several, as a test's outer one does, would stop now() at its start).
+_clock = func.statement_timestamp
+
+
+def delivery_lease(timeout: float) -> timedelta:
+    """How long a claim keeps a message from other deliverers: the longest SMTP conversation
+    with ``timeout`` per operation (transport.conversation_limit), then the longest wait on
+    the database to record its outcome."""
+    database = current_app.config["DATABASE_TIMEOUTS"].longest_wait
+    return timedelta(seconds=transport.conversation_limit(timeout) + database)
+
+
 def deliver_one(
     message_id: int | None = None,
     *,
     due_before: datetime | None = None,
     timeout: float | None = None,
 ) -> str | None:
-    """Claim a message (``message_id``, if unsent; else the oldest one due by ``due_before``,
-    default now), send it and record the outcome; commits. Returns "sent", "retry",
+    """Claim a message (``message_id``, if unsent and due; else the oldest one due by
+    ``due_before``, default now), send it and record the outcome, each step on its own: no
+    transaction is open while the SMTP server takes its time. Returns "sent", "retry",
     "failed" (refused for good, or still failing when its next attempt would pass
     MAIL_MAX_AGE_HOURS), or None if none was free.
     """
     config = current_app.config
-    now = due_before or datetime.now(UTC)
-    query = select(OutboxMessage).where(
-        OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)
+    timeout = timeout or config["MAIL_TIMEOUT"]
+    claim = _claim(message_id, due_before=due_before, lease=delivery_lease(timeout))
+    if claim is None:
+        return None
+    error = _send(claim, config=config, timeout=timeout)
+    return _record(claim, error, config=config)
+
+
+def _claim(message_id: int | None, *, due_before: datetime | None, lease: timedelta):
+    """Lease a due message to this deliverer, in a transaction of its own: its next attempt
+    moves past the lease, so no other deliverer finds it due meanwhile; commits."""
+    due = OutboxMessage.next_attempt_at <= (_clock() if due_before is None else due_before)
+    candidates = select(OutboxMessage.id).where(
+        OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None), due
     )
     if message_id is not None:
-        query = query.where(OutboxMessage.id == message_id)
+        candidates = candidates.where(OutboxMessage.id == message_id)
     else:
-        query = query.where(OutboxMessage.next_attempt_at <= now).order_by(
-            OutboxMessage.next_attempt_at, OutboxMessage.id
+        candidates = candidates.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    # SKIP LOCKED: a message another deliverer is claiming at this moment is left to it.
+    candidate = candidates.limit(1).with_for_update(skip_locked=True).scalar_subquery()
+    claimed = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == candidate)
+        .values(attempts=OutboxMessage.attempts + 1, next_attempt_at=_clock() + lease)
+        .returning(
+            OutboxMessage.id,
+            OutboxMessage.recipient,
+            OutboxMessage.subject,
+            OutboxMessage.text_body,
+            OutboxMessage.html_body,
+            OutboxMessage.attempts,
         )
-    # SKIP LOCKED: a message another deliverer holds is being sent; take the next one.
-    message = db.session.scalar(query.limit(1).with_for_update(skip_locked=True))
-    if message is None:
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    db.session.commit()
+    return None if claimed is None else _Claim(*claimed)
+
+
+def _send(claim: _Claim, *, config, timeout: float) -> Exception | None:
+    """Hand the claimed message to the SMTP server: None once it has it, else the error."""
+    try:
+        email = transport.build_message(
+            sender=config["MAIL_FROM"],
+            recipient=claim.recipient,
+            subject=claim.subject,
+            text_body=claim.text_body,
+            html_body=claim.html_body,
+        )
+        transport.send(email, config=config, timeout=timeout)
+    except Exception as error:
+        # OSError and SMTPException: the server is down, slow or says "later"; anything else
+        # is unexpected (logged in full when recorded). Either way the message waits its
+        # backoff, so that it never stands in the way of the others.
+        return error
+    return None
+
+
+def _record(claim: _Claim, error: Exception | None, *, config) -> str:
+    """Record the attempt's outcome in a transaction of its own, if the claim still holds:
+    had its lease run out and another deliverer claimed the message again (or finished it),
+    that one records its own attempt, and this one records nothing; commits."""
+    found = db.session.execute(
+        select(OutboxMessage, _clock())
+        .where(
+            OutboxMessage.id == claim.id,
+            OutboxMessage.attempts == claim.attempts,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
+        )
+        .with_for_update()
+    ).one_or_none()
+    if found is None:
         db.session.rollback()
-        return None
-    outcome = _send(message, config=config, timeout=timeout or config["MAIL_TIMEOUT"])
-    if outcome == "retry" and _too_old(message, config=config):
-        _give_up(message)
-        outcome = "failed"
+        log.warning(
+            "mail %s: attempt %d outlived its lease; the message's next claim records it",
+            claim.id,
+            claim.attempts,
+        )
+        return _outcome(error)
+    message, now = found
+    outcome = _outcome(error)
+    if outcome == "sent":
+        message.sent_at = now
+        message.last_error = None
+    elif outcome == "failed":
+        message.failed_at = now
+        message.last_error = f"refused: {error}"[:255]
+        log.error("mail %s refused for good after %d attempt(s)", message.id, message.attempts)
+    else:
+        # The exception text may carry the server's reply; the class is what the row keeps.
+        message.last_error = type(error).__name__
+        message.next_attempt_at = now + retry_delay(message.attempts)
+        expected = isinstance(error, OSError | smtplib.SMTPException)
+        log.log(
+            logging.WARNING if expected else logging.ERROR,
+            "mail %s not delivered (attempt %d, %s); retrying at %s",
+            message.id,
+            message.attempts,
+            type(error).__name__,
+            message.next_attempt_at.isoformat(timespec="seconds"),
+            exc_info=None if expected else error,
+        )
+        if _too_old(message, config=config):
+            _give_up(message, now=now)
+            outcome = "failed"
     if outcome != "retry":
         # The bodies carry live links (tokens are stored only as digests elsewhere): once
         # the server has the message, or never will, the outbox keeps only its envelope.
@@ -91,14 +209,20 @@ def deliver_one(
     return outcome
 
 
+def _outcome(error: Exception | None) -> str:
+    if error is None:
+        return "sent"
+    return "failed" if isinstance(error, transport.PermanentFailure) else "retry"
+
+
 def _too_old(message: OutboxMessage, *, config) -> bool:
     """Whether the message's next attempt would come after MAIL_MAX_AGE_HOURS."""
     max_age = timedelta(hours=config["MAIL_MAX_AGE_HOURS"])
     return message.next_attempt_at > message.created_at + max_age
 
 
-def _give_up(message: OutboxMessage) -> None:
-    message.failed_at = datetime.now(UTC)
+def _give_up(message: OutboxMessage, *, now: datetime) -> None:
+    message.failed_at = now
     message.last_error = f"gave up: {message.last_error}"[:255]
     log.error(
         "mail %s given up after %d attempt(s) over MAIL_MAX_AGE_HOURS (%s)",
@@ -106,46 +230,6 @@ def _give_up(message: OutboxMessage) -> None:
         message.attempts,
         message.last_error,
     )
-
-
-def _send(message: OutboxMessage, *, config, timeout: float) -> str:
-    message.attempts += 1
-    now = datetime.now(UTC)
-    try:
-        email = transport.build_message(
-            sender=config["MAIL_FROM"],
-            recipient=message.recipient,
-            subject=message.subject,
-            text_body=message.text_body,
-            html_body=message.html_body,
-        )
-        transport.send(email, config=config, timeout=timeout)
-    except transport.PermanentFailure as error:
-        message.failed_at = now
-        message.last_error = f"refused: {error}"[:255]
-        log.error("mail %s refused for good after %d attempt(s)", message.id, message.attempts)
-        return "failed"
-    except Exception as error:
-        # OSError and SMTPException: the server is down, slow or says "later". Anything else
-        # is unexpected: it is logged in full, and this message waits its backoff as well, so
-        # that it never stands in the way of the others.
-        expected = isinstance(error, OSError | smtplib.SMTPException)
-        # The exception text may carry the server's reply; the class is what the row keeps.
-        message.last_error = type(error).__name__
-        message.next_attempt_at = now + retry_delay(message.attempts)
-        log.log(
-            logging.WARNING if expected else logging.ERROR,
-            "mail %s not delivered (attempt %d, %s); retrying at %s",
-            message.id,
-            message.attempts,
-            type(error).__name__,
-            message.next_attempt_at.isoformat(timespec="seconds"),
-            exc_info=not expected,
-        )
-        return "retry"
-    message.sent_at = now
-    message.last_error = None
-    return "sent"
 
 
 @dataclass
@@ -163,7 +247,8 @@ def deliver_due(*, stop: threading.Event | None = None) -> DeliveryReport:
     """Deliver due messages, one transaction each, until none is due (or ``stop`` is set)."""
     report = DeliveryReport()
     # Due by the start of the pass: a message that fails now is retried in a later pass.
-    started = datetime.now(UTC)
+    started = db.session.scalar(select(_clock()))
+    db.session.rollback()
     while stop is None or not stop.is_set():
         outcome = deliver_one(due_before=started)
         if outcome is None:

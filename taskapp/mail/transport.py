@@ -2,12 +2,27 @@
 
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 log = logging.getLogger(__name__)
+
+
+# The operations of one conversation, at most: connect, greeting, EHLO (and HELO after a
+# refusal), STARTTLS and its handshake, EHLO again, AUTH and its challenge, MAIL, RCPT, DATA,
+# the message, QUIT. Each may take the timeout; the conversation is cut once all could have.
+OPERATIONS = 14
+
+
+def conversation_limit(timeout: float) -> float:
+    """Seconds one message's SMTP conversation may last, at most, with ``timeout`` per
+    operation: ``send`` hangs up then (a server trickling its replies a byte at a time never
+    lets one operation time out)."""
+    return OPERATIONS * timeout
 
 
 class PermanentFailure(Exception):
@@ -36,7 +51,8 @@ def _permanent(error: smtplib.SMTPException) -> bool:
 
 
 def send(message: EmailMessage, *, config: Mapping, timeout: float) -> None:
-    """Hand ``message`` to the configured server within ``timeout`` seconds per operation.
+    """Hand ``message`` to the configured server within ``timeout`` seconds per operation, and
+    conversation_limit(timeout) in all.
 
     Raises PermanentFailure for a 5xx refusal of the message, or a non-ASCII recipient the
     server cannot take (no SMTPUTF8); OSError or SMTPException for anything worth retrying
@@ -55,10 +71,18 @@ def send(message: EmailMessage, *, config: Mapping, timeout: float) -> None:
     port = config["MAIL_PORT"]
     context = ssl.create_default_context()
     if config["MAIL_USE_SSL"]:
-        client = smtplib.SMTP_SSL(server, port, timeout=timeout, context=context)
+        client = smtplib.SMTP_SSL(timeout=timeout, context=context)
     else:
-        client = smtplib.SMTP(server, port, timeout=timeout)
+        client = smtplib.SMTP(timeout=timeout)
+    # The clock starts before the greeting (a server may trickle that too). So the client is
+    # made unconnected and connected here, as its constructor would do it: the host noted
+    # first, since TLS checks the certificate against it.
+    client._host = server
+    cutoff = threading.Timer(conversation_limit(timeout), _hang_up, (client,))
+    cutoff.daemon = True
+    cutoff.start()
     try:
+        client.connect(server, port)
         if config["MAIL_USE_TLS"]:
             client.starttls(context=context)
         if config["MAIL_USERNAME"]:
@@ -78,3 +102,17 @@ def send(message: EmailMessage, *, config: Mapping, timeout: float) -> None:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
+        cutoff.cancel()
+
+
+def _hang_up(client: smtplib.SMTP) -> None:
+    """End a conversation past its limit: the operation under way reads the end of the stream
+    and fails (SMTPServerDisconnected, or an OSError), so the message waits for its retry."""
+    sock = client.sock
+    if sock is not None:
+        try:
+            # socket.socket's own shutdown, even on an SSLSocket: the reading thread owns the
+            # TLS state; the descriptor's end is what it needs to see.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed meanwhile: the conversation ended on its own

@@ -163,9 +163,12 @@ class DatabaseTimeouts:
     # DB_BULK_STATEMENT_TIMEOUT_MS: the statement timeout of the few writes whose cost follows
     # the user's data (deleting a list, an account; renaming or deleting a label)
     bulk_statement_ms: int = 15000
-    # DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: a transaction left idle this long (its app waiting on
-    # Python work between statements) is ended by the server, its locks released
+    # DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: a request's transaction left idle this long (its app
+    # waiting on Python work between statements) is ended by the server, its locks released
     idle_in_transaction_ms: int = 5000
+    # DB_COMMAND_IDLE_IN_TRANSACTION_TIMEOUT_MS: the same, for transactions outside requests
+    # (flask commands: the seed builds 50,000-row batches in Python between its COPYs)
+    command_idle_in_transaction_ms: int = 60000
 
     @property
     def dead_server(self) -> float:
@@ -210,14 +213,19 @@ def database_timeouts() -> DatabaseTimeouts:
         tcp_user_timeout_ms=_env_int("DB_TCP_USER_TIMEOUT_MS", 10000),
         bulk_statement_ms=_env_int("DB_BULK_STATEMENT_TIMEOUT_MS", 15000),
         idle_in_transaction_ms=_env_int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 5000),
+        command_idle_in_transaction_ms=_env_int("DB_COMMAND_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
     )
-    # 0 would mean "wait for ever" to libpq (connect) and PostgreSQL (statement_timeout).
-    if min(timeouts.connect, timeouts.statement_ms, timeouts.idle_in_transaction_ms) <= 0 or (
-        timeouts.lock_ms < 0
-    ):
+    # 0 would mean "wait for ever" to libpq (connect) and PostgreSQL (the others).
+    positive = (
+        timeouts.connect,
+        timeouts.statement_ms,
+        timeouts.idle_in_transaction_ms,
+        timeouts.command_idle_in_transaction_ms,
+    )
+    if min(positive) <= 0 or timeouts.lock_ms < 0:
         raise RuntimeError(
-            "DB_CONNECT_TIMEOUT, DB_STATEMENT_TIMEOUT_MS and DB_IDLE_IN_TRANSACTION_TIMEOUT_MS "
-            "must be positive"
+            "DB_CONNECT_TIMEOUT, DB_STATEMENT_TIMEOUT_MS, DB_IDLE_IN_TRANSACTION_TIMEOUT_MS and "
+            "DB_COMMAND_IDLE_IN_TRANSACTION_TIMEOUT_MS must be positive"
         )
     if max(timeouts.statement_ms, timeouts.lock_ms) >= timeouts.pool * 1000:
         raise RuntimeError(

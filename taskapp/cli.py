@@ -93,7 +93,7 @@ def create_admin(email: str) -> None:
     """
     email = _signup_value("email", email)
     password = None
-    if admin_service.find_user(email=email) is None:
+    if not admin_service.user_exists(email=email):
         password = current_app.config.get("ADMIN_PASSWORD")
         if password is None:
             password = _prompt_password()

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import select
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_request_context, request
 from psycopg2.errors import ReadOnlySqlTransaction
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event, text
@@ -37,7 +37,13 @@ def init_app(app: Flask) -> None:
         engine = db.engine
     event.listen(engine, "checkout", drop_connection_if_closed)
     event.listen(engine, "checkin", leave_autocommit)
-    prepend = with_transaction_settings(transaction_settings(app.config["DATABASE_TIMEOUTS"]))
+    timeouts = app.config["DATABASE_TIMEOUTS"]
+    prepend = with_transaction_settings(
+        transaction_settings(timeouts),
+        outside_requests=transaction_settings(
+            timeouts, idle_in_transaction_ms=timeouts.command_idle_in_transaction_ms
+        ),
+    )
     event.listen(engine, "before_cursor_execute", prepend, retval=True)
     event.listen(engine, "handle_error", retire_read_only_server)
 
@@ -105,15 +111,18 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
 TRANSACTION_SETTINGS_OPTION = "taskapp_transaction_settings"
 
 
-def transaction_settings(timeouts: DatabaseTimeouts) -> str:
+def transaction_settings(
+    timeouts: DatabaseTimeouts, *, idle_in_transaction_ms: int | None = None
+) -> str:
     """The ``SET LOCAL`` statements that give one transaction the app's timeouts: no statement
     runs, no lock is waited for, and no transaction stays idle (the app busy between its
-    statements) longer than they allow."""
+    statements) longer than they allow: a request's idle time, unless another is given."""
+    if idle_in_transaction_ms is None:
+        idle_in_transaction_ms = timeouts.idle_in_transaction_ms
     return (
         f"SET LOCAL statement_timeout = {int(timeouts.statement_ms)}; "
         f"SET LOCAL lock_timeout = {int(timeouts.lock_ms)}; "
-        "SET LOCAL idle_in_transaction_session_timeout = "
-        f"{int(timeouts.idle_in_transaction_ms)}; "
+        f"SET LOCAL idle_in_transaction_session_timeout = {int(idle_in_transaction_ms)}; "
     )
 
 
@@ -137,9 +146,14 @@ def lock_until_commit(*parts: object) -> None:
     db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(*parts)})
 
 
-def with_transaction_settings(settings: str):
+def with_transaction_settings(settings: str, *, outside_requests: str | None = None):
     """A ``before_cursor_execute`` listener (retval) that sends ``settings`` ahead of the first
-    statement of every transaction, in the same message: no round trip of its own.
+    statement of every transaction, in the same message: no round trip of its own; outside a
+    request (flask commands, the test process's own work), ``outside_requests`` if given.
+
+    A request's transaction must never wait long on its app: clients queue behind its locks.
+    A command's may legitimately do bounded Python work between statements (the seed), so it
+    gets an idle timeout of its own (DB_COMMAND_IDLE_IN_TRANSACTION_TIMEOUT_MS).
 
     Timeouts are transaction state, never session state: behind PgBouncer in transaction
     mode, a session ``SET`` (or the libpq ``options`` PgBouncer refuses) would stay on a
@@ -154,7 +168,10 @@ def with_transaction_settings(settings: str):
         if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE and (
             conn.get_execution_options().get(TRANSACTION_SETTINGS_OPTION, True)
         ):
-            statement = settings + statement
+            chosen = settings
+            if outside_requests is not None and not has_request_context():
+                chosen = outside_requests
+            statement = chosen + statement
         return statement, parameters
 
     return prepend

@@ -176,6 +176,18 @@ def test_context(request):
         db.session.remove()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """End the test's own session as soon as the test body does, before any fixture's
+    teardown: one that waits (gunicorn stopping its workers) would otherwise leave the
+    session's transaction idle for longer than the idle-in-transaction timeout, and its
+    rollback in ``test_context`` would meet a connection the server has closed."""
+    result = yield  # a failed body skips this: test_context ends the session as before
+    if "app" in item.fixturenames:
+        db.session.remove()  # in test_context's app context, still pushed
+    return result
+
+
 @pytest.fixture
 def build_app():
     """Build throwaway apps (never the session app) with config overrides; disposed after."""

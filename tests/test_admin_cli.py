@@ -3,7 +3,10 @@
 import json
 import os
 import secrets
+import time
+from dataclasses import replace
 
+import click
 import pytest
 from sqlalchemy import func, select
 
@@ -170,3 +173,28 @@ def test_as_an_operator_runs_it(scratch_database_url):
     lines = [line for line in (upgrade.stderr + created.stderr).splitlines() if line.strip()]
     assert lines and all(json.loads(line)["message"] for line in lines)
     assert NEW_PASSWORD not in upgrade.stderr + created.stderr + created.stdout
+
+
+@pytest.mark.committing
+def test_the_password_prompt_waits_with_no_transaction_open(app, build_app, monkeypatch):
+    """An operator may take their time at the prompt: no transaction waits on them (the
+    database's idle-in-transaction timeout would end it, and the command with it)."""
+    timeouts = replace(
+        app.config["DATABASE_TIMEOUTS"],
+        idle_in_transaction_ms=50,
+        command_idle_in_transaction_ms=50,
+    )
+    slow = build_app(DATABASE_TIMEOUTS=timeouts, ADMIN_PASSWORD=None)
+    prompt = click.prompt
+
+    def thoughtful_prompt(*args, **kwargs):
+        time.sleep(0.3)
+        return prompt(*args, **kwargs)
+
+    monkeypatch.setattr(click, "prompt", thoughtful_prompt)
+    with slow.app_context():  # else the command would run in the test's app (its context)
+        result = create_admin(
+            slow.test_cli_runner(), "slow@example.com", input=f"{NEW_PASSWORD}\n" * 2
+        )
+    assert result.exit_code == 0, result.output
+    assert [user.role for user in users_named("slow@example.com")] == ["admin"]

@@ -1,13 +1,15 @@
 """Connection handling: reads in autocommit, writes in transactions, dead connections replaced."""
 
 import time
+from contextlib import closing
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from config import DatabaseTimeouts
 from conftest import own_connection
+from taskapp.auth.models import User
 from taskapp.extensions import db
 
 pytestmark = [pytest.mark.committing]
@@ -116,10 +118,16 @@ def test_timeouts_hold_in_autocommit_and_in_transactions_and_leave_no_session_st
 
 
 def test_a_transaction_left_idle_is_ended_by_the_server(build_app):
-    """DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: a transaction never waits on the app for longer (its
-    locks go with it), set per transaction like the other timeouts (PgBouncer-safe)."""
+    """DB_COMMAND_IDLE_IN_TRANSACTION_TIMEOUT_MS, outside a request (a command): a transaction
+    never waits on the app for longer (its locks go with it), set per transaction like the
+    other timeouts (PgBouncer-safe). (A request's own: the next test.)"""
     timeouts = DatabaseTimeouts(
-        connect=3, statement_ms=300, lock_ms=200, pool=6, idle_in_transaction_ms=300
+        connect=3,
+        statement_ms=300,
+        lock_ms=200,
+        pool=6,
+        idle_in_transaction_ms=200,
+        command_idle_in_transaction_ms=300,
     )
     app = build_app(DATABASE_TIMEOUTS=timeouts)
     with app.app_context(), db.engine.connect() as connection:
@@ -179,3 +187,27 @@ def test_a_write_on_a_server_turned_read_only_is_a_503_and_the_pool_reconnects(c
         assert titles == ["on the new primary"]
     finally:
         db.engine.dispose()  # never leave a read-only connection to the next test
+
+
+@pytest.fixture
+def idle_transactions_at_teardown(app):
+    """Torn down before ``test_context`` (set up after it), as gunicorn's fixture is: lists the
+    test database's sessions then idle in a transaction."""
+    found = []
+    yield found
+    with closing(own_connection()) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+        )
+        found.extend(row[0] for row in cursor.fetchall())
+    assert found == [], "a session of the test process waits in a transaction"
+
+
+@pytest.mark.committing
+def test_the_harness_leaves_no_transaction_open_while_fixtures_tear_down(
+    idle_transactions_at_teardown,
+):
+    """A fixture's teardown may wait longer than the idle-in-transaction timeout (gunicorn
+    stopping its workers): the test's own session has ended its transaction by then."""
+    assert db.session.scalar(select(func.count()).select_from(User)) == 0

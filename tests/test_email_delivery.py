@@ -127,10 +127,10 @@ def test_a_server_trickling_its_replies_is_cut_off_at_the_conversation_limit(
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
 
-        def trickle():  # a greeting that never ends, for 10 s at most
+        def trickle():  # a greeting that never ends, for 15 s at most
             connection, _ = listener.accept()
             with connection:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     try:
                         connection.sendall(b"220-still greeting\r\n")
@@ -141,7 +141,10 @@ def test_a_server_trickling_its_replies_is_cut_off_at_the_conversation_limit(
         server = threading.Thread(target=trickle, daemon=True)
         server.start()
         app.config.update(
-            MAIL_SERVER="127.0.0.1", MAIL_PORT=listener.getsockname()[1], MAIL_IMMEDIATE_TIMEOUT=0.1
+            # Lines every 20 ms, well within the timeout even on a loaded machine.
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=listener.getsockname()[1],
+            MAIL_IMMEDIATE_TIMEOUT=0.25,
         )
         try:
             started = time.monotonic()
@@ -150,9 +153,9 @@ def test_a_server_trickling_its_replies_is_cut_off_at_the_conversation_limit(
         finally:
             app.config.update(MAIL_SERVER=None, MAIL_PORT=25, MAIL_IMMEDIATE_TIMEOUT=3.0)
         server.join()
-    limit = conversation_limit(0.1)
-    assert limit <= elapsed < limit + 2
-    assert delivery_lease(0.1).total_seconds() > limit
+    limit = conversation_limit(0.25)
+    assert limit <= elapsed < limit + 3
+    assert delivery_lease(0.25).total_seconds() > limit
     [message] = outbox(email)
     assert (message.sent_at, message.failed_at, message.attempts) == (None, None, 1)
     assert message.last_error == "SMTPServerDisconnected"
@@ -556,7 +559,11 @@ def test_a_relay_slower_than_the_idle_timeout_gets_each_message_once(app, build_
     would end it, and with it the record of a message the relay has): the immediate attempt and
     the worker's pass after it send the message once, and the outbox says so."""
     sink = SmtpSink(delay=1.0).start()  # answers DATA after a second: the idle timeout's triple
-    timeouts = replace(app.config["DATABASE_TIMEOUTS"], idle_in_transaction_ms=300)
+    timeouts = replace(
+        app.config["DATABASE_TIMEOUTS"],
+        idle_in_transaction_ms=300,
+        command_idle_in_transaction_ms=300,
+    )
     slow = build_app(DATABASE_TIMEOUTS=timeouts, MAIL_SERVER="127.0.0.1", MAIL_PORT=sink.port)
     email = unique_email()
     try:

@@ -50,6 +50,8 @@ def test_defaults_are_in_order_and_reach_the_engine(db_env):
         {"DB_POOL_TIMEOUT": "2"},  # below the 5 s statement timeout
         {"DB_STATEMENT_TIMEOUT_MS": "0"},  # 0 would mean no statement timeout at all
         {"DB_CONNECT_TIMEOUT": "0"},  # and no connect timeout
+        {"DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "0"},  # and no idle timeout
+        {"DB_COMMAND_IDLE_IN_TRANSACTION_TIMEOUT_MS": "0"},
         {"DB_KEEPALIVES_IDLE": "0"},  # the kernel's default: two hours before a probe
         {"DB_TCP_USER_TIMEOUT_MS": "0"},
     ],

@@ -1,6 +1,8 @@
 """Lists that stay cheap for heavy users: keyset cursors, kept counts, index-only plans."""
 
 import itertools
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,7 +10,8 @@ from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from test_tasks_totals import kept_counts
 
-from conftest import assert_error, own_connection
+from conftest import assert_error, own_connection, row_count
+from taskapp import seed as seed_module
 from taskapp.auth.models import User
 from taskapp.extensions import db
 from taskapp.seed import COMMON, seed
@@ -234,6 +237,27 @@ def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkey
         with pytest.raises(OperationalError, match="statement timeout"):
             db.session.execute(text("SELECT pg_sleep(1)"))
         db.session.rollback()
+
+
+@pytest.mark.committing
+def test_flask_seed_is_not_ended_by_the_request_idle_timeout(app, build_app, monkeypatch):
+    """The seed builds its rows in Python between statements of one transaction: a request's
+    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS is not for it (commands have their own)."""
+    timeouts = replace(app.config["DATABASE_TIMEOUTS"], idle_in_transaction_ms=50)
+    seeding = build_app(DATABASE_TIMEOUTS=timeouts)
+    vocabulary = seed_module._vocabulary
+
+    def slow_vocabulary(*args, **kwargs):  # a generator slower than the timeout
+        time.sleep(0.3)
+        return vocabulary(*args, **kwargs)
+
+    monkeypatch.setattr(seed_module, "_vocabulary", slow_vocabulary)
+    monkeypatch.setenv("TASKAPP_SEED_PASSWORD", "idle password")
+    with seeding.app_context():  # else the command would run in the test's app (its context)
+        result = seeding.test_cli_runner().invoke(args=["seed", "--tasks", "30", "--users", "2"])
+    assert result.exit_code == 0, result.output
+    assert "seeded 2 user(s) with 30 task(s) each" in result.output
+    assert row_count(Task) == 60
 
 
 @pytest.mark.committing

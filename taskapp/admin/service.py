@@ -94,6 +94,14 @@ def find_user(*, email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
 
 
+def user_exists(*, email: str) -> bool:
+    """Whether a user has this (normalised) email; ends its transaction, so that the caller
+    may then wait (a command on its operator's prompt) with none open."""
+    exists = find_user(email=email) is not None
+    db.session.rollback()  # it changed nothing
+    return exists
+
+
 def make_admin(*, email: str, password: str | None = None) -> tuple[User, bool]:
     """Promote the user with ``email`` to an active admin, or create one with ``password``.
 

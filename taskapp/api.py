@@ -16,8 +16,8 @@ from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, UnsupportedMediaType
 from werkzeug.routing import BaseConverter, ValidationError
 
-# Row ids are PostgreSQL integers (int4), from 1: in bodies, queries and paths alike.
-MAX_ID = 2_147_483_647
+from taskapp.schemas import MAX_ID, QueryId
+
 # The path converter of ids (IdConverter), as rules name it: "/tasks/<id:task_id>".
 ID = "id"
 
@@ -78,28 +78,6 @@ LIMIT = 30
 IDEMPOTENCY = 40
 
 
-class IdConverter(BaseConverter):
-    """A row id in a path, in its one spelling: ASCII digits without a leading zero, 1 to
-    MAX_ID. Anything else (a sign, "01", another script's digits, a number past int4) matches
-    no route: a 404 before any view or query (werkzeug's int takes "01" and "\u0663")."""
-
-    regex = r"[1-9][0-9]{0,9}"
-    weight = 50  # as werkzeug's numbers: tried before a string at the same place
-
-    def to_python(self, value: str) -> int:
-        number = int(value)
-        if number > MAX_ID:
-            raise ValidationError()
-        return number
-
-    def to_url(self, value) -> str:
-        return str(int(value))
-
-
-def _id_schema(_converter: IdConverter) -> dict:
-    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-
-
 class FieldConverter(BaseConverter):
     """A path parameter checked as a body field is: ``field`` (a marshmallow field, set by
     the subclass) deserialises it, trimming included; a value it refuses matches no route (a
@@ -117,6 +95,24 @@ class FieldConverter(BaseConverter):
 def _field_schema(converter: FieldConverter) -> dict:
     pattern = converter.field.metadata.get("pattern")
     return {"type": "string", **({"pattern": pattern} if pattern else {})}
+
+
+class IdConverter(FieldConverter):
+    """A row id in a path, in its one spelling, as in a query string (QueryId: ASCII digits
+    without a leading zero, 1 to MAX_ID). Anything else (a sign, "01", another script's
+    digits, a number past int4) matches no route: a 404 before any view or query (werkzeug's
+    int takes "01" and "\u0663")."""
+
+    regex = r"[1-9][0-9]{0,9}"  # what routing tries; QueryId decides
+    weight = 50  # as werkzeug's numbers: tried before a string at the same place
+    field = QueryId()
+
+    def to_url(self, value) -> str:
+        return str(int(value))
+
+
+def _id_schema(_converter: IdConverter) -> dict:
+    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 class SharedResponsesPlugin(BasePlugin):

@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import func, select, tuple_
 
 from taskapp.extensions import db
+from taskapp.schemas import QueryInteger
 
 _CURSOR_KEY_CONTEXT = b"taskapp keyset cursor v1"
 # 128 bits of HMAC-SHA256: forging one cursor costs 2^128 guesses, each a request.
@@ -53,12 +54,12 @@ class PageQuerySchema(Schema):
     default_sort = "id"
     default_order = "asc"
 
-    page = fields.Integer(
+    page = QueryInteger(
         load_default=1,
         validate=validate.Range(min=1, max=1_000_000_000),
         metadata={"description": "Page number, from 1"},
     )
-    page_size = fields.Integer(
+    page_size = QueryInteger(
         load_default=10,
         validate=validate.Range(min=1, max=100),
         metadata={"description": "Items per page, 1 to 100"},
@@ -87,7 +88,7 @@ class WholeListQuerySchema(PageQuerySchema):
     """The page query of a list that was once returned whole: a page holds 100 items unless
     asked otherwise, so a client that never pages still gets all of a list within that."""
 
-    page_size = fields.Integer(
+    page_size = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=100),
         metadata={"description": "Items per page, 1 to 100 (100 by default)"},

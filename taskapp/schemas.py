@@ -1,6 +1,14 @@
 """Fields and schemas shared by the blueprints."""
 
+import re
+
 from marshmallow import fields, validate
+
+# Row ids are PostgreSQL integers (int4), from 1: in bodies, queries and paths alike.
+MAX_ID = 2_147_483_647
+# A positive integer as a query string or a path spells it: ASCII digits, no leading zero.
+POSITIVE_DIGITS = r"[1-9][0-9]*"
+_POSITIVE_DIGITS = re.compile(POSITIVE_DIGITS)
 
 # The most labels one task carries: the labels fields' bound, and the stored rows' (quotas).
 LABELS_PER_TASK = 20
@@ -99,3 +107,31 @@ class QueryBoolean(fields.Boolean):
 
     truthy = {"true"}
     falsy = {"false"}
+
+
+class QueryInteger(fields.Integer):
+    """A positive integer in a query string or a path, in its one spelling: ASCII digits
+    without a leading zero (int(), marshmallow's parser, also takes "01", " 1", "+1", "1_0"
+    and other scripts' digits, "\u0663" and "\uff11": other spellings of one number)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _POSITIVE_DIGITS.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        # A bound before int(): a 10,000-digit value costs no conversion (nor its limit's error).
+        if len(value) > len(str(MAX_ID)):
+            raise self.make_error("too_large", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class QueryId(QueryInteger):
+    """A row id in a query string or a path: a QueryInteger from 1 to MAX_ID."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+class Id(fields.Integer):
+    """A row id in a JSON body: an integer (not a string, a float or a boolean), 1 to MAX_ID."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)

@@ -4,11 +4,13 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from taskapp.api import MAX_ID
 from taskapp.pagination import PageMetaSchema, PageQuerySchema
 from taskapp.schemas import (
     LABELS_PER_TASK,
+    Id,
     QueryBoolean,
+    QueryId,
+    QueryInteger,
     StoredString,
     StrictBoolean,
     TrimmedString,
@@ -61,13 +63,7 @@ class LabelName(TrimmedString):
 
 def list_id_field(description: str = "The task's list; null: the inbox", **kwargs):
     """A list id in a body: an integer, or null for the inbox."""
-    return fields.Integer(
-        strict=True,
-        allow_none=True,
-        validate=validate.Range(min=1, max=MAX_ID),
-        metadata={"description": description},
-        **kwargs,
-    )
+    return Id(allow_none=True, metadata={"description": description}, **kwargs)
 
 
 class Recurrence(StoredString):
@@ -101,12 +97,10 @@ class Recurrence(StoredString):
             raise ValidationError(str(error)) from None
 
 
-def parent_id_field(**kwargs) -> fields.Integer:
+def parent_id_field(**kwargs) -> Id:
     """A parent task id in a body: an integer, or null for a top-level task."""
-    return fields.Integer(
-        strict=True,
+    return Id(
         allow_none=True,
-        validate=validate.Range(min=1, max=MAX_ID),
         metadata={
             "description": "The parent of a subtask (one level only: a top-level task of the "
             "same user), or null. A subtask is in its parent's list."
@@ -214,11 +208,11 @@ class TaskPatchSchema(Schema):
     recurrence = Recurrence()
 
 
-class NullableId(fields.Integer):
+class NullableId(QueryId):
     """An id in a query string, or the word null."""
 
     def __init__(self, **kwargs):
-        super().__init__(allow_none=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+        super().__init__(allow_none=True, **kwargs)
 
     def deserialize(self, value, attr=None, data=None, **kwargs):
         return super().deserialize(None if value == "null" else value, attr, data, **kwargs)
@@ -280,16 +274,8 @@ class TaskQuerySchema(PageQuerySchema):
 class TaskMoveSchema(Schema):
     """POST /tasks/{id}/move body: where to place the task."""
 
-    after = fields.Integer(
-        strict=True,
-        validate=validate.Range(min=1, max=MAX_ID),
-        metadata={"description": "Place it right after this task (of the target list)"},
-    )
-    before = fields.Integer(
-        strict=True,
-        validate=validate.Range(min=1, max=MAX_ID),
-        metadata={"description": "Place it right before this task (of the target list)"},
-    )
+    after = Id(metadata={"description": "Place it right after this task (of the target list)"})
+    before = Id(metadata={"description": "Place it right before this task (of the target list)"})
     list_id = list_id_field(
         "The target list (null: the inbox); by default the list of `after` or `before`, else "
         "the task's own. Without `after` and `before`, the task goes to the end of it."
@@ -310,7 +296,7 @@ class TaskBulkSchema(Schema):
 
     action = fields.String(required=True, validate=validate.OneOf(BULK_ACTIONS))
     ids = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+        Id(),
         required=True,
         validate=validate.Length(min=1, max=BULK_MAX),
         metadata={"description": "The caller's task ids, 1 to 100"},
@@ -359,7 +345,7 @@ class TaskChangesQuerySchema(Schema):
             "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
         },
     )
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=500),
         metadata={"description": "Changes per answer, 1 to 500"},

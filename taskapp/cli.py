@@ -147,8 +147,8 @@ def seed_command(user_count: int, task_count: int, prefix: str, password: str) -
 def deliver(once: bool, interval: float) -> None:
     """Send the outbox's due messages over SMTP, retrying failures with backoff.
 
-    Run one or more beside gunicorn: each message is claimed by one worker only (FOR UPDATE
-    SKIP LOCKED on PostgreSQL). SIGTERM or Ctrl-C stops it after the message in hand.
+    Run one or more beside gunicorn: each message is leased to one worker at a time
+    (docs/email.md). SIGTERM or Ctrl-C stops it after the message in hand.
     """
     stopping = threading.Event()
     if not once:

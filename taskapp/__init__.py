@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 from taskapp import account, admin, auth, cli, database, health, labels, lists, recovery, tasks
+from taskapp.auth import session_check
 from taskapp.auth.jwt_callbacks import register_jwt_callbacks
 from taskapp.browser import register_cors, register_security_headers
 from taskapp.clientaddr import canonical_client_address
@@ -46,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     register_request_hooks(app)
     register_extensions(app)
     database.init_app(app)
+    session_check.init_app(app)
     register_mail(app)
     register_jwt_callbacks(jwt)
     register_blueprints(app)

@@ -13,7 +13,7 @@ a writer locked task_counts before lists.
 
 from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
 
 from taskapp.errors import NotFound
@@ -110,4 +110,10 @@ def lock_tasks(user_id: int, task_ids: list[int]) -> list:
 def lock_list_order(user_id: int, list_id: int | None) -> None:
     """Serialise the writers of one list's order (the inbox: list 0) until the commit: a
     transaction-scoped advisory lock."""
-    db.session.execute(select(func.pg_advisory_xact_lock(user_id, list_id or 0)))
+    db.session.execute(text(list_order_lock(user_id, list_id)))
+
+
+def list_order_lock(user_id: int, list_id: int | None) -> str:
+    """lock_list_order's statement, to send in front of the read it guards
+    (``taskapp.database.LEAD_OPTION``)."""
+    return f"SELECT pg_advisory_xact_lock({int(user_id)}, {int(list_id or 0)})"

@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, delete, false, func, insert, or_, select, tru
 from taskapp.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
 from taskapp.tasks import recurrence
-from taskapp.tasks.labelling import set_labels, with_labels
+from taskapp.tasks.labelling import set_labels, with_labels, with_row_labels
 from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks
 from taskapp.tasks.models import Task
 from taskapp.tasks.placement import UNSET, end_of_list, move_position, place, subtasks_follow
@@ -37,7 +37,7 @@ def get_task(user_id: int, task_id: int) -> dict:
     ).one_or_none()
     if task is None:
         raise NotFound(NOT_FOUND)
-    return with_labels(task)
+    return with_row_labels(task)
 
 
 def create_task(user_id: int, *, fields: dict) -> dict:
@@ -53,8 +53,11 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     statement = insert(tasks).values(user_id=user_id, **fields).returning(*tasks.c)
     task = db.session.execute(statement).one()
     check_task_quota(user_id)
-    set_labels(user_id, task.id, labels)
-    task = with_labels(task)
+    if labels:
+        set_labels(user_id, task.id, labels)
+        task = with_labels(task)  # the row was returned before its labels existed
+    else:
+        task = with_row_labels(task)
     db.session.commit()
     return task
 
@@ -88,17 +91,48 @@ def update_task(
     under the task's row lock, so that the UPDATE knows whether they changed; a refused UPDATE
     rolls them back.
     """
-    tasks = Task.__table__
     changes = dict(changes)
     labels = changes.pop("labels", None)
     lock_user_tasks(user_id)
     place(user_id, task_id, changes)
-    if {"recurrence", "due_at"} & changes.keys() or changes.get("completed"):
-        _recur(lock_task(user_id, task_id), changes)
+    rule_changes = bool({"recurrence", "due_at"} & changes.keys())
+    locked = lock_task(user_id, task_id) if rule_changes or labels is not None else None
+    if locked is not None and (rule_changes or changes.get("completed")):
+        _recur(locked, changes)
     relabelled = False
     if labels is not None:
-        lock_task(user_id, task_id)
         relabelled = set_labels(user_id, task_id, labels)
+    task = None
+    if locked is None and changes.get("completed"):
+        # Completing a task is the common write, and most tasks do not recur: it is first
+        # tried on the condition that this one does not, which spares reading the row for
+        # the rule. No row (a recurring task, or a missing or stale one): that UPDATE wrote
+        # and locked nothing (its statement triggers saw no row), and the rule's way follows.
+        task = _write(user_id, task_id, changes, relabelled, expected, non_recurring=True)
+        if task is None:
+            _recur(lock_task(user_id, task_id), changes)
+    if task is None:
+        task = _write(user_id, task_id, changes, relabelled, expected)
+    if task is None:
+        _refuse(user_id, task_id)
+    if "list_id" in changes:
+        subtasks_follow(task)
+    task = with_row_labels(task)
+    db.session.commit()
+    return task
+
+
+def _write(
+    user_id: int,
+    task_id: int,
+    changes: dict,
+    relabelled: bool,
+    expected: Sequence[Version] | None,
+    *,
+    non_recurring: bool = False,
+):
+    """update_task's one UPDATE ... RETURNING (None: no row matched)."""
+    tasks = Task.__table__
     changed = or_(
         false(),
         true() if relabelled else false(),
@@ -116,17 +150,11 @@ def update_task(
             if changes["completed"]
             else None
         )
-    statement = (
-        update(tasks).where(*_target(user_id, task_id, expected)).values(values).returning(*tasks.c)
-    )
-    task = db.session.execute(statement).one_or_none()
-    if task is None:
-        _refuse(user_id, task_id)
-    if "list_id" in changes:
-        subtasks_follow(task)
-    task = with_labels(task)
-    db.session.commit()
-    return task
+    where = _target(user_id, task_id, expected)
+    if non_recurring:
+        where.append(tasks.c.recurrence.is_(None))
+    statement = update(tasks).where(*where).values(values).returning(*tasks.c)
+    return db.session.execute(statement).one_or_none()
 
 
 def move_task(
@@ -157,7 +185,7 @@ def move_task(
     if task is None:
         _refuse(user_id, task_id)
     subtasks_follow(task)
-    task = with_labels(task)
+    task = with_row_labels(task)
     db.session.commit()
     return task
 

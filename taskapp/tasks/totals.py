@@ -378,15 +378,18 @@ def bind_due_days(params: dict, shape: tuple[str, ...], completed: bool | None) 
     return True
 
 
-def change_stamp(user_id: int) -> int:
+def change_stamp_of(user_id) -> ColumnElement:
     """A number that grows with every write of the user's tasks (0 before the first): kept in
-    task_counts.stamp by migration 0005's sync_tasks_changed().
+    task_counts.stamp by migration 0005's sync_tasks_changed(). In SQL, so that a page reads
+    it in its own statement (one snapshot: the stamp of exactly the rows it shows)."""
+    stamp = select(TaskCount.stamp).where(TaskCount.user_id == user_id).scalar_subquery()
+    return func.coalesce(stamp, 0)
 
-    Read before a list's rows, it makes the list's ETag: a write committed in between changes
-    the stamp, so at worst the next conditional request misses, never matches wrongly.
-    """
-    stamp = db.session.scalar(select(TaskCount.stamp).where(TaskCount.user_id == user_id))
-    return stamp or 0
+
+def change_stamp(user_id: int) -> int:
+    """change_stamp_of, alone: a list's ETag before its rows are read (a conditional request
+    answered 304 reads nothing else)."""
+    return db.session.scalar(select(change_stamp_of(user_id)))
 
 
 def user_task_count(user_id: int) -> int:

@@ -78,7 +78,8 @@ class Liveness(MethodView):
 
         No authentication, no rate limit; it touches neither the database nor Redis.
         """
-        return LIVE
+        # The JSON of LIVE, as the schema would dump it: a constant needs no dumping.
+        return current_app.json.response(LIVE)
 
 
 @blp.route("/readyz")

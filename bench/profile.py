@@ -3,7 +3,8 @@
 
 Runs requests through Flask's test client (no gunicorn, no network to the app) as the heavy
 user of ``taskapp_bench`` (seed it first with ``bench/run.py``), with a timer around each
-part of the request path, and prints microseconds per request for each. With
+part of the request path, and prints microseconds per request for each, and the request's
+SQL round trips (bench/roundtrips.py). With
 ``--pyinstrument`` (``pip install pyinstrument``), prints a call-tree profile instead.
 
     .venv/bin/python -m bench.profile                     # GET /tasks?page_size=20
@@ -35,21 +36,26 @@ def timed(totals: collections.Counter, label: str, function):
     return wrapper
 
 
-def instrument(totals: collections.Counter) -> list[str]:
-    """Put timers around the parts of the request path (module attributes, as called); returns
-    their labels, in the order of the path."""
+def instrument(app, totals: collections.Counter) -> list[str]:
+    """Put timers around the parts of the request path (the attributes their callers read,
+    so each timer sees every call); returns their labels, in the order of the path."""
     import flask_jwt_extended.view_decorators as jwt_views
     from sqlalchemy.orm import scoped_session
 
-    from taskapp.auth import service as auth_service
+    from taskapp.auth import session_check
     from taskapp.tasks import queries as task_queries
     from taskapp.tasks import schemas as task_schemas
+    from taskapp.tasks import totals as task_totals
 
+    # flask-jwt-extended keeps the user loader it was given: time it there.
+    manager = app.extensions["flask-jwt-extended"]
     parts = [
-        (jwt_views, "verify_jwt_in_request", "JWT check, session lookup included"),
+        (jwt_views, "verify_jwt_in_request", "JWT check (the session's, deferred, included)"),
         (jwt_views, "decode_token", "  token decoding"),
-        (auth_service, "load_session_user", "  session lookup"),
-        (task_queries, "list_tasks", "page query (tasks.queries.list_tasks)"),
+        (manager, "_user_lookup_callback", "  user loader (notes the ids: no query)"),
+        (session_check, "check_now", "session check on its own (none carried it)"),
+        (task_totals, "change_stamp", "change stamp on its own (If-None-Match only)"),
+        (task_queries, "list_tasks", "page query (session check, total, stamp in it)"),
         (task_schemas.TaskPageSchema, "dump", "marshmallow: dump the page"),
         (task_schemas.TaskQuerySchema, "load", "marshmallow: load the query string"),
         (scoped_session, "remove", "session teardown"),
@@ -80,6 +86,7 @@ def main() -> int:
         MAX_TASKS_PER_USER="0",  # the heavy user is seeded past the default quota
     )
     os.environ.pop("REDIS_URL", None)
+    from bench.roundtrips import round_trips
     from taskapp import create_app
 
     app = create_app()
@@ -115,9 +122,10 @@ def main() -> int:
 
     health = run("/healthz", args.requests, False)
     totals: collections.Counter = collections.Counter()
-    labels = instrument(totals)
+    labels = instrument(app, totals)
     whole = run(args.path, args.requests, True)
-    print(f"{'GET ' + args.path:50s} {whole:8.0f} us per request")
+    trips = round_trips(app, client, "GET", args.path, headers=headers)
+    print(f"{'GET ' + args.path:50s} {whole:8.0f} us per request, {trips} SQL round trip(s)")
     for label in labels:
         print(f"  {label:48s} {totals[label] / args.requests * 1e6:8.0f} us")
     print(f"{'GET /healthz':50s} {health:8.0f} us per request")

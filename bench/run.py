@@ -2,7 +2,8 @@
 """Benchmark taskapp under gunicorn against a seeded PostgreSQL database.
 
 Seeds (once) a light user with 1,000 tasks and a heavy user with 1,000,000, starts gunicorn
-with 2 sync workers and rate limiting off, then measures requests/s and p50/p99 latency per
+as gunicorn.conf.py configures it (2 workers) with rate limiting on, then measures
+requests/s and p50/p99 latency per
 endpoint with wrk (or a built-in closed-loop client when wrk is not installed) and prints a
 table with each endpoint's throughput as a share of /healthz, the CPU time one request costs
 the gunicorn workers, PostgreSQL and the load generator, plus worker memory.
@@ -17,12 +18,19 @@ the gunicorn workers, PostgreSQL and the load generator, plus worker memory.
 
 Besides the original rows, each filter and sort of lists, labels, priorities, due dates and
 manual order is measured for both users, with its total (the count of the matches) and
-without it (``include_total=false``).
+without it (``include_total=false``). ``--writes`` adds the light user's writes (wrk only):
+create, toggle ``completed`` of one task, and delete (create and delete pairs). Rate limiting
+is on, counted in Redis (``--redis``; its limits raised above the benchmark's rate), as
+production runs. Each row also shows the SQL round trips one request makes (counted
+in-process: bench/roundtrips.py) and how the load spread over the workers (each worker's
+share of the row's worker CPU, and of wrk's connections at mid-row).
 """
 
 import argparse
+import functools
 import http.client
 import json
+import logging
 import os
 import re
 import resource
@@ -47,6 +55,41 @@ BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"
 FLOOR_PATH = "/floor/tasks"  # bench/floor.py: the list with none of the libraries between
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Limits far above any rate a 2-core benchmark reaches: counted (in Redis), never exceeded.
+RAISED_LIMIT = "100000000 per minute"
+WRITE_TITLES = ("wrk create", "wrk pair")
+# wrk scripts of the write rows (-H adds Authorization to wrk.headers; wrk.format with nil
+# headers keeps them).
+CREATE_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"title": "wrk create", "description": "written by the benchmark"}'
+"""
+TOGGLE_LUA = """
+wrk.headers["Content-Type"] = "application/json"
+local done = false
+request = function()
+  done = not done
+  local body = done and '{"completed": true}' or '{"completed": false}'
+  return wrk.format("PATCH", nil, nil, body)
+end
+"""
+PAIRS_LUA = """
+wrk.headers["Content-Type"] = "application/json"
+local pending = nil
+request = function()
+  if pending then
+    local path = "/tasks/" .. pending
+    pending = nil
+    return wrk.format("DELETE", path, nil, "")
+  end
+  return wrk.format("POST", "/tasks", nil, '{"title": "wrk pair"}')
+end
+response = function(status, headers, body)
+  local id = body:match('"id":%s*(%d+)')
+  if status == 201 and id then pending = id end
+end
+"""
 
 
 def log(message: str) -> None:
@@ -189,7 +232,8 @@ def cpu_seconds(pid: str) -> tuple[str, float] | None:
 def cpu_snapshot(server: "Server") -> dict:
     """CPU seconds used so far by the workers, by each ``postgres`` process of this host (by
     pid), and by this script with its children (the load generator)."""
-    workers = sum(used[1] for pid in server.worker_pids() if (used := cpu_seconds(pid)))
+    each = {pid: used[1] for pid in server.worker_pids() if (used := cpu_seconds(pid))}
+    workers = sum(each.values())
     postgres = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         used = cpu_seconds(pid)
@@ -199,7 +243,7 @@ def cpu_snapshot(server: "Server") -> dict:
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         client += usage.ru_utime + usage.ru_stime
-    return {"workers": workers, "postgres": postgres, "client": client}
+    return {"workers": workers, "each": each, "postgres": postgres, "client": client}
 
 
 def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
@@ -217,10 +261,48 @@ def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float
         "postgres": postgres,
         "client": after["client"] - before["client"],
     }
-    return {part: seconds * 1000 / max(requests, 1) for part, seconds in spent.items()}
+    per_request = {part: seconds * 1000 / max(requests, 1) for part, seconds in spent.items()}
+    # Each worker's share of the row's worker CPU: how the load spread over them.
+    each = {pid: seconds - before["each"].get(pid, 0.0) for pid, seconds in after["each"].items()}
+    total = sum(each.values()) or 1.0
+    per_request["shares"] = sorted((used / total for used in each.values()), reverse=True)
+    return per_request
 
 
-def request(port: int, method: str, path: str, body=None, headers=None):
+def connection_split(port: int) -> list[int]:
+    """How many of the clients' connections each worker holds now (by ``ss``), most first."""
+    output = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    held: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", output):
+        held[pid] = held.get(pid, 0) + 1
+    return sorted(held.values(), reverse=True)
+
+
+def measured_row(server: "Server", measure, path: str, token, args, script=None) -> dict:
+    """One row: a 1-second warm-up, then the row, with its CPU per request, the workers'
+    shares of it, and the connection split sampled at mid-row."""
+    warm_up = argparse.Namespace(**{**vars(args), "duration": 1})
+    measure(server.port, path, token, warm_up, script)
+    split: list[list[int]] = []
+    sampler = threading.Timer(
+        args.duration / 2, lambda: split.append(connection_split(server.port))
+    )
+    before = cpu_snapshot(server)
+    sampler.start()
+    result = measure(server.port, path, token, args, script)
+    sampler.join()
+    result["cpu"] = cpu_per_request(before, cpu_snapshot(server), result["requests"])
+    result["split"] = split[0] if split else []
+    return result
+
+
+def request(port: int, method: str, path: str, body=None, headers=None, *, full=False):
+    """(status, body), with ``full`` (status, body, ETag header)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         payload = json.dumps(body).encode() if body is not None else None
@@ -231,7 +313,8 @@ def request(port: int, method: str, path: str, body=None, headers=None):
             headers={"Content-Type": "application/json", **(headers or {})},
         )
         response = conn.getresponse()
-        return response.status, response.read()
+        answer = response.status, response.read()
+        return (*answer, response.getheader("ETag")) if full else answer
     finally:
         conn.close()
 
@@ -245,7 +328,7 @@ def login(port: int, prefix: str) -> str:
     return json.loads(body)["access_token"]
 
 
-def run_wrk(port: int, path: str, token: str | None, args) -> dict:
+def run_wrk(port: int, path: str, token: str | None, args, script: str | None = None) -> dict:
     command = [
         "wrk",
         "-t",
@@ -259,6 +342,10 @@ def run_wrk(port: int, path: str, token: str | None, args) -> dict:
     ]
     if token:
         command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    if script:
+        script_path = Path(args.log_dir) / "bench-row.lua"
+        script_path.write_text(script)
+        command[1:1] = ["-s", str(script_path)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     requests = int(re.search(r"(\d+) requests in", output).group(1))
@@ -277,8 +364,11 @@ def run_wrk(port: int, path: str, token: str | None, args) -> dict:
     }
 
 
-def run_builtin(port: int, path: str, token: str | None, args) -> dict:
-    """Closed loop: each connection sends its next request when the last one answered."""
+def run_builtin(port: int, path: str, token: str | None, args, script: str | None = None) -> dict:
+    """Closed loop: each connection sends its next request when the last one answered (GET
+    only: the write rows need wrk)."""
+    if script:
+        raise SystemExit("the write rows (--writes) need wrk")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     latencies: list[float] = []
     errors = 0
@@ -349,6 +439,82 @@ def domain_queries(port: int, token: str) -> list[tuple[str, str]]:
     return counted + uncounted
 
 
+def toggle_target(args) -> int:
+    """The light user's task that the toggle row completes and reopens: an open one that
+    does not recur (the seed makes about 3 % of the dated tasks recur)."""
+    with psycopg2.connect(database_url(args)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT t.id FROM tasks t JOIN users u ON u.id = t.user_id "
+            "WHERE u.email = 'light-0@example.com' AND t.recurrence IS NULL "
+            "AND NOT t.completed ORDER BY t.id OFFSET 100 LIMIT 1"
+        )
+        return cur.fetchone()[0]
+
+
+def write_rows(args) -> list[tuple[str, str, str, str]]:
+    """(label, method counted, path, wrk script) of the light user's write rows."""
+    target = toggle_target(args)
+    return [
+        ("create [light]", "POST", "/tasks", CREATE_LUA),
+        ("toggle completed [light]", "PATCH", f"/tasks/{target}", TOGGLE_LUA),
+        ("delete+create pairs [light]", "DELETE", "/tasks", PAIRS_LUA),
+    ]
+
+
+def clean_up_writes(args) -> None:
+    """Delete the write rows' tasks, so the light user is back to its seeded tasks."""
+    conn = psycopg2.connect(database_url(args))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM tasks WHERE title = ANY(%s)", (list(WRITE_TITLES),))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE tasks")
+    finally:
+        conn.close()
+
+
+class RoundTrips:
+    """The SQL round trips one request of a row makes, counted in-process (Flask's test client
+    on the same database and config: bench/roundtrips.py)."""
+
+    def __init__(self, env: dict, args):
+        os.environ.update({key: value for key, value in env.items() if isinstance(value, str)})
+        if args.floor:
+            from bench.floor import app
+        else:
+            from taskapp import create_app
+
+            app = create_app()
+        logging.getLogger("taskapp.access").disabled = True  # its lines are not the rows'
+        self.app, self.client = app, app.test_client()
+        self.headers = {}
+        for user in ("light", "heavy"):
+            token = self.client.post(
+                "/login", json={"email": f"{user}-0@example.com", "password": PASSWORD}
+            ).json["access_token"]
+            self.headers[user] = {"Authorization": f"Bearer {token}"}
+
+    def get(self, method: str, path: str, user: str | None) -> int:
+        from bench.roundtrips import round_trips
+
+        headers = self.headers.get(user, {})
+        count = functools.partial(round_trips, self.app, self.client, headers=headers)
+        if method == "POST":
+            return count("POST", path, json={"title": WRITE_TITLES[0]})
+        if method == "PATCH":
+            trips = count("PATCH", path, json={"completed": True})
+            count("PATCH", path, json={"completed": False})
+            return trips
+        if method == "DELETE":
+            created = self.client.post(path, json={"title": WRITE_TITLES[1]}, headers=headers)
+            return count("DELETE", f"{path}/{created.json['id']}")
+        if path == FLOOR_PATH:
+            count("GET", path)  # answers, or raises
+            return 1  # its one execute, on a raw connection that SQLAlchemy's events miss
+        return count("GET", path)
+
+
 def endpoints(args, domain: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str | None]]:
     """(label, path, user) rows of the table; user None means no token. ``domain``: each
     user's domain_queries."""
@@ -376,12 +542,14 @@ def check_floor(port: int, tokens: dict) -> None:
     """The floor route must answer what the real list answers, or its row means nothing."""
     for user, token in tokens.items():
         answers = [
-            request(port, "GET", path, headers={"Authorization": f"Bearer {token}"})
+            request(port, "GET", path, headers={"Authorization": f"Bearer {token}"}, full=True)
             for path in ("/tasks?page_size=20", FLOOR_PATH)
         ]
-        (status, real), (floor_status, floor) = answers
+        (status, real, real_etag), (floor_status, floor, floor_etag) = answers
         if status != 200 or floor_status != 200 or json.loads(real) != json.loads(floor):
             raise SystemExit(f"{FLOOR_PATH} does not answer as /tasks?page_size=20 for {user}")
+        if not real_etag or real_etag != floor_etag:
+            raise SystemExit(f"{FLOOR_PATH} gives another ETag than /tasks?page_size=20 ({user})")
 
 
 def deep_cursor(port: int, token: str, pages: int) -> str | None:
@@ -431,6 +599,20 @@ def main() -> int:
         help="also measure the default GET /tasks of git revision REV beside this tree's",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternations of --compare")
+    parser.add_argument(
+        "--writes", action="store_true", help="also measure the light user's writes (wrk)"
+    )
+    parser.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/0",
+        help="the rate limiter's storage (limits raised above the benchmark's rate)",
+    )
+    parser.add_argument(
+        "--no-limiter", action="store_true", help="rate limiting off (not how production runs)"
+    )
+    parser.add_argument(
+        "--worker-class", default=None, help="GUNICORN_WORKER_CLASS (default: gunicorn.conf.py)"
+    )
     args = parser.parse_args()
 
     env = {
@@ -438,12 +620,25 @@ def main() -> int:
         "DATABASE_URL": database_url(args),
         "TASKAPP_ENV": "production",
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-        "RATELIMIT_ENABLED": "false",
         # The heavy user is seeded past the default quota; the benchmark writes for it too.
         "MAX_TASKS_PER_USER": "0",
         "BCRYPT_ROUNDS": "4",
     }
     env.pop("REDIS_URL", None)
+    if args.no_limiter:
+        env["RATELIMIT_ENABLED"] = "false"
+    else:
+        env.update(
+            RATELIMIT_ENABLED="true",
+            REDIS_URL=args.redis,
+            RATELIMIT_TASK_WRITES=RAISED_LIMIT,
+            RATELIMIT_LOGIN=RAISED_LIMIT,
+            RATELIMIT_LOGIN_EMAIL=RAISED_LIMIT,
+        )
+    if args.worker_class:
+        # With more than one thread gunicorn runs gthread whatever the class asked.
+        threads = {"GUNICORN_THREADS": "1"} if args.worker_class != "gthread" else {}
+        env.update(GUNICORN_WORKER_CLASS=args.worker_class, **threads)
     prepare_database(args, env)
 
     use_wrk = shutil.which("wrk") and not args.builtin
@@ -453,6 +648,7 @@ def main() -> int:
         tokens = {user: login(server.port, user) for user in ("light", "heavy")}
         if args.floor:
             check_floor(server.port, tokens)
+        counter = RoundTrips(env, args)
         rss_start = server.worker_rss_mb()
         results = []
         domain = {user: domain_queries(server.port, token) for user, token in tokens.items()}
@@ -472,12 +668,17 @@ def main() -> int:
             if status != 200:
                 # Measured all the same: the table's errors column counts such answers.
                 log(f"warning: {label}: {path} answered {status}")
-            measure(server.port, path, token, argparse.Namespace(**{**vars(args), "duration": 1}))
-            before = cpu_snapshot(server)
-            result = measure(server.port, path, token, args)
-            result["cpu"] = cpu_per_request(before, cpu_snapshot(server), result["requests"])
+            result = measured_row(server, measure, path, token, args)
+            result["trips"] = counter.get("GET", path, user)
             results.append((label, result))
             log(f"{label}: {results[-1][1]}")
+        if args.writes:
+            for label, method, path, script in write_rows(args):
+                result = measured_row(server, measure, path, tokens["light"], args, script)
+                result["trips"] = counter.get(method, path, "light")
+                results.append((label, result))
+                log(f"{label}: {results[-1][1]}")
+            clean_up_writes(args)
         if args.soak:
             soak(server, tokens, args, measure)
         rss_end = server.worker_rss_mb()
@@ -584,14 +785,22 @@ def print_table(results, args, tool: str) -> None:
         "of the load generator."
     )
     print(
-        f"\n{args.workers} sync workers, {args.connections} connections, {args.duration} s "
-        f"per row, {tool}; light user {args.light:,} tasks, heavy user {args.heavy:,}\n"
+        "round trips: SQL round trips of one request (BEGIN and COMMIT included). workers: "
+        "each worker's share of the row's worker CPU; conns: wrk's connections each worker "
+        "held at mid-row."
+    )
+    limiter = "rate limiting off" if args.no_limiter else f"rate limiting on ({args.redis})"
+    worker_class = args.worker_class or "gunicorn.conf.py's"
+    print(
+        f"\n{args.workers} {worker_class} workers, {args.connections} connections, "
+        f"{args.duration} s per row, {tool}, {limiter}; light user {args.light:,} tasks, "
+        f"heavy user {args.heavy:,}\n"
     )
     print(
         "| endpoint | req/s | p50 ms | p99 ms | vs /healthz | p50 ratio | errors "
-        "| CPU ms/req: workers | PostgreSQL | client |"
+        "| CPU ms/req: workers | PostgreSQL | client | round trips | workers | conns |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- " + "| ---: " * 10 + "| --- | --- |")
     by_label = dict(results)
     for label, r in results:
         versus_light = ""
@@ -605,7 +814,9 @@ def print_table(results, args, tool: str) -> None:
         print(
             f"| {label} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
             f"{r['rps'] / health:.0%} | {versus_light} | {r['errors']} | "
-            f"{cpu['workers']:.2f} | {cpu['postgres']:.2f} | {cpu['client']:.2f} |"
+            f"{cpu['workers']:.2f} | {cpu['postgres']:.2f} | {cpu['client']:.2f} | "
+            f"{r.get('trips', '')} | {'/'.join(f'{share:.0%}' for share in cpu['shares'])} | "
+            f"{'/'.join(map(str, r.get('split', [])))} |"
         )
 
 

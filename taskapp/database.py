@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 # Requests that must not change anything (RFC 9110 safe methods).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-READ_ONLY = "taskapp.read_only"
 
 
 def init_app(app: Flask) -> None:
@@ -55,24 +54,22 @@ def _register_read_only_requests(app: Flask) -> None:
     statement would commit on its own, not all of them at the end.
     """
 
-    @app.before_request
-    def mark_read_only() -> None:
-        db.session.info[READ_ONLY] = request.method in SAFE_METHODS
-
     # db.session outlives any one app (tests build many): listen once.
     if not event.contains(db.session, "after_begin", start_in_autocommit):
         event.listen(db.session, "after_begin", start_in_autocommit)
 
 
 def start_in_autocommit(session, _transaction, connection) -> None:
-    """Session ``after_begin`` listener: a read-only session's driver goes to autocommit.
+    """Session ``after_begin`` listener: the driver of a safe-method request's session goes
+    to autocommit. (Decided here, when a request first uses the database, rather than in a
+    hook of every request: a request that never does, /healthz, makes no session at all.)
 
     psycopg2 sends its BEGIN with the first statement, so none has been sent yet; in
     autocommit it sends none, and the ROLLBACK at the end is a no-op. (SQLAlchemy's own
     ``isolation_level="AUTOCOMMIT"`` would do the same, but psycopg2 then sends a ``SET
     default_transaction_isolation`` round trip to undo it at check-in.)
     """
-    if not session.info.get(READ_ONLY):
+    if not (has_request_context() and request.method in SAFE_METHODS):
         return
     if not isinstance(session.get_bind(), Engine):
         return  # bound to a Connection (a test's outer transaction): used as it is
@@ -109,6 +106,13 @@ def drop_connection_if_closed(dbapi_connection, _record, _proxy) -> None:
 # with_transaction_settings. For statements that cannot run in a transaction block (a
 # migration's CREATE INDEX CONCURRENTLY), which a message of several statements is.
 TRANSACTION_SETTINGS_OPTION = "taskapp_transaction_settings"
+
+
+# Execution option: fixed SQL text (no parameters) sent in front of the statement, in the same
+# message, so a step that must run before it (a lock) costs no round trip of its own. Each
+# statement of a message takes its own snapshot (READ COMMITTED), so the statement sees every
+# write committed before the step finished (before a lock was granted).
+LEAD_OPTION = "taskapp_lead"
 
 
 def transaction_settings(
@@ -149,7 +153,8 @@ def lock_until_commit(*parts: object) -> None:
 def with_transaction_settings(settings: str, *, outside_requests: str | None = None):
     """A ``before_cursor_execute`` listener (retval) that sends ``settings`` ahead of the first
     statement of every transaction, in the same message: no round trip of its own; outside a
-    request (flask commands, the test process's own work), ``outside_requests`` if given.
+    request (flask commands, the test process's own work), ``outside_requests`` if given; and a
+    statement's LEAD_OPTION, if any, ahead of it (after the settings).
 
     A request's transaction must never wait long on its app: clients queue behind its locks.
     A command's may legitimately do bounded Python work between statements (the seed), so it
@@ -164,7 +169,10 @@ def with_transaction_settings(settings: str, *, outside_requests: str | None = N
     statement after it and ends with it.
     """
 
-    def prepend(conn, cursor, statement, parameters, _context, _executemany):
+    def prepend(conn, cursor, statement, parameters, context, _executemany):
+        lead = context.execution_options.get(LEAD_OPTION) if context is not None else None
+        if lead:
+            statement = f"{lead}; {statement}"
         if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE and (
             conn.get_execution_options().get(TRANSACTION_SETTINGS_OPTION, True)
         ):

@@ -105,8 +105,16 @@ def _request_id() -> str:
     return g.request_id
 
 
+# Set on ``g`` by whoever finds that the verified token's session is dead
+# (taskapp.auth.session_check): the request is then nobody's.
+SESSION_REFUSED = "taskapp_session_refused"
+
+
 def _user_id() -> int | None:
-    """The id of the user whose access token this request verified, if any."""
+    """The id of the user whose access token this request verified (and whose session was not
+    refused), if any."""
+    if g.get(SESSION_REFUSED):
+        return None
     try:
         return int(get_jwt()["sub"])
     except (RuntimeError, KeyError, TypeError, ValueError):

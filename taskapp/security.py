@@ -34,9 +34,14 @@ ACCOUNT_PASSWORD_SCOPE = "password:account"
 
 def authenticated(blp: Blueprint) -> Callable:
     """Require a valid access token of a live session, checked before anything else the route
-    declares (``api.AUTHENTICATE``); documents bearer auth and 401."""
+    declares (``api.AUTHENTICATE``); documents bearer auth and 401. The token is verified
+    first; its session with the request's first statement, and before any commit or answer
+    (``taskapp.auth.session_check``)."""
+    # Here, not at the top: taskapp.auth's package imports its routes, which import this module.
+    from taskapp.auth.session_check import checked
+
     return compose(
-        blp.guard(AUTHENTICATE, jwt_required()),
+        blp.guard(AUTHENTICATE, lambda view: jwt_required()(checked(view))),
         blp.alt_response(401, response="UNAUTHORIZED"),
         blp.doc(security=BEARER),
     )

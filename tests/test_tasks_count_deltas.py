@@ -1,4 +1,4 @@
-"""Kept counts as delta rows (migration 0008): concurrent writers of one user's tasks never
+"""Kept counts as delta rows (migration 0009): concurrent writers of one user's tasks never
 wait on one another's locks for the counts, and every total stays exact, folded or not."""
 
 import threading

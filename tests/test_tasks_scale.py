@@ -273,7 +273,7 @@ def test_no_list_query_scans_the_tasks_table(app):
         connection.cursor().execute("VACUUM ANALYZE")
     finally:
         connection.close()
-    first = queries.list_tasks(heavy, page_size=20)["meta"]["next_cursor"]
+    first = queries.list_tasks(heavy, page_size=20)[0]["meta"]["next_cursor"]
     work = db.session.scalar(select(TaskList.id).where(TaskList.user_id == heavy).limit(1))
     parent = db.session.scalar(
         select(Task.parent_id).where(Task.user_id == heavy, Task.parent_id.is_not(None)).limit(1)

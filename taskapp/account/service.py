@@ -21,7 +21,7 @@ LAST_ADMIN = "The last active admin cannot delete their account; make another ad
 
 def check_password(user_id: int, password: str) -> User:
     """The user, unless ``password`` is not theirs: Forbidden (a route's confirmation of intent)."""
-    # Already in the session's identity map when the route's current_user loaded it.
+    # The caller (the session check rides with this read, unless current_user loaded it).
     user = db.session.get(User, user_id)
     if not verify_password(password, user.password_hash):
         audit.record("password_check_failed", "wrong password for an account", user_id=user_id)

@@ -3,8 +3,7 @@ the error envelope (its default is 422 {"msg"})."""
 
 from flask_jwt_extended import JWTManager
 
-from taskapp.auth.models import User
-from taskapp.auth.service import load_session_user
+from taskapp.auth.session_check import Caller, defer_check
 from taskapp.auth.tokens import has_expiry, token_ids
 from taskapp.errors import Unauthorized, error_response
 
@@ -13,10 +12,11 @@ def _unauthorized(message: str):
     return error_response(Unauthorized.code, message, headers=Unauthorized.headers)
 
 
-def _load_user(_header: dict, claims: dict) -> User | None:
-    """``current_user``: the active user behind a live session, else None (a 401)."""
+def _load_user(_header: dict, claims: dict) -> Caller | None:
+    """``current_user``: the token's user, whose session the request's first statement checks
+    (``taskapp.auth.session_check``); None (a 401) for a token without the ids."""
     ids = token_ids(claims)
-    return load_session_user(*ids) if ids else None
+    return defer_check(*ids) if ids else None
 
 
 def register_jwt_callbacks(jwt: JWTManager) -> None:

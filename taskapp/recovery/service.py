@@ -78,7 +78,7 @@ def reset_password(*, token: str, new_password: str) -> None:
 
 def request_verification(user_id: int) -> None:
     """Email a new verification link to the user's address (replacing any older one)."""
-    # Already in the session's identity map when the route's current_user loaded it.
+    # The caller (the session check rides with this read, unless current_user loaded it).
     user = db.session.get(User, user_id)
     if user.email_verified:
         raise Conflict("Email address is already verified")

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 from taskapp.extensions import db
 from taskapp.quotas import check_quota
 from taskapp.tasks.models import Label, Task, task_labels
-from taskapp.tasks.totals import touched
+from taskapp.tasks.totals import split_labels, touched
 
 
 def label_keys(names: Sequence[str]) -> dict[str, str]:
@@ -148,5 +148,13 @@ def labels_of(task_ids: Sequence[int]) -> dict[int, list[str]]:
 
 
 def with_labels(task) -> dict:
-    """A task row as a dict with its label names (sorted case-insensitively)."""
+    """A task row as a dict with its label names (sorted case-insensitively), read from
+    task_labels: for a row returned before its labels were written."""
     return {**task._asdict(), "labels": labels_of([task.id]).get(task.id, [])}
+
+
+def with_row_labels(task) -> dict:
+    """A task row as a dict with its label names from the row itself (tasks.label_names, which
+    0006's triggers rewrite at the end of each statement that changes its links): for a row
+    read or returned after its labels were written. No round trip."""
+    return {**task._asdict(), "labels": split_labels(task.label_names)}

@@ -2,7 +2,7 @@
 
 A writer takes its locks in the order of LOCK_ORDER, each through a function here, and first of
 all the user's queue (lock_user_tasks): a transaction-scoped advisory lock per user. The kept
-counts no longer lock anything (migration 0008: the triggers append delta rows), so the queue
+counts no longer lock anything (migration 0009: the triggers append delta rows), so the queue
 is there only to keep writers that lock several rows from deadlocking: they take it exclusive,
 and every later lock (a task, a parent, a list's order, a label, a list or label deleted) is
 then taken by one of them at a time, with no single-task writer in flight. The single-task
@@ -13,7 +13,7 @@ task's parent and list order) and then waits for nothing another single-task wri
 
 from typing import NamedTuple
 
-from sqlalchemy import Text, case, cast, func, literal, select
+from sqlalchemy import Text, case, cast, func, literal, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from taskapp.errors import NotFound
@@ -63,7 +63,7 @@ NOT_FOUND = "Task not found"
 
 
 # The class of the queue's advisory key (its second key is the user's id): negative, so no
-# list order's (user id, list id) and no fold's (migration 0008: -8) key.
+# list order's (user id, list id) and no fold's (migration 0009: -8) key.
 QUEUE_CLASS = -1
 
 
@@ -133,4 +133,10 @@ def lock_tasks(user_id: int, task_ids: list[int]) -> list:
 def lock_list_order(user_id: int, list_id: int | None) -> None:
     """Serialise the writers of one list's order (the inbox: list 0) until the commit: a
     transaction-scoped advisory lock."""
-    db.session.execute(select(func.pg_advisory_xact_lock(user_id, list_id or 0)))
+    db.session.execute(text(list_order_lock(user_id, list_id)))
+
+
+def list_order_lock(user_id: int, list_id: int | None) -> str:
+    """lock_list_order's statement, to send in front of the read it guards
+    (``taskapp.database.LEAD_OPTION``)."""
+    return f"SELECT pg_advisory_xact_lock({int(user_id)}, {int(list_id or 0)})"

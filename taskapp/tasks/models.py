@@ -223,7 +223,7 @@ class LabelCount(db.Model):
     tasks: Mapped[int] = mapped_column(server_default="0")
 
 
-# What task statements add to the kept counts, appended by migration 0008's tasks_changed()
+# What task statements add to the kept counts, appended by migration 0009's tasks_changed()
 # (one row per user, list, priority and due day a statement touches) and summed by readers
 # with the base rows (TaskCount, TaskList, TaskPriorityCount, TaskDueCount) until
 # task_counts_fold() moves them there. Appending locks nothing another writer waits for.
@@ -239,7 +239,7 @@ task_count_deltas = Table(
     Index("ix_task_count_deltas_user_id", "user_id"),
 )
 
-# What link statements add to LabelCount, appended by triggers on task_labels (0008).
+# What link statements add to LabelCount, appended by triggers on task_labels (0009).
 label_count_deltas = Table(
     "label_count_deltas",
     db.metadata,

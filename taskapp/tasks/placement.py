@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from fractional_indexing import generate_key_between, generate_n_keys_between
 from sqlalchemy import Integer, String, column, func, select, update, values
 
+from taskapp.database import LEAD_OPTION
 from taskapp.errors import NotFound, Unprocessable
 from taskapp.extensions import db
-from taskapp.tasks.locks import lock_list_order, lock_task
+from taskapp.tasks.locks import list_order_lock, lock_list_order, lock_task
 from taskapp.tasks.models import Task, TaskList
 from taskapp.tasks.totals import touched
 
@@ -49,13 +50,14 @@ def end_of_list(
     user_id: int, list_id: int | None, *, locked: bool = False, excluding: Sequence[int] = ()
 ) -> str:
     """A key after every task of the list but ``excluding`` (taking the list's order lock
-    unless ``locked``)."""
-    if not locked:
-        lock_list_order(user_id, list_id)
+    unless ``locked``: in the same message as the read, which sees the writes committed
+    before the lock was granted)."""
     tasks = Task.__table__
     last = select(func.max(tasks.c.position)).where(
         *_in_list(user_id, list_id), tasks.c.id.not_in(excluding or [0])
     )
+    if not locked:
+        last = last.execution_options(**{LEAD_OPTION: list_order_lock(user_id, list_id)})
     return key_between(user_id, list_id, db.session.scalar(last), None, excluding=excluding)
 
 

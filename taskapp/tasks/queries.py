@@ -10,7 +10,7 @@ from taskapp.pagination import after_keys, keyset_page
 from taskapp.sync import service as sync
 from taskapp.tasks import labelling
 from taskapp.tasks.models import Task, task_labels
-from taskapp.tasks.totals import bind_due_days, split_labels, total_of
+from taskapp.tasks.totals import bind_due_days, change_stamp_of, split_labels, total_of
 
 TASK_LIST = "tasks"  # the cursor_list of TaskQuerySchema
 LIKE_ESCAPE = "/"
@@ -34,8 +34,9 @@ def list_tasks(
     cursor: dict | None = None,
     include_total: bool = True,
     **filters,
-) -> dict:
-    """One page of the user's tasks, filtered and totally ordered (ties broken by id).
+) -> tuple[dict, int]:
+    """One page of the user's tasks, filtered and totally ordered (ties broken by id), and the
+    user's change stamp as the page's statement read it (totals.change_stamp_of).
 
     The page comes by offset (``page``) or by keyset (``cursor``, from a previous page's
     ``meta.next_cursor``), and with its total and its tasks' labels in the same round trip.
@@ -75,7 +76,7 @@ def list_tasks(
             label_ids = labelling.label_ids(user_id, value)
             if label_ids is None:
                 # A label the user does not have: nothing matches, nothing to ask.
-                return answer([], total=0 if include_total else None)
+                return answer([], total=0 if include_total else None), _stamp(user_id)
             params.update((f"label_{n}", label_id) for n, label_id in enumerate(label_ids))
             shape.append(f"label:{len(label_ids)}")
             continue
@@ -104,12 +105,18 @@ def list_tasks(
     rows = [row._asdict() for row in db.session.execute(statement, params)]
     for row in rows:
         row["labels"] = split_labels(row.pop("label_names"))
-    if total is None:
-        count = None
+    if rows:
+        count, stamp = rows[0].get("total"), rows[0]["stamp"]
+    elif total is None:
+        count, stamp = None, _stamp(user_id)
     else:
         # Past the end there is no row to carry the total: ask for it alone.
-        count = rows[0]["total"] if rows else db.session.scalar(total, params)
-    return answer(rows, total=count)
+        count, stamp = db.session.execute(total, params).one()
+    return answer(rows, total=count), stamp
+
+
+def _stamp(user_id: int) -> int:
+    return db.session.scalar(select(change_stamp_of(user_id)))
 
 
 def list_task_changes(user_id: int, *, since: str | None = None, limit: int = 100) -> dict:
@@ -135,8 +142,9 @@ def page_statement(
     counted: bool = True,
     due_days: bool = False,
 ) -> tuple[Select, Select | None]:
-    """The page query of one shape of list, and its total alone (None unless ``counted``),
-    built once per shape.
+    """The page query of one shape of list (each row carries the change stamp, and the total
+    if ``counted``), and its total with the stamp alone (None unless ``counted``), built once
+    per shape.
 
     ``paging`` is "keyset" (after a cursor), "keyset_null" (after a task without a due date,
     in the due_at sort), "offset", or "deferred" (an offset by deferred join; never with a
@@ -191,11 +199,13 @@ def page_statement(
         query = select(tasks).join(page_ids, page_ids.c.id == tasks.c.id)
     else:
         query = query.offset(bindparam("offset"))
-    page = query
+    # The ETag's change stamp rides on every row: no round trip of its own.
+    stamp = change_stamp_of(bindparam("user_id")).label("stamp")
+    page = query.add_columns(stamp)
     if not counted:
         return page.order_by(*ordering).limit(bindparam("limit")), None
     page = page.add_columns(total.label("total"))
-    return page.order_by(*ordering).limit(bindparam("limit")), select(total)
+    return page.order_by(*ordering).limit(bindparam("limit")), select(total, stamp)
 
 
 def _filter_conditions(filters: tuple[str, ...]) -> list:

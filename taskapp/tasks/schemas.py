@@ -148,6 +148,13 @@ def labels_field(**kwargs) -> fields.List:
 class TaskSchema(Schema):
     """A task as returned by the API."""
 
+    def get_attribute(self, obj, attr, default):
+        # Tasks are dumped from plain dicts (the services' rows): a key is read directly, not
+        # through marshmallow's general accessor (dotted paths, attributes), 14 times a task.
+        if type(obj) is dict:
+            return obj.get(attr, default)
+        return super().get_attribute(obj, attr, default)
+
     id = fields.Integer(dump_only=True)
     title = fields.String(dump_only=True)
     description = fields.String(dump_only=True, allow_none=True)

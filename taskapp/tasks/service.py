@@ -12,7 +12,7 @@ from taskapp.errors import NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
 from taskapp.quotas import check_quota
 from taskapp.tasks import recurrence
-from taskapp.tasks.labelling import set_labels, with_labels
+from taskapp.tasks.labelling import set_labels, with_labels, with_row_labels
 from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks
 from taskapp.tasks.models import Task
 from taskapp.tasks.placement import UNSET, end_of_list, move_position, place, subtasks_follow
@@ -37,7 +37,7 @@ def get_task(user_id: int, task_id: int) -> dict:
     ).one_or_none()
     if task is None:
         raise NotFound(NOT_FOUND)
-    return with_labels(task)
+    return with_row_labels(task)
 
 
 def create_task(user_id: int, *, fields: dict) -> dict:
@@ -49,8 +49,8 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     limit = current_app.config["MAX_TASKS_PER_USER"]
     # A single-task write, so shared; exclusive near the quota (check_task_quota) or when it
     # may make labels (LABELS_PER_USER is counted under the exclusive queue: quotas).
-    near = room_below(limit) if limit else True
-    shared = lock_user_tasks(user_id, shared=False if labels else near)
+    roomy = room_below(limit) if limit else True
+    shared = lock_user_tasks(user_id, shared=False if labels else roomy)
     place(user_id, None, fields)
     if fields.get("completed"):
         fields["completed_at"] = func.now()
@@ -59,8 +59,11 @@ def create_task(user_id: int, *, fields: dict) -> dict:
     task = db.session.execute(statement).one()
     if not shared:
         check_task_quota(user_id)
-    set_labels(user_id, task.id, labels)
-    task = with_labels(task)
+    if labels:
+        set_labels(user_id, task.id, labels)
+        task = with_labels(task)  # the row was returned before its labels existed
+    else:
+        task = with_row_labels(task)
     db.session.commit()
     return task
 
@@ -92,7 +95,6 @@ def update_task(
     under the task's row lock, so that the UPDATE knows whether they changed; a refused UPDATE
     rolls them back. A recurrence is evaluated before any lock is taken (_plan_recurrence).
     """
-    tasks = Task.__table__
     changes = dict(changes)
     labels = changes.pop("labels", None)
     planned = _plan_recurrence(user_id, task_id, changes)
@@ -100,15 +102,49 @@ def update_task(
     own_fields = labels is None and not {"list_id", "parent_id"} & changes.keys()
     lock_user_tasks(user_id, shared=own_fields)
     place(user_id, task_id, changes)
-    if planned is not None:
-        current = lock_task(user_id, task_id)
-        changes.update(
-            planned if _state(current) == _state(planned.read) else _recur(current, changes)
-        )
+    # The rule's changes, planned before any lock from the row as read then; applied under the
+    # row lock if the row is still in that state, else planned again under it.
+    recurs = planned is not None and (
+        planned.read.recurrence is not None or changes.get("recurrence") is not None
+    )
+    locked = lock_task(user_id, task_id) if recurs or labels is not None else None
+    if recurs:
+        same = _state(locked) == _state(planned.read)
+        changes.update(planned if same else _recur(locked, changes))
     relabelled = False
     if labels is not None:
-        lock_task(user_id, task_id)
         relabelled = set_labels(user_id, task_id, labels)
+    task = None
+    if planned is not None and not recurs:
+        # Read without a rule, the task is written without a row lock first, on the condition
+        # that it still has none. No row (a rule set meanwhile, or a missing or stale task):
+        # that UPDATE wrote and locked nothing (its statement triggers saw no row), and the
+        # rule's way follows, evaluated under the lock in this rare race (still bounded).
+        task = _write(user_id, task_id, changes, relabelled, expected, non_recurring=True)
+        if task is None:
+            changes.update(_recur(lock_task(user_id, task_id), changes))
+    if task is None:
+        task = _write(user_id, task_id, changes, relabelled, expected)
+    if task is None:
+        _refuse(user_id, task_id)
+    if "list_id" in changes:
+        subtasks_follow(task)
+    task = with_row_labels(task)
+    db.session.commit()
+    return task
+
+
+def _write(
+    user_id: int,
+    task_id: int,
+    changes: dict,
+    relabelled: bool,
+    expected: Sequence[Version] | None,
+    *,
+    non_recurring: bool = False,
+):
+    """update_task's one UPDATE ... RETURNING (None: no row matched)."""
+    tasks = Task.__table__
     changed = or_(
         false(),
         true() if relabelled else false(),
@@ -126,17 +162,11 @@ def update_task(
             if changes["completed"]
             else None
         )
-    statement = (
-        update(tasks).where(*_target(user_id, task_id, expected)).values(values).returning(*tasks.c)
-    )
-    task = db.session.execute(statement).one_or_none()
-    if task is None:
-        _refuse(user_id, task_id)
-    if "list_id" in changes:
-        subtasks_follow(task)
-    task = with_labels(task)
-    db.session.commit()
-    return task
+    where = _target(user_id, task_id, expected)
+    if non_recurring:
+        where.append(tasks.c.recurrence.is_(None))
+    statement = update(tasks).where(*where).values(values).returning(*tasks.c)
+    return db.session.execute(statement).one_or_none()
 
 
 def move_task(
@@ -167,7 +197,7 @@ def move_task(
     if task is None:
         _refuse(user_id, task_id)
     subtasks_follow(task)
-    task = with_labels(task)
+    task = with_row_labels(task)
     db.session.commit()
     return task
 

@@ -3,7 +3,7 @@ the triggers that keep the counts and this Python must agree on, written once.
 
 A kept count is its base row plus the sum of its delta rows. Whoever writes tasks or links
 (the services, a cascade, a bulk load), a trigger appends what the statement changes to the
-delta tables in the writer's transaction (migration 0008: task_count_deltas, one row per user,
+delta tables in the writer's transaction (migration 0009: task_count_deltas, one row per user,
 list, priority and due day a statement touches; label_count_deltas), which locks nothing
 another writer waits for; task_counts_fold() (fold_counts) moves a user's delta rows into the
 base rows: task_counts (0003; its ``stamp``, 0005), lists' ``total``/``completed`` (0006),
@@ -101,7 +101,7 @@ class Kept(NamedTuple):
     key: tuple[str, ...]
     counts: tuple[str, ...]
     # Where it is kept: the migration of its base table, and the prefix of the names of the
-    # triggers that append its delta rows (0008).
+    # triggers that append its delta rows (0009).
     migration: str
     triggers: str
     # What a count that falls to 0 does when folded. "deleted": the row goes, so the table
@@ -248,7 +248,7 @@ def zero_rows(kept: Kept) -> int:
 
 
 def fold_counts(user_id: int) -> int:
-    """Move the user's delta rows into the base rows (migration 0008's task_counts_fold), in
+    """Move the user's delta rows into the base rows (migration 0009's task_counts_fold), in
     the caller's transaction; how many task delta rows it moved (0 if another transaction is
     folding them: it never waits for one)."""
     return db.session.scalar(select(func.task_counts_fold(user_id))) or 0
@@ -473,21 +473,25 @@ def bind_due_days(params: dict, shape: tuple[str, ...], completed: bool | None) 
     return True
 
 
-def change_stamp(user_id: int) -> int:
+def change_stamp_of(user_id) -> ColumnElement:
     """A number that grows with every write of the user's tasks (0 before the first): the
     base task_counts.stamp plus the number of the user's delta rows (each task statement
-    appends at least one; a fold moves them into the stamp), migration 0008.
+    appends at least one; a fold moves them into the stamp), migration 0009. In SQL, so that a
+    page reads it in its own statement (one snapshot: the stamp of exactly the rows it shows).
 
-    Read before a list's rows, it makes the list's ETag: a write committed in between changes
-    the stamp, so at worst the next conditional request misses, never matches wrongly. The
-    writes a snapshot sees only grow (a later snapshot sees every commit an earlier one saw),
-    so one stamp never names two sets of writes.
+    The writes a snapshot sees only grow (a later snapshot sees every commit an earlier one
+    saw), so one stamp never names two sets of writes.
     """
     counts, deltas = TaskCount.__table__, task_count_deltas
-    kept = select(counts.c.stamp).where(counts.c.user_id == bindparam("user_id"))
-    added = select(func.count()).where(deltas.c.user_id == bindparam("user_id"))
-    stamp = func.coalesce(kept.scalar_subquery(), 0) + added.scalar_subquery()
-    return db.session.scalar(select(stamp), {"user_id": user_id})
+    kept = select(counts.c.stamp).where(counts.c.user_id == user_id)
+    added = select(func.count()).where(deltas.c.user_id == user_id)
+    return func.coalesce(kept.scalar_subquery(), 0) + added.scalar_subquery()
+
+
+def change_stamp(user_id: int) -> int:
+    """change_stamp_of, alone: a list's ETag before its rows are read (a conditional request
+    answered 304 reads nothing else)."""
+    return db.session.scalar(select(change_stamp_of(user_id)))
 
 
 def user_task_count(user_id: int) -> int:

@@ -8,13 +8,13 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select
-from test_tasks_totals import assert_kept_counts
 
 from conftest import PASSWORD, own_connection, requires_redis
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
 from tests.support import wait_for
 from tests.support.servers import Server, call, gunicorn
+from tests.support.totals import assert_kept_counts
 
 pytestmark = [requires_redis, pytest.mark.gunicorn, pytest.mark.committing]
 
@@ -129,13 +129,14 @@ def row_locked(task_id: int):
 
 
 def writers_waiting_on_a_lock() -> int:
-    # A new connection each time: pg_stat_activity is a snapshot per transaction.
+    # A new connection each time: pg_stat_activity is a snapshot per transaction. Only this
+    # database's: another test run (an xdist worker) may have writers waiting on the server.
     connection = own_connection()
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = 'taskapp' AND wait_event_type = 'Lock'"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'taskapp' AND wait_event_type = 'Lock'"
             )
             return cursor.fetchone()[0]
     finally:

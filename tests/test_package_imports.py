@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import PROJECT
 
 # One fresh interpreter that enters the package at each module in turn, forgetting every
@@ -39,6 +41,7 @@ def taskapp_modules() -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone():
     modules = taskapp_modules()
     assert "taskapp.auth.service" in modules

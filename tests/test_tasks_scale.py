@@ -220,6 +220,7 @@ def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
     assert db.session.get(TaskCount, seeded[1]) is None
 
 
+@pytest.mark.slow
 @pytest.mark.committing
 def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkeypatch, build_app):
     # ``app`` (committing) truncates the tables afterwards: the seed commits for real.
@@ -236,6 +237,7 @@ def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkey
         db.session.rollback()
 
 
+@pytest.mark.slow
 @pytest.mark.committing
 def test_no_list_query_scans_the_tasks_table(app):
     """EXPLAIN every list query on a seeded database: index scans only, never a Seq Scan."""

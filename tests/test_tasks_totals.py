@@ -146,6 +146,7 @@ def test_every_shape_of_the_registry_is_exercised():
         assert not total.kept or set(total.tables) - {"tasks"} <= kept, shape
 
 
+@pytest.mark.slow
 def test_kept_counts_and_totals_follow_every_writer(client, auth, make_task):
     headers, other = auth(), auth()
     user_id = client.get("/me", headers=headers).json["id"]

@@ -56,13 +56,6 @@ def pytest_unconfigure(config) -> None:
         embedded.stop(server)
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """The tests marked ``slow`` first: xdist hands each worker a share of the run in this
-    order and balances what is left, so a long test never starts last, alone, while the other
-    workers have finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 requires_redis = pytest.mark.skipif(
     not os.environ.get("TEST_REDIS_URL"), reason="needs Redis (set TEST_REDIS_URL)"
 )

@@ -4,13 +4,13 @@ import io
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from taskapp.auth.models import User
 from taskapp.auth.passwords import hash_password
 from taskapp.extensions import db
 from taskapp.tasks.models import Label, TaskList
-from taskapp.tasks.totals import fold_counts
+from taskapp.tasks.totals import LABEL_SEPARATOR, fold_counts
 
 COMMON = (
     "report meeting invoice review design deploy budget client email call draft plan "
@@ -78,62 +78,87 @@ def seed(*, users: int, tasks: int, prefix: str, password: str, rng_seed: int = 
     )
     user_ids = list(db.session.scalars(select(User.id).where(User.email.in_(emails))))
     for user_id in user_ids:
-        list_ids = _make_lists(user_id)
-        _load_tasks(_rows(user_id, tasks, rng, list_ids))
-        _label_and_nest(user_id)
+        list_ids, labels = _make_lists(user_id)
+        _load_tasks(tasks, _rows(user_id, tasks, rng, list_ids), labels)
         fold_counts(user_id)  # the load's count deltas, so reads sum none of them
     db.session.commit()
     return user_ids
 
 
-def _make_lists(user_id: int) -> list[int]:
-    """The user's lists (LIST_NAMES) and labels (LABEL_NAMES); the lists' ids."""
+def _make_lists(user_id: int) -> tuple[list[int], list[tuple[int, str, str]]]:
+    """The user's lists (LIST_NAMES) and labels (LABEL_NAMES): the lists' ids, and the labels'
+    (id, name, key) in the order of their keys."""
     lists = TaskList.__table__
     rows = [
         {"user_id": user_id, "name": name, "position": f"a{n}"} for n, name in enumerate(LIST_NAMES)
     ]
     ids = db.session.scalars(insert(lists).returning(lists.c.id), rows).all()
-    labels = [{"user_id": user_id, "name": name, "key": name} for name in LABEL_NAMES]
-    db.session.execute(insert(Label), labels)
-    return list(ids)
+    labels = Label.__table__
+    rows = [{"user_id": user_id, "name": name, "key": name} for name in LABEL_NAMES]
+    made = db.session.execute(
+        insert(labels).returning(labels.c.id, labels.c.name, labels.c.key), rows
+    ).all()
+    return list(ids), sorted(map(tuple, made), key=lambda label: label[2])
 
 
-def _label_and_nest(user_id: int) -> None:
-    """About one label in eight per task, and every tenth task a subtask of the task before
-    it (in that task's list), by set-based statements."""
-    db.session.execute(
-        text(
-            "INSERT INTO task_labels (task_id, label_id) SELECT t.id, l.id FROM tasks t "
-            "JOIN labels l ON l.user_id = t.user_id "
-            "WHERE t.user_id = :user_id AND (t.id * 7 + l.id * 3) % 8 = 0"
-        ),
-        {"user_id": user_id},
-    )
-    db.session.execute(
-        text(
-            "UPDATE tasks SET parent_id = id - 1, "
-            "list_id = (SELECT p.list_id FROM tasks p WHERE p.id = tasks.id - 1) "
-            "WHERE user_id = :user_id AND id % 10 = 0 AND EXISTS "
-            "(SELECT 1 FROM tasks p WHERE p.id = tasks.id - 1 AND p.user_id = tasks.user_id)"
-        ),
-        {"user_id": user_id},
-    )
+def _labels_of(task_id: int, labels: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """The labels a task gets: about one in eight, by its id and theirs."""
+    return [label for label in labels if (task_id * 7 + label[0] * 3) % 8 == 0]
 
 
-def _load_tasks(rows) -> None:
+def _nested(rows, ids: list[int], labels: list[tuple[int, str, str]]):
+    """Each row of COLUMNS with its id first and its parent_id and label_names last: every
+    tenth task (by id) a subtask of the task before it, in that task's list; label_names as
+    migration 0006's triggers write them (the names in the order of their keys)."""
+    previous = None
+    list_at = COLUMNS.index("list_id")
+    for task_id, row in zip(ids, rows, strict=True):
+        parent_id = None
+        if task_id % 10 == 0 and previous is not None and previous[0] == task_id - 1:
+            parent_id = previous[0]
+            row = (*row[:list_at], previous[1 + list_at], *row[list_at + 1 :])
+        names = [name for _id, name, _key in _labels_of(task_id, labels)]
+        current = (task_id, *row, parent_id, LABEL_SEPARATOR.join(names) or None)
+        yield current
+        previous = current
+
+
+def _load_tasks(count: int, rows, labels: list[tuple[int, str, str]]) -> None:
+    """COPY the tasks, each written whole (its id, subtask and label names included), then
+    their label links.
+
+    Loading the rows as they end up, rather than updating them after, writes each task once:
+    the labelling and nesting UPDATEs rewrote a fifth of a million rows, firing every task
+    trigger again (over a minute for 100,000 tasks, against seconds). The label-names
+    trigger then finds every task's label_names right and writes nothing.
+    """
     connection = db.session.connection()
     # statement_timeout guards request paths; a bulk load is meant to run long.
     connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
-    _copy_tasks(connection, rows)
-    # The labelling and nesting statements that follow fire the task triggers over every
-    # task loaded. Their plans, cached by this connection since it last ran them on a few
-    # rows, would be reused as they are: the label-names trigger then scanned task_labels
-    # once per task (over ten minutes for 100,000 tasks, against 40 s). ANALYZE gives the
-    # planner the new sizes and makes every cached plan over these tables be made again.
+    # Ids taken from the sequence first, as a default would, so each row's id is known.
+    ids = sorted(
+        connection.exec_driver_sql(
+            "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM generate_series(1, %s)",
+            (count,),
+        ).scalars()
+    )
+    _copy(
+        connection,
+        "tasks",
+        ("id", *COLUMNS, "parent_id", "label_names"),
+        _nested(rows, ids, labels),
+    )
+    # The label-names trigger of the links' COPY reads tasks and task_labels. Its plans,
+    # cached by this connection since it last ran them on a few rows, would be reused as they
+    # are (it then scanned task_labels once per task: over ten minutes for 100,000 tasks).
+    # ANALYZE gives the planner the new sizes and makes every cached plan over these tables
+    # be made again.
     connection.exec_driver_sql("ANALYZE tasks, task_labels, labels, lists")
+    links = ((task_id, label_id) for task_id in ids for label_id, *_ in _labels_of(task_id, labels))
+    _copy(connection, "task_labels", ("task_id", "label_id"), links)
 
 
-def _copy_tasks(connection, rows) -> None:
+def _copy(connection, table: str, columns: tuple[str, ...], rows) -> None:
     """COPY in chunks: an order of magnitude faster than INSERTs for a million rows."""
     cursor = connection.connection.driver_connection.cursor()
 
@@ -145,15 +170,14 @@ def _copy_tasks(connection, rows) -> None:
         text = str(value)
         return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
+    def flush(buffer: io.StringIO) -> None:
+        buffer.seek(0)
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+
     buffer = io.StringIO()
     for count, row in enumerate(rows, start=1):
         buffer.write("\t".join(escape(value) for value in row) + "\n")
         if count % BATCH == 0:
-            _flush(cursor, buffer)
+            flush(buffer)
             buffer = io.StringIO()
-    _flush(cursor, buffer)
-
-
-def _flush(cursor, buffer: io.StringIO) -> None:
-    buffer.seek(0)
-    cursor.copy_expert(f"COPY tasks ({', '.join(COLUMNS)}) FROM STDIN", buffer)
+    flush(buffer)

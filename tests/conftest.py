@@ -20,7 +20,12 @@ from taskapp import create_app, embedded
 from taskapp.extensions import db, limiter
 from taskapp.observability import JsonFormatter
 from tests.support import PASSWORD, PROJECT, TEST_JWT_SECRET  # noqa: F401 (tests import them here)
-from tests.support.databases import connect, horizon_held, scratch_database
+from tests.support.databases import (  # noqa: F401 (tests import own_connection here)
+    horizon_held,
+    own_connection,
+    scratch_database,
+)
+from tests.support.workers import own_database_url, own_redis_url
 
 _emails = itertools.count()
 _EMBEDDED = pytest.StashKey()
@@ -28,7 +33,15 @@ _EMBEDDED = pytest.StashKey()
 
 def pytest_configure(config) -> None:
     """Without TEST_DATABASE_URL, start the embedded server and name its database there, for
-    the app and for every process the tests start (gunicorn, the CLI)."""
+    the app and for every process the tests start (gunicorn, the CLI). Under xdist, only the
+    controller starts it (its workers inherit the URL), and each worker takes a database and
+    a Redis database of its own (tests/support/workers.py)."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is not None:
+        os.environ["TEST_DATABASE_URL"] = own_database_url(os.environ["TEST_DATABASE_URL"], worker)
+        if os.environ.get("TEST_REDIS_URL"):
+            os.environ["TEST_REDIS_URL"] = own_redis_url(os.environ["TEST_REDIS_URL"], worker)
+        return
     if os.environ.get("TEST_DATABASE_URL"):
         return
     server, url = embedded.start(EMBEDDED_TEST_DATA, "taskapp_test")
@@ -46,12 +59,6 @@ def pytest_unconfigure(config) -> None:
 requires_redis = pytest.mark.skipif(
     not os.environ.get("TEST_REDIS_URL"), reason="needs Redis (set TEST_REDIS_URL)"
 )
-
-
-def own_connection():
-    """A psycopg2 connection of the test's own to the test database, outside the app's pool
-    (autocommit)."""
-    return connect(db.engine.engine.url)  # db.engine is a Connection in an isolated test
 
 
 @pytest.fixture

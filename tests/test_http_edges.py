@@ -8,11 +8,11 @@ import re
 import socket
 
 import pytest
-from test_observability_metrics import samples
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import config
 from conftest import assert_error, requires_redis
+from tests.support.metrics import samples
 from tests.support.servers import gunicorn
 
 MADE_UP_METHODS = ["FOO", "TRACE", "CONNECT", "QUERY", "PROPFIND", "M-SEARCH", "X" * 200]

@@ -3,9 +3,9 @@ spelling, as in paths (ASCII digits without a leading zero, 1 to int4, in a quer
 integer in a body). Any other is a 422 that changes nothing, never another spelling of a row."""
 
 import pytest
-from test_input_paths import snapshot, spellings_of
 
 from conftest import assert_error
+from tests.support.inputs import snapshot, spellings_of
 
 MAX_ID = 2_147_483_647
 # Other spellings of a number that int() reads: signs, white space, underscores, leading

@@ -2,22 +2,12 @@
 
 import re
 
-from prometheus_client.parser import text_string_to_metric_families
-
 import config
 from conftest import assert_error
 from taskapp.observability import route
+from tests.support.metrics import samples
 
 DURATION = "flask_http_request_duration_seconds"
-
-
-def samples(text: str) -> dict[tuple, float]:
-    """{(sample name, (label, value), ...): value} from the Prometheus text format."""
-    return {
-        (sample.name, *sorted(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def count(parsed: dict, method: str, route: str, status: str) -> float:

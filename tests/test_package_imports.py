@@ -1,8 +1,12 @@
-"""The tree has no import cycle: every taskapp module imports on its own in a fresh interpreter."""
+"""The tree has no import cycle: every taskapp module imports on its own in a fresh interpreter;
+and no test module imports another (what tests share is in tests/support)."""
 
+import ast
 import json
 import subprocess
 import sys
+
+import pytest
 
 from conftest import PROJECT
 
@@ -37,6 +41,7 @@ def taskapp_modules() -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone():
     modules = taskapp_modules()
     assert "taskapp.auth.service" in modules
@@ -49,3 +54,20 @@ def test_every_module_imports_alone():
         check=True,
     )
     assert json.loads(result.stdout) == {}
+
+
+def test_no_test_module_imports_another():
+    """A helper one test module takes from another makes the two run together (collection,
+    fixtures, an xdist worker) and hides the harness: what tests share is in tests/support."""
+    found = []
+    for path in sorted((PROJECT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            found += [
+                f"{path.name}: {name}"
+                for name in names
+                if name.startswith(("test_", "tests.test_"))
+            ]
+    assert found == []

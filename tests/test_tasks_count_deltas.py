@@ -5,14 +5,14 @@ import threading
 
 import pytest
 from sqlalchemy import func, select
-from test_auth_session_races import InThread
-from test_tasks_totals import assert_kept_counts
 
 from conftest import own_connection
 from taskapp.extensions import db
 from taskapp.tasks import service, totals
 from taskapp.tasks.models import task_count_deltas
 from tests.support import wait_for
+from tests.support.concurrency import InThread
+from tests.support.totals import assert_kept_counts
 
 STATEMENTS = {
     "insert": "INSERT INTO tasks (user_id, title, completed, priority, due_at) "

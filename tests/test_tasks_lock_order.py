@@ -9,12 +9,12 @@ import threading
 
 import pytest
 from sqlalchemy import event
-from test_auth_session_races import InThread, await_lock_waits
 
 from conftest import PASSWORD
 from taskapp.extensions import db
 from taskapp.tasks import placement
 from taskapp.tasks.locks import LOCK_ORDER
+from tests.support.concurrency import InThread, await_lock_waits
 
 # Which step of LOCK_ORDER a statement takes, by its SQL; None: it locks nothing.
 STEPS = {

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import OperationalError
-from test_tasks_totals import kept_counts
 
 from conftest import assert_error, own_connection, row_count
 from taskapp import seed as seed_module
@@ -17,6 +16,7 @@ from taskapp.extensions import db
 from taskapp.seed import COMMON, seed
 from taskapp.tasks import queries
 from taskapp.tasks.models import Task, TaskCount, TaskList, task_count_deltas
+from tests.support.totals import kept_counts
 
 SORTS = list(itertools.product(["created_at", "updated_at", "title"], ["asc", "desc"]))
 
@@ -223,6 +223,7 @@ def test_bulk_seed_and_account_deletion_keep_counts(app, client, auth):
     assert db.session.scalar(deltas) == 0  # gone with the user
 
 
+@pytest.mark.slow
 @pytest.mark.committing
 def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkeypatch, build_app):
     # ``app`` (committing) truncates the tables afterwards: the seed commits for real.
@@ -239,6 +240,7 @@ def test_bulk_seed_is_not_cut_short_by_the_request_statement_timeout(app, monkey
         db.session.rollback()
 
 
+@pytest.mark.slow
 @pytest.mark.committing
 def test_flask_seed_is_not_ended_by_the_request_idle_timeout(app, build_app, monkeypatch):
     """The seed builds its rows in Python between statements of one transaction: a request's

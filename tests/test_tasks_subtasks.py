@@ -2,11 +2,11 @@
 
 import pytest
 from sqlalchemy import select
-from test_tasks_totals import kept_counts
 
 from conftest import assert_error
 from taskapp.extensions import db
 from taskapp.tasks.models import Task
+from tests.support.totals import kept_counts
 
 
 @pytest.fixture

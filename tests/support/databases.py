@@ -244,6 +244,12 @@ def connect(url):
     return connection
 
 
+def own_connection():
+    """A psycopg2 connection of the test's own to the test database, outside the app's pool
+    (autocommit)."""
+    return connect(db.engine.engine.url)  # db.engine is a Connection in an isolated test
+
+
 @contextmanager
 def scratch_database(url: str) -> Iterator[str]:
     """A new, empty database on the server of ``url``, for a deployment made afresh (migrations

@@ -67,15 +67,15 @@ def test_single_task_writes_go_on_while_another_is_open(app, auth, make_task, mo
     list_id = client.post("/lists", json={"name": "L"}, headers=headers).json["id"]
     tasks = [make_task(headers, title=f"t{n}")["id"] for n in range(3)]
     holding, release = threading.Event(), threading.Event()
-    set_labels = service.set_labels
+    represent = service.with_row_labels  # a create's last step before its commit
 
-    def hold(user_id, task_id, labels):
+    def hold(*args):
         if not holding.is_set():
             holding.set()
             release.wait(20)
-        return set_labels(user_id, task_id, labels)
+        return represent(*args)
 
-    monkeypatch.setattr(service, "set_labels", hold)
+    monkeypatch.setattr(service, "with_row_labels", hold)
     held = InThread(app, "post", "/tasks", json={"title": "held"}, headers=headers)
     try:
         assert holding.wait(20)

@@ -75,6 +75,18 @@ def lock_user_tasks(user_id: int, *, shared: bool | ColumnElement = False) -> bo
     In the same statement, fold the user's count deltas into the base rows when there are
     more than totals.FOLD_AFTER (unless another writer is folding them: it never waits).
     """
+    statement = _queue(user_id, shared)
+    return db.session.execute(statement, {"user_id": user_id}).scalar_one()
+
+
+def shared_queue_lead(user_id: int) -> str:
+    """lock_user_tasks(shared=True)'s statement as SQL text, to send in front of a single-task
+    write it guards (``taskapp.database.LEAD_OPTION``): the queue costs no round trip."""
+    statement = _queue(int(user_id), True)
+    return str(statement.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _queue(user_id: int, shared: bool | ColumnElement):
     deltas = task_count_deltas
     condition = shared if isinstance(shared, ColumnElement) else literal(shared)
     take = case(
@@ -84,8 +96,7 @@ def lock_user_tasks(user_id: int, *, shared: bool | ColumnElement = False) -> bo
     pending = select(literal(1)).where(deltas.c.user_id == user_id).limit(FOLD_AFTER + 1)
     many = select(func.count()).select_from(pending.subquery()).scalar_subquery() > FOLD_AFTER
     fold = case((many, func.task_counts_fold(user_id)), else_=0)
-    statement = select(condition, take, fold)
-    return db.session.execute(statement, {"user_id": user_id}).scalar_one()
+    return select(condition, take, fold)
 
 
 def lock_list(user_id: int, list_id: int) -> bool:

@@ -8,12 +8,13 @@ from typing import NamedTuple, NoReturn
 from flask import current_app
 from sqlalchemy import and_, case, delete, false, func, insert, or_, select, true, update
 
+from taskapp.database import LEAD_OPTION
 from taskapp.errors import NotFound, PreconditionFailed, Unprocessable
 from taskapp.extensions import db
 from taskapp.quotas import check_quota
 from taskapp.tasks import recurrence
 from taskapp.tasks.labelling import set_labels, with_labels, with_row_labels
-from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks
+from taskapp.tasks.locks import NOT_FOUND, lock_task, lock_user_tasks, shared_queue_lead
 from taskapp.tasks.models import Task
 from taskapp.tasks.placement import UNSET, end_of_list, move_position, place, subtasks_follow
 from taskapp.tasks.totals import room_below, touched, user_task_count
@@ -100,13 +101,17 @@ def update_task(
     planned = _plan_recurrence(user_id, task_id, changes)
     # Only its own fields: a single-task write (locks), so shared.
     own_fields = labels is None and not {"list_id", "parent_id"} & changes.keys()
-    lock_user_tasks(user_id, shared=own_fields)
-    place(user_id, task_id, changes)
     # The rule's changes, planned before any lock from the row as read then; applied under the
     # row lock if the row is still in that state, else planned again under it.
     recurs = planned is not None and (
         planned.read.recurrence is not None or changes.get("recurrence") is not None
     )
+    if own_fields and planned is not None and not recurs:
+        # The common write (completing a task without a rule): the queue rides with the
+        # UPDATE, one message (_write_without_rule).
+        return _write_without_rule(user_id, task_id, changes, expected)
+    lock_user_tasks(user_id, shared=own_fields)
+    place(user_id, task_id, changes)
     locked = lock_task(user_id, task_id) if recurs or labels is not None else None
     if recurs:
         same = _state(locked) == _state(planned.read)
@@ -114,21 +119,31 @@ def update_task(
     relabelled = False
     if labels is not None:
         relabelled = set_labels(user_id, task_id, labels)
-    task = None
-    if planned is not None and not recurs:
-        # Read without a rule, the task is written without a row lock first, on the condition
-        # that it still has none. No row (a rule set meanwhile, or a missing or stale task):
-        # that UPDATE wrote and locked nothing (its statement triggers saw no row), and the
-        # rule's way follows, evaluated under the lock in this rare race (still bounded).
-        task = _write(user_id, task_id, changes, relabelled, expected, non_recurring=True)
-        if task is None:
-            changes.update(_recur(lock_task(user_id, task_id), changes))
-    if task is None:
-        task = _write(user_id, task_id, changes, relabelled, expected)
+    task = _write(user_id, task_id, changes, relabelled, expected)
     if task is None:
         _refuse(user_id, task_id)
     if "list_id" in changes:
         subtasks_follow(task)
+    task = with_row_labels(task)
+    db.session.commit()
+    return task
+
+
+def _write_without_rule(
+    user_id: int, task_id: int, changes: dict, expected: Sequence[Version] | None
+) -> dict:
+    """update_task for a change of a task's own fields, read with no rule and given none: the
+    user's queue (shared) and the UPDATE in one message, on the condition that the task still
+    has no rule. No row (a rule set meanwhile, or a missing or stale task): that UPDATE wrote
+    and locked nothing (its statement triggers saw no row), and the rule's way follows under
+    the row lock, in this rare race (its evaluation still bounded: recurrence.BUDGET)."""
+    lead = shared_queue_lead(user_id)
+    task = _write(user_id, task_id, changes, False, expected, non_recurring=True, lead=lead)
+    if task is None:
+        changes.update(_recur(lock_task(user_id, task_id), changes))
+        task = _write(user_id, task_id, changes, False, expected)
+    if task is None:
+        _refuse(user_id, task_id)
     task = with_row_labels(task)
     db.session.commit()
     return task
@@ -142,8 +157,10 @@ def _write(
     expected: Sequence[Version] | None,
     *,
     non_recurring: bool = False,
+    lead: str | None = None,
 ):
-    """update_task's one UPDATE ... RETURNING (None: no row matched)."""
+    """update_task's one UPDATE ... RETURNING (None: no row matched), ``lead`` (SQL text) in
+    front of it in the same message."""
     tasks = Task.__table__
     changed = or_(
         false(),
@@ -166,6 +183,8 @@ def _write(
     if non_recurring:
         where.append(tasks.c.recurrence.is_(None))
     statement = update(tasks).where(*where).values(values).returning(*tasks.c)
+    if lead is not None:
+        statement = statement.execution_options(**{LEAD_OPTION: lead})
     return db.session.execute(statement).one_or_none()
 
 
